@@ -1,0 +1,32 @@
+# The two commands (see README): `make demo` runs the pipeline, `make test` the suite.
+# Each does its own set-up first (scripts/setup.sh: Debian packages, .venv), idempotently.
+.PHONY: setup demo test test-fast lint stack-up stack-down clean
+
+VENV := .venv
+CW := $(VENV)/bin/citywatch
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(CW) demo
+
+test: setup
+	$(VENV)/bin/python -m pytest -q --durations=10
+
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -m "not integration"
+
+lint: setup
+	$(VENV)/bin/ruff check citywatch edge stream hardware models center tests benchmarks
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy citywatch edge stream hardware
+
+stack-up: setup
+	$(CW) stack up
+
+stack-down: setup
+	$(CW) stack down
+
+clean: stack-down
+	rm -rf .citywatch

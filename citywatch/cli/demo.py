@@ -1,0 +1,189 @@
+"""``citywatch demo``: the whole pipeline on the embedded stack, with a live view.
+
+Starts the stack, the Faust app and the bridge as their own processes (as in production),
+runs the config's simulated sensor gateways in this process, and ends with a summary
+checked against the database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from citywatch.cli.accounts import data_dir_of, embedded_stack, resolve_endpoints
+from citywatch.cli.runtime import edge_session
+from citywatch.config import CitywatchConfig
+from citywatch.edge.sensor_agent import SensorAgentStats, SensorChannel, build_channels, run_sensor_agent
+from citywatch.edge.session import EdgeSession
+from citywatch.stream.migrate import migrate
+
+
+@dataclass
+class Gateway:
+    id: str
+    session: EdgeSession
+    channels: list[SensorChannel]
+    thread: threading.Thread | None = None
+    stats: SensorAgentStats | None = None
+
+
+def spawn(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a citywatch subcommand with its output in ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "citywatch.cli.main", *args],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_demo(
+    config: CitywatchConfig, config_path: Path, data_dir: Path | None, duration_s: float,
+    keep_stack: bool, console: Console,
+) -> int:
+    root = data_dir_of(config, data_dir)
+    stack = embedded_stack(config, root)
+    started = time.monotonic()
+    with console.status("starting the embedded stack (Mosquitto, Tansu, PostgreSQL)…") as status:
+        info = stack.up(progress=lambda line: status.update(line))
+    console.print(f"[green]✓[/] stack up in {time.monotonic() - started:.1f}s: "
+                  + ", ".join(f"{s.name} {s.url}" for s in info.services), highlight=False)
+    endpoints = resolve_endpoints(config, root)
+    report = migrate(endpoints.database_url)
+    console.print(f"[green]✓[/] database schema v{report.current_version}"
+                  f" ({'TimescaleDB' if report.timescale else 'plain PostgreSQL: timescaledb not available'})")
+    env = {**os.environ, "CITYWATCH_DATA_DIR": str(root), "CITYWATCH_CONFIG": str(config_path)}
+    logs = root / "logs"
+    processes = {
+        "stream app": spawn(["stream", "app"], logs / "stream-app.log", env),
+        "bridge": spawn(["stream", "bridge"], logs / "bridge.log", env),
+    }
+    console.print(f"[green]✓[/] started the Faust app and the bridge (logs in {logs})")
+    gateways = [
+        Gateway(g.id, edge_session(config, g.id, root), build_channels(config, g.id))
+        for g in config.devices.gateways if g.kind == "sensor"
+    ]
+    stop = threading.Event()
+    try:
+        for gateway in gateways:
+            gateway.session.start()
+
+            def work(gw: Gateway = gateway) -> None:
+                gw.stats = run_sensor_agent(gw.channels, gw.session, stop, duration_s)
+
+            gateway.thread = threading.Thread(target=work, name=f"agent-{gateway.id}", daemon=True)
+            gateway.thread.start()
+        with Live(console=console, refresh_per_second=2) as live:
+            begin = time.monotonic()
+            while any(g.thread and g.thread.is_alive() for g in gateways):
+                live.update(_view(gateways, endpoints.database_url, time.monotonic() - begin, duration_s, processes))
+                time.sleep(0.5)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(_pending_alerts(g) for g in gateways):
+                for g in gateways:
+                    g.session.pump()
+                live.update(_view(gateways, endpoints.database_url, time.monotonic() - begin, duration_s, processes))
+                time.sleep(0.5)
+        return _summary(gateways, endpoints.database_url, console)
+    finally:
+        stop.set()
+        for gateway in gateways:
+            gateway.session.stop()
+            gateway.session.outbox.close()
+        for process in processes.values():
+            stop_process(process)
+        if not keep_stack:
+            with console.status("stopping the stack…"):
+                stack.down()
+            console.print("[green]✓[/] stack stopped")
+
+
+def _pending_alerts(gateway: Gateway) -> int:
+    return gateway.session.outbox.counts().get("alert", 0)
+
+
+def _db_counts(database_url: str) -> tuple[int, int]:
+    try:
+        with psycopg.connect(database_url, connect_timeout=2) as conn:
+            alerts = conn.execute("SELECT count(*) FROM alerts").fetchone()
+            telemetry = conn.execute("SELECT count(*) FROM telemetry").fetchone()
+            return (alerts[0] if alerts else 0, telemetry[0] if telemetry else 0)
+    except psycopg.Error:
+        return (-1, -1)
+
+
+def _view(
+    gateways: list[Gateway], database_url: str, elapsed: float, duration: float,
+    processes: dict[str, subprocess.Popen[bytes]],
+) -> Group:
+    table = Table(title="simulated waterlogging sensors", expand=True)
+    for column in ("sensor", "depth cm", "level", "alerts sent", "awaiting receipt"):
+        table.add_column(column)
+    for gateway in gateways:
+        sent: dict[str, int] = {}
+        for alert in (gateway.stats.alerts if gateway.stats else []):
+            sent[alert.device.id] = sent.get(alert.device.id, 0) + 1
+        for channel in gateway.channels:
+            depth = channel.tracker.depth_cm
+            level = channel.tracker.level or "dry"
+            colour = "green" if level == "dry" else "yellow" if level == "lane" else "red"
+            table.add_row(
+                channel.config.id, f"{depth:5.1f}" if depth is not None else "–",
+                f"[{colour}]{level}[/]", str(sent.get(channel.config.id, "…")), "",
+            )
+        table.add_row(f"[dim]gateway {gateway.id}[/]", "", "", "", str(_pending_alerts(gateway)))
+    alerts, telemetry = _db_counts(database_url)
+    states = "  ".join(
+        f"{name}: {'[green]running[/]' if p.poll() is None else f'[red]exited {p.returncode}[/]'}"
+        for name, p in processes.items()
+    )
+    footer = (f"{min(elapsed, duration):.0f}/{duration:.0f}s   database: {alerts} alerts,"
+              f" {telemetry} telemetry rows   {states}")
+    return Group(table, Panel(footer, title="pipeline"))
+
+
+def _summary(gateways: list[Gateway], database_url: str, console: Console) -> int:
+    published = [a for g in gateways for a in (g.stats.alerts if g.stats else [])]
+    receipts = sum(g.session.receipts for g in gateways)
+    pending = sum(_pending_alerts(g) for g in gateways)
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT id, device_id, phase, attributes->>'level', attributes->>'depth_cm', event_time"
+            " FROM alerts WHERE id = ANY(%s) ORDER BY event_time",
+            ([a.id for a in published],),
+        ).fetchall()
+    table = Table(title="alerts in the database (published this run)")
+    for column in ("alert id", "sensor", "phase", "level", "depth cm", "event time (UTC)"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row[0], row[1], row[2], row[3] or "", row[4] or "", row[5].strftime("%H:%M:%S"))
+    console.print(table)
+    ok = len(rows) == len(published) and pending == 0 and len(published) > 0
+    mark = "[green]✓[/]" if ok else "[red]✗[/]"
+    console.print(
+        f"{mark} {len(published)} alerts published, {len(rows)} in the database,"
+        f" {receipts} receipts received, {pending} still awaiting a receipt"
+    )
+    return 0 if ok else 1

@@ -1,0 +1,290 @@
+"""The ``citywatch`` command: one CLI for gateways, the stream tier, the stack and operators."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from citywatch import __version__
+from citywatch.config import ConfigError, check_files, load_config
+from citywatch.config.tree import CitywatchConfig
+
+console = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    help=(
+        "citywatch turns what city sensors and cameras see into deduplicated work orders.\n\n"
+        "Quick start: `citywatch stack up` starts Mosquitto, a Kafka-protocol broker and"
+        " PostgreSQL on loopback; `citywatch demo` runs the whole pipeline with simulated"
+        " gateways. Every command reads one site config (default configs/demo-district.yaml,"
+        " or $CITYWATCH_CONFIG)."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+config_app = typer.Typer(help="Validate operator config and export its JSON Schema.", no_args_is_help=True)
+stack_app = typer.Typer(help="Start, inspect and stop the embedded single-machine stack.", no_args_is_help=True)
+edge_app = typer.Typer(help="Run an edge gateway agent (publishes over MQTT).", no_args_is_help=True)
+stream_app = typer.Typer(help="Run the stream tier: the MQTT→Kafka bridge and the Faust app.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(stack_app, name="stack")
+app.add_typer(edge_app, name="edge")
+app.add_typer(stream_app, name="stream")
+app.add_typer(db_app, name="db")
+
+DEFAULT_CONFIG = Path("configs/demo-district.yaml")
+ConfigOpt = Annotated[
+    Path,
+    typer.Option("--config", "-c", envvar="CITYWATCH_CONFIG", help="Site config YAML.", show_default=True),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="CITYWATCH_DATA_DIR", help="Stack, secrets and outboxes (default: services.data_dir)."),
+]
+LogOpt = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
+
+
+def _load(path: Path) -> CitywatchConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(f"citywatch {__version__}")
+        raise typer.Exit()
+
+
+# -- config ------------------------------------------------------------------------------------
+@config_app.command("check")
+def config_check(files: Annotated[list[Path], typer.Argument(help="Config files to validate.")]) -> None:
+    """Validate config files; print each problem as FILE:LINE:COLUMN: FIELD: MESSAGE.
+
+    Exits 0 when every file is valid, 1 otherwise. Included files are checked through the
+    file that includes them.
+    """
+    problems = []
+    for path in files:
+        found = check_files([path])
+        for problem in found:
+            err.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
+        if not found:
+            console.print(f"[green]✓[/] {path}", highlight=False)
+        problems += found
+    raise typer.Exit(1 if problems else 0)
+
+
+@config_app.command("schema")
+def config_schema(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of the config tree (point your editor's YAML plugin at it)."""
+    schema = CitywatchConfig.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "citywatch site config"
+    text = json.dumps(schema, indent=2, ensure_ascii=False)
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+# -- stack -------------------------------------------------------------------------------------
+@stack_app.command("up")
+def stack_up(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) -> None:
+    """Start Mosquitto, the Kafka-protocol broker and PostgreSQL (idempotent).
+
+    Broker accounts and ACLs come from the config's device registry; missing `secret:`
+    credentials are generated into DATA_DIR/secrets. Returns once every service accepts a
+    real connection.
+    """
+    from citywatch.cli.accounts import data_dir_of, embedded_stack
+    from citywatch.stack.errors import StackError
+
+    cfg = _load(config)
+    stack = embedded_stack(cfg, data_dir_of(cfg, data_dir))
+    try:
+        with console.status("starting the embedded stack…") as status:
+            info = stack.up(progress=lambda line: status.update(line))
+    except StackError as exc:
+        err.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(1) from None
+    _print_stack(info)
+
+
+@stack_app.command("status")
+def stack_status(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) -> None:
+    """Print each service of the embedded stack with its URL, PID and version."""
+    from citywatch.cli.accounts import data_dir_of
+    from citywatch.stack.launcher import EmbeddedStack
+
+    cfg = _load(config)
+    info = EmbeddedStack(data_dir_of(cfg, data_dir) / "stack").status()
+    if info is None:
+        console.print("the embedded stack is not running (start it with `citywatch stack up`)")
+        raise typer.Exit(3)
+    _print_stack(info)
+    if not all(s.running for s in info.services):
+        raise typer.Exit(1)
+
+
+@stack_app.command("down")
+def stack_down(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) -> None:
+    """Stop every service of the embedded stack and verify no process is left."""
+    from citywatch.cli.accounts import data_dir_of
+    from citywatch.stack.launcher import EmbeddedStack
+
+    cfg = _load(config)
+    with console.status("stopping the embedded stack…"):
+        EmbeddedStack(data_dir_of(cfg, data_dir) / "stack").down()
+    console.print("[green]✓[/] embedded stack stopped")
+
+
+def _print_stack(info: object) -> None:
+    table = Table(title=f"embedded stack in {info.data_dir}")  # type: ignore[attr-defined]
+    for column in ("service", "state", "url", "pid", "version", "log"):
+        table.add_column(column)
+    for service in info.services:  # type: ignore[attr-defined]
+        state = "[green]running[/]" if service.running else "[red]stopped[/]"
+        table.add_row(service.name, state, service.url, str(service.pid), service.version, str(service.log_path))
+    console.print(table)
+
+
+# -- db ----------------------------------------------------------------------------------------
+@db_app.command("migrate")
+def db_migrate(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) -> None:
+    """Apply pending schema migrations (uses TimescaleDB features when the extension exists)."""
+    from citywatch.cli.accounts import data_dir_of, resolve_endpoints
+    from citywatch.stream.migrate import migrate
+
+    cfg = _load(config)
+    endpoints = resolve_endpoints(cfg, data_dir_of(cfg, data_dir))
+    report = migrate(endpoints.database_url)
+    flavour = "TimescaleDB" if report.timescale else "plain PostgreSQL (timescaledb not available)"
+    console.print(f"schema at version {report.current_version} on {flavour}; applied now: {list(report.applied)}")
+
+
+# -- edge --------------------------------------------------------------------------------------
+@edge_app.command("sensor")
+def edge_sensor(
+    gateway: Annotated[str, typer.Option("--gateway", "-g", help="Gateway id from devices.gateways.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    data_dir: DataDirOpt = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    log_level: LogOpt = "INFO",
+) -> None:
+    """Run a waterlogging-sensor gateway: levels with hysteresis → alerts and telemetry."""
+    from citywatch.cli.logs import setup_logging
+    from citywatch.cli.runtime import edge_session
+    from citywatch.edge.sensor_agent import build_channels, run_sensor_agent
+
+    setup_logging(log_level)
+    cfg = _load(config)
+    session = edge_session(cfg, gateway, data_dir)
+    stop = _stop_on_signals()
+    session.start()
+    try:
+        stats = run_sensor_agent(build_channels(cfg, gateway), session, stop, duration)
+        session.pump()
+    finally:
+        session.stop()
+    console.print(
+        f"{stats.readings} readings, {len(stats.alerts)} alerts, {stats.telemetry} telemetry;"
+        f" {len(session.outbox)} still awaiting a receipt"
+    )
+
+
+# -- stream ------------------------------------------------------------------------------------
+@stream_app.command("bridge")
+def stream_bridge(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    data_dir: DataDirOpt = None,
+    bridge_id: Annotated[str, typer.Option(help="Unique per bridge instance (fixed MQTT client id).")] = "1",
+    log_level: LogOpt = "INFO",
+) -> None:
+    """Bridge every device's uplink from MQTT to Kafka, and receipts back to MQTT."""
+    from citywatch.cli.logs import setup_logging
+    from citywatch.cli.runtime import stream_settings
+    from citywatch.stream.bridge import Bridge
+
+    setup_logging(log_level)
+    settings = stream_settings(_load(config), data_dir, bridge_id)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Bridge(settings).run(stop)
+
+    asyncio.run(main())
+
+
+@stream_app.command("app")
+def stream_app_cmd(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None, log_level: LogOpt = "INFO") -> None:
+    """Run the Faust worker: validate, store, dead-letter and send receipts.
+
+    Applies pending database migrations first. Scale out by starting more workers: they
+    form one consumer group.
+    """
+    import faust
+
+    from citywatch.cli.runtime import stream_settings
+    from citywatch.stream.app import build_app
+    from citywatch.stream.migrate import migrate
+
+    cfg = _load(config)
+    settings = stream_settings(cfg, data_dir)
+    migrate(settings.database_url)
+    worker = faust.Worker(build_app(cfg, settings), loglevel=log_level.lower(), quiet=True)
+    worker.execute_from_commandline()
+
+
+@app.command("demo")
+def demo(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    data_dir: DataDirOpt = None,
+    duration: Annotated[float, typer.Option(help="Seconds to run the simulated gateways.")] = 75.0,
+    keep_stack: Annotated[bool, typer.Option(help="Leave the stack running afterwards.")] = False,
+) -> None:
+    """Run the whole pipeline on the embedded stack with the simulated gateways of CONFIG.
+
+    Starts the stack, the Faust app and the bridge, runs the simulated sensor gateways with a
+    live view of depths, alerts and receipts, and ends with a summary of what reached the
+    database.
+    """
+    from citywatch.cli.demo import run_demo
+
+    cfg = _load(config)
+    code = run_demo(cfg, config, data_dir, duration, keep_stack, console)
+    raise typer.Exit(code)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,52 @@
+"""The device registry: gateways with their MQTT credentials, and the devices behind them.
+
+A gateway is one MQTT client (one edge agent). The broker ACL generated from this registry
+lets a gateway write only under its own devices' topic subtrees.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from citywatch.config.base import ConfigModel, Identifier
+from citywatch.config.camera import CameraConfig
+from citywatch.config.dock import DockConfig
+from citywatch.config.secrets import SecretRef
+from citywatch.config.sensor import SensorConfig
+
+
+class MqttCredentials(ConfigModel):
+    username: str | None = Field(default=None, description="defaults to the gateway id")
+    password: SecretRef
+
+
+class TlsConfig(ConfigModel):
+    ca_file: str | None = Field(default=None, description="CA bundle for the broker certificate")
+    cert_file: str | None = Field(default=None, description="client certificate (mutual TLS)")
+    key_file: str | None = None
+
+
+class Gateway(ConfigModel):
+    """One edge box running one agent (camera, sensor or dock gateway)."""
+
+    id: Identifier
+    kind: Literal["camera", "sensor", "dock"]
+    name: str = ""
+    credentials: MqttCredentials
+    tls: TlsConfig | None = None
+    outbox_path: str | None = Field(
+        default=None, description="durable outbox file; default: <data dir>/outbox-<id>.sqlite"
+    )
+
+    @property
+    def username(self) -> str:
+        return self.credentials.username or self.id
+
+
+class Devices(ConfigModel):
+    gateways: tuple[Gateway, ...] = ()
+    cameras: tuple[CameraConfig, ...] = ()
+    sensors: tuple[SensorConfig, ...] = ()
+    docks: tuple[DockConfig, ...] = ()

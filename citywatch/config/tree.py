@@ -1,0 +1,44 @@
+"""The root of the config tree: one model for everything operators edit."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from citywatch.config.base import ConfigModel
+from citywatch.config.devices import Devices
+from citywatch.config.sensor import LevelPolicy, SensorConfig
+from citywatch.config.services import Services
+from citywatch.config.site import Site
+from citywatch.config.workflow import Workflow
+
+
+class Waterlogging(ConfigModel):
+    level_policy: LevelPolicy = LevelPolicy()
+
+
+class CitywatchConfig(ConfigModel):
+    """A whole site: grid, devices, detection rules, workflow and where the services are."""
+
+    site: Site
+    devices: Devices = Devices()
+    waterlogging: Waterlogging = Waterlogging()
+    workflow: Workflow
+    services: Services = Services()
+
+    def level_policy(self, sensor: SensorConfig) -> LevelPolicy:
+        """The sensor's own level policy, or the site's."""
+        return sensor.level_policy or self.waterlogging.level_policy
+
+    def gateway_devices(self, gateway_id: str) -> list[tuple[str, str]]:
+        """(device kind, device id) of every device behind a gateway."""
+        found: list[tuple[str, str]] = []
+        for kind, devices in (
+            ("camera", self.devices.cameras),
+            ("sensor", self.devices.sensors),
+            ("dock", self.devices.docks),
+        ):
+            found += [(kind, d.id) for d in devices if d.gateway == gateway_id]
+        return found
+
+
+__all__ = ["CitywatchConfig", "Field"]

@@ -1,0 +1,255 @@
+"""Message models for everything on the wire: alerts, telemetry, status, evidence, receipts
+and work-order events.
+
+Every message carries ``v`` (schema version) and ``type`` (its discriminator), a stable ``id``
+(a resend carries the same id, so every sink can upsert by it) and timezone-aware UTC times.
+Unknown fields are ignored so that a newer minor version can add optional fields.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from citywatch.contracts.topics import Channel, TopicAddress, check_segment
+from citywatch.contracts.version import SCHEMA_VERSION
+
+_ID = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+AttributeValue = str | int | float | bool
+
+
+def utc(value: datetime) -> datetime:
+    """Normalise an aware datetime to UTC (the only zone used inside citywatch)."""
+    return value.astimezone(UTC)
+
+
+class WireModel(BaseModel):
+    """Base of every wire message: immutable, unknown fields ignored, times in UTC."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=False)
+
+    v: str = SCHEMA_VERSION
+
+
+class DeviceKind(StrEnum):
+    """What sends a message: a device behind a gateway, or the gateway itself (its status)."""
+
+    CAMERA = "camera"
+    SENSOR = "sensor"
+    DOCK = "dock"
+    GATEWAY = "gateway"
+
+
+class AlertKind(StrEnum):
+    """What an alert is about; config maps each kind to a category and a department."""
+
+    WATERLOGGING = "waterlogging"
+    ILLEGAL_PARKING = "illegal_parking"
+    STREET_VENDING = "street_vending"
+    SMOKE = "smoke"
+    DEVICE_FAULT = "device_fault"
+
+
+class Phase(StrEnum):
+    """Alert lifecycle: one ``start``, any number of ``update``s, one ``end``."""
+
+    START = "start"
+    UPDATE = "update"
+    END = "end"
+
+
+class DeviceRef(BaseModel):
+    """Which device a message is from; must match the MQTT topic it arrived on."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    site: str
+    kind: DeviceKind
+    id: str
+
+    @field_validator("site", "id")
+    @classmethod
+    def _topic_safe(cls, value: str) -> str:
+        return check_segment(value, "device field")
+
+    def address(self, channel: Channel) -> TopicAddress:
+        """The MQTT topic of this device's ``channel``."""
+        return TopicAddress(self.site, self.kind.value, self.id, channel)
+
+
+class Location(BaseModel):
+    """Where: a zone name (cameras), a WGS84 point (sensors, docks), or both."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    zone: str | None = None
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    accuracy_m: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _zone_or_point(self) -> Location:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat and lon go together: give both or neither")
+        if self.zone is None and self.lat is None:
+            raise ValueError("a location needs a zone, a lat/lon point, or both")
+        return self
+
+    @property
+    def has_point(self) -> bool:
+        return self.lat is not None and self.lon is not None
+
+
+class EvidenceKind(StrEnum):
+    SNAPSHOT = "snapshot"
+    CROP = "crop"
+    CLIP = "clip"
+    SERIES = "series"
+
+
+class EvidenceRef(BaseModel):
+    """A pointer to evidence kept on the gateway or in object storage (never inline)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: EvidenceKind
+    uri: str = Field(min_length=1, max_length=1024)
+    content_type: str = "application/octet-stream"
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class Alert(WireModel):
+    """One lifecycle message of one detected problem at one device.
+
+    ``episode_id`` is shared by the start, updates and end of one occurrence (one object
+    under one rule); ``id`` is unique per message and stable across resends.
+    """
+
+    type: Literal["alert"] = "alert"
+    id: _ID
+    episode_id: _ID
+    seq: int = Field(ge=0, description="position of this message within its episode")
+    device: DeviceRef
+    kind: AlertKind
+    rule: str = Field(min_length=1, max_length=64)
+    phase: Phase
+    event_time: AwareDatetime
+    location: Location
+    confidence: float = Field(ge=0.0, le=1.0)
+    track_id: str | None = None
+    evidence: tuple[EvidenceRef, ...] = ()
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+
+    _utc = field_validator("event_time")(utc)
+
+
+class Telemetry(WireModel):
+    """Periodic measurements of one device (QoS 0; may be shed when a gateway is offline)."""
+
+    type: Literal["telemetry"] = "telemetry"
+    id: _ID
+    device: DeviceRef
+    event_time: AwareDatetime
+    metrics: dict[str, float]
+
+    _utc = field_validator("event_time")(utc)
+
+
+class DeviceState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class Status(WireModel):
+    """The retained online/offline state of a device; also its last will."""
+
+    type: Literal["status"] = "status"
+    device: DeviceRef
+    state: DeviceState
+    event_time: AwareDatetime
+    software: str | None = None
+    clock_skew_ms: float | None = Field(
+        default=None, description="gateway clock minus the broker-side clock, when known"
+    )
+    detail: str | None = None
+
+    _utc = field_validator("event_time")(utc)
+
+
+class Evidence(WireModel):
+    """Announces a piece of evidence for an alert (the bytes stay where the ref points)."""
+
+    type: Literal["evidence"] = "evidence"
+    id: _ID
+    device: DeviceRef
+    alert_id: _ID
+    ref: EvidenceRef
+    event_time: AwareDatetime
+
+    _utc = field_validator("event_time")(utc)
+
+
+class ReceiptStatus(StrEnum):
+    STORED = "stored"
+    REJECTED = "rejected"
+
+
+class Receipt(WireModel):
+    """Proof, sent only after the database commit, that the center holds a message.
+
+    A gateway deletes an alert from its outbox on ``stored``; ``rejected`` (dead-lettered)
+    also ends resending, with the reason kept for the operator.
+    """
+
+    type: Literal["receipt"] = "receipt"
+    id: _ID
+    message_id: _ID
+    device: DeviceRef
+    status: ReceiptStatus
+    received_at: AwareDatetime
+    work_order_id: str | None = None
+    reason: str | None = None
+
+    _utc = field_validator("received_at")(utc)
+
+
+class WorkOrderEvent(WireModel):
+    """One transition of a work order (the audit trail other systems consume)."""
+
+    type: Literal["workorder_event"] = "workorder_event"
+    id: _ID
+    work_order_id: _ID
+    event: str = Field(min_length=1, max_length=32)
+    state: str = Field(min_length=1, max_length=32)
+    actor: str
+    time: AwareDatetime
+    reason: str | None = None
+    kind: AlertKind | None = None
+    category: str | None = None
+    department: str | None = None
+    priority: int | None = Field(default=None, ge=1, le=4)
+    due_at: AwareDatetime | None = None
+    alert_ids: tuple[str, ...] = ()
+
+    _utc = field_validator("time")(utc)
+
+
+Message = Alert | Telemetry | Status | Evidence | Receipt | WorkOrderEvent
+MESSAGE_TYPES: dict[str, type[WireModel]] = {
+    "alert": Alert,
+    "telemetry": Telemetry,
+    "status": Status,
+    "evidence": Evidence,
+    "receipt": Receipt,
+    "workorder_event": WorkOrderEvent,
+}
+CHANNEL_TYPES: dict[Channel, type[WireModel]] = {
+    Channel.ALERTS: Alert,
+    Channel.TELEMETRY: Telemetry,
+    Channel.STATUS: Status,
+    Channel.EVIDENCE: Evidence,
+    Channel.RECEIPTS: Receipt,
+}

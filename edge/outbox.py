@@ -1,0 +1,335 @@
+"""The durable on-disk outbox every edge agent publishes through.
+
+paho keeps its MQTT session in memory and a broker queues for offline subscribers, not
+offline publishers (DOMAIN.md, MQTT practice). So a gateway writes each message here first
+and deletes it only when the stream's receipt comes back; a power cut or a week without
+uplink loses nothing but the oldest telemetry, and never an alert.
+
+One process owns an outbox file. The outbox never reads the clock: every time is a float
+the caller passes (monotonic or epoch), so tests and replays drive it exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, cast
+
+__all__ = ["KINDS", "Outbox", "OutboxFull", "OutboxItem"]
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["alert", "telemetry", "status", "evidence"]
+KINDS: tuple[Kind, ...] = ("alert", "telemetry", "status", "evidence")
+
+_SHED_ORDER: tuple[Kind, ...] = ("telemetry", "status", "evidence")
+"""Kinds a full outbox may drop, least valuable first: telemetry is superseded by the next
+sample, a status by the next status; evidence only illustrates an alert. Alerts are never
+dropped."""
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id   TEXT    NOT NULL UNIQUE,
+    topic        TEXT    NOT NULL,
+    payload      BLOB    NOT NULL,
+    qos          INTEGER NOT NULL CHECK (qos IN (0, 1, 2)),
+    kind         TEXT    NOT NULL CHECK (kind IN ('alert', 'telemetry', 'status', 'evidence')),
+    device_id    TEXT    NOT NULL,
+    enqueued_at  REAL    NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_kind_seq ON outbox (kind, seq);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('shed_count', 0);
+"""
+_COLUMNS = "message_id, topic, payload, qos, kind, device_id, enqueued_at, attempts, last_sent_at"
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One pending message, as stored."""
+
+    message_id: str
+    topic: str
+    payload: bytes
+    qos: int
+    kind: Kind
+    device_id: str
+    enqueued_at: float
+    attempts: int
+    """How many times it has been published (kept across restarts)."""
+    last_sent_at: float | None
+    """Caller's time of the last publish; ``None`` if never sent."""
+
+
+class OutboxFull(Exception):
+    """An alert could not be stored: the outbox holds nothing but alerts.
+
+    The gateway has been cut off long enough to fill ``max_items`` with alerts; raise
+    ``max_items`` (disk permitting) or restore the uplink.
+    """
+
+
+class Outbox:
+    """A SQLite (WAL) queue of messages awaiting their receipt, safe to share across threads.
+
+    Durability: ``synchronous=FULL``. With WAL, ``NORMAL`` survives a process crash but may
+    lose the last commits on power loss, and an unattended pole-mounted gateway loses power
+    more often than it crashes; an alert accepted here must survive that. The price is one
+    fsync per write, negligible at sensor message rates.
+
+    Thread safety: one connection (``check_same_thread=False``) guarded by a lock, because
+    paho delivers receipts on its network thread while the agent enqueues on its own.
+    """
+
+    def __init__(self, path: Path, max_items: int = 100_000, resend_after_s: float = 30.0) -> None:
+        if max_items < 1:
+            raise ValueError(f"max_items must be at least 1, got {max_items}")
+        if not math.isfinite(resend_after_s) or resend_after_s < 0:
+            raise ValueError(f"resend_after_s must be a non-negative number, got {resend_after_s}")
+        self.path = Path(path)
+        self.max_items = max_items
+        self.resend_after_s = resend_after_s
+        self._lock = threading.RLock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below), so a
+        # read-then-write such as shedding cannot interleave with another writer.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise OSError(
+                    f"outbox {self.path}: SQLite refused WAL mode (got {mode!r}); "
+                    "put the outbox on a local filesystem, not a network share"
+                )
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            self._pending: dict[str, int] = dict.fromkeys(KINDS, 0)
+            for kind, count in self._db.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind"):
+                self._pending[kind] = count
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'shed_count'").fetchone()
+            self._shed_count = int(row[0])
+        except BaseException:
+            self._db.close()
+            raise
+        self._closed = False
+
+    # -- writing -----------------------------------------------------------------------------
+    def put(
+        self,
+        item_message_id: str,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        kind: str,
+        device_id: str,
+        now: float,
+    ) -> bool:
+        """Store a message to publish; True if stored.
+
+        False when it is already pending (a retry after a crash re-enqueues the same id),
+        or when the outbox is full and this message is the least valuable one (it is then
+        counted in :attr:`shed_count`). When full, the oldest telemetry goes first, then
+        status, then evidence; an alert is never shed, and an alert that finds only alerts
+        raises :class:`OutboxFull`.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown outbox kind {kind!r}; use one of {', '.join(KINDS)}")
+        if qos not in (0, 1, 2):
+            raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
+        with self._lock, self._transaction():
+            exists = self._db.execute(
+                "SELECT 1 FROM outbox WHERE message_id = ?", (item_message_id,)
+            ).fetchone()
+            if exists:
+                return False
+            pending = dict(self._pending)
+            shed = 0
+            stored = True
+            while sum(pending.values()) >= self.max_items:
+                victim = next((k for k in _SHED_ORDER if pending[k] > 0), None)
+                if victim is not None and _more_valuable(kind, victim):
+                    self._shed_oldest(victim)
+                    pending[victim] -= 1
+                    shed += 1
+                elif kind == "alert":
+                    raise OutboxFull(
+                        f"outbox {self.path} holds {self.max_items} alerts and nothing to shed; "
+                        f"alert {item_message_id} for {device_id} was not stored: restore the "
+                        "uplink or raise max_items"
+                    )
+                else:
+                    shed += 1
+                    stored = False
+                    break
+            if stored:
+                self._db.execute(
+                    f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL)",
+                    (item_message_id, topic, bytes(payload), qos, kind, device_id, now),
+                )
+                pending[kind] += 1
+            if shed:
+                self._db.execute(
+                    "UPDATE meta SET value = value + ? WHERE key = 'shed_count'", (shed,)
+                )
+        # Committed: only now does the in-memory view follow the database.
+        self._pending = pending
+        if shed:
+            self._shed_count += shed
+            log.warning(
+                "outbox full (%d items): shed %d message(s)",
+                self.max_items,
+                shed,
+                extra={"device": device_id, "message_id": item_message_id, "kind": kind},
+            )
+        return stored
+
+    def _shed_oldest(self, kind: Kind) -> None:
+        self._db.execute(
+            "DELETE FROM outbox WHERE seq = (SELECT MIN(seq) FROM outbox WHERE kind = ?)", (kind,)
+        )
+
+    def mark_sent(self, message_id: str, now: float) -> None:
+        """Record a publish (attempts += 1, last_sent_at = now).
+
+        A no-op if the message is gone: its receipt may overtake this call, because paho
+        delivers it on another thread.
+        """
+        with self._lock:
+            self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_sent_at = ? WHERE message_id = ?",
+                (now, message_id),
+            )
+
+    def acknowledge(self, message_id: str) -> bool:
+        """The receipt arrived: forget the message. True if it was pending."""
+        with self._lock:
+            # fetchall(): a RETURNING statement is only finished once its rows are read.
+            rows = self._db.execute(
+                "DELETE FROM outbox WHERE message_id = ? RETURNING kind", (message_id,)
+            ).fetchall()
+            if not rows:
+                return False
+            self._pending[rows[0][0]] -= 1
+            return True
+
+    def drop_unconfirmable(self, message_id: str) -> None:
+        """Forget a QoS-0 message once published: no receipt will ever come for it.
+
+        Raises ``ValueError`` for a QoS 1/2 message, which must wait for :meth:`acknowledge`;
+        dropping it here would lose an alert silently.
+        """
+        with self._lock, self._transaction():
+            row = self._db.execute(
+                "SELECT qos, kind FROM outbox WHERE message_id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                return
+            qos, kind = row
+            if qos != 0:
+                raise ValueError(
+                    f"message {message_id} ({kind}) has QoS {qos}: it leaves the outbox on "
+                    "acknowledge(), when its receipt arrives"
+                )
+            self._db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+        self._pending[kind] -= 1
+
+    # -- reading -----------------------------------------------------------------------------
+    def due(self, now: float, limit: int = 100) -> list[OutboxItem]:
+        """Messages to publish now, oldest enqueued first (so in enqueue order per device).
+
+        Due: never sent, or sent more than ``resend_after_s`` ago without a receipt. A
+        ``last_sent_at`` later than ``now`` also counts as due: the caller's clock went back
+        (a monotonic clock restarts at boot), and such a message would otherwise wait for
+        the old clock's value to come round again.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM outbox "
+                "WHERE last_sent_at IS NULL OR last_sent_at < ? OR last_sent_at > ? "
+                "ORDER BY seq LIMIT ?",
+                (now - self.resend_after_s, now, max(limit, 0)),
+            ).fetchall()
+        return [_item(row) for row in rows]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(self._pending.values())
+
+    def counts(self) -> dict[str, int]:
+        """Pending messages per kind, every kind present (zeros included) for metrics."""
+        with self._lock:
+            return dict(self._pending)
+
+    @property
+    def shed_count(self) -> int:
+        """Messages dropped because the outbox was full, since the file was created."""
+        with self._lock:
+            return self._shed_count
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the database; pending messages stay on disk for the next start."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+
+def _more_valuable(kind: str, victim: Kind) -> bool:
+    """Whether a new message of ``kind`` may displace a pending ``victim``."""
+    if kind == "alert":
+        return True
+    return _SHED_ORDER.index(cast(Kind, kind)) >= _SHED_ORDER.index(victim)
+
+
+def _item(row: tuple[object, ...]) -> OutboxItem:
+    message_id, topic, payload, qos, kind, device_id, enqueued_at, attempts, last_sent_at = row
+    return OutboxItem(
+        message_id=str(message_id),
+        topic=str(topic),
+        payload=bytes(cast(bytes, payload)),
+        qos=int(cast(int, qos)),
+        kind=cast(Kind, kind),
+        device_id=str(device_id),
+        enqueued_at=float(cast(float, enqueued_at)),
+        attempts=int(cast(int, attempts)),
+        last_sent_at=None if last_sent_at is None else float(cast(float, last_sent_at)),
+    )

