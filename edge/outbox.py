@@ -147,50 +147,23 @@ class Outbox:
         counted in :attr:`shed_count`). When full, the oldest telemetry goes first, then
         status, then evidence; an alert is never shed, and an alert that finds only alerts
         raises :class:`OutboxFull`.
+
+        Idempotency covers pending messages only: an id already acknowledged is forgotten
+        and would be stored again (the stream deduplicates by message id).
         """
         if kind not in KINDS:
             raise ValueError(f"unknown outbox kind {kind!r}; use one of {', '.join(KINDS)}")
         if qos not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
-        with self._lock, self._transaction():
-            exists = self._db.execute(
-                "SELECT 1 FROM outbox WHERE message_id = ?", (item_message_id,)
-            ).fetchone()
-            if exists:
-                return False
-            pending = dict(self._pending)
-            shed = 0
-            stored = True
-            while sum(pending.values()) >= self.max_items:
-                victim = next((k for k in _SHED_ORDER if pending[k] > 0), None)
-                if victim is not None and _more_valuable(kind, victim):
-                    self._shed_oldest(victim)
-                    pending[victim] -= 1
-                    shed += 1
-                elif kind == "alert":
-                    raise OutboxFull(
-                        f"outbox {self.path} holds {self.max_items} alerts and nothing to shed; "
-                        f"alert {item_message_id} for {device_id} was not stored: restore the "
-                        "uplink or raise max_items"
-                    )
-                else:
-                    shed += 1
-                    stored = False
-                    break
-            if stored:
-                self._db.execute(
-                    f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL)",
-                    (item_message_id, topic, bytes(payload), qos, kind, device_id, now),
+        with self._lock:
+            with self._transaction():
+                stored, shed, pending = self._insert(
+                    item_message_id, topic, payload, qos, kind, device_id, now
                 )
-                pending[kind] += 1
-            if shed:
-                self._db.execute(
-                    "UPDATE meta SET value = value + ? WHERE key = 'shed_count'", (shed,)
-                )
-        # Committed: only now does the in-memory view follow the database.
-        self._pending = pending
-        if shed:
+            # Committed: only now does the in-memory view follow the database.
+            self._pending = pending
             self._shed_count += shed
+        if shed:
             log.warning(
                 "outbox full (%d items): shed %d message(s)",
                 self.max_items,
@@ -198,6 +171,51 @@ class Outbox:
                 extra={"device": device_id, "message_id": item_message_id, "kind": kind},
             )
         return stored
+
+    def _insert(
+        self,
+        message_id: str,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        kind: str,
+        device_id: str,
+        now: float,
+    ) -> tuple[bool, int, dict[str, int]]:
+        """put()'s writes, inside its transaction: (stored, how many shed, pending counts)."""
+        pending = dict(self._pending)
+        exists = self._db.execute(
+            "SELECT 1 FROM outbox WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        if exists:
+            return False, 0, pending
+        shed = 0
+        stored = True
+        while sum(pending.values()) >= self.max_items:
+            victim = next((k for k in _SHED_ORDER if pending[k] > 0), None)
+            if victim is not None and _more_valuable(kind, victim):
+                self._shed_oldest(victim)
+                pending[victim] -= 1
+                shed += 1
+            elif kind == "alert":
+                raise OutboxFull(
+                    f"outbox {self.path} holds {self.max_items} alerts and nothing to shed; "
+                    f"alert {message_id} for {device_id} was not stored: restore the uplink "
+                    "or raise max_items"
+                )
+            else:
+                shed += 1
+                stored = False
+                break
+        if stored:
+            self._db.execute(
+                f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL)",
+                (message_id, topic, bytes(payload), qos, kind, device_id, now),
+            )
+            pending[kind] += 1
+        if shed:
+            self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'shed_count'", (shed,))
+        return stored, shed, pending
 
     def _shed_oldest(self, kind: Kind) -> None:
         self._db.execute(
@@ -234,7 +252,7 @@ class Outbox:
         Raises ``ValueError`` for a QoS 1/2 message, which must wait for :meth:`acknowledge`;
         dropping it here would lose an alert silently.
         """
-        with self._lock, self._transaction():
+        with self._lock:
             row = self._db.execute(
                 "SELECT qos, kind FROM outbox WHERE message_id = ?", (message_id,)
             ).fetchone()
@@ -247,7 +265,7 @@ class Outbox:
                     "acknowledge(), when its receipt arrives"
                 )
             self._db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
-        self._pending[kind] -= 1
+            self._pending[kind] -= 1
 
     # -- reading -----------------------------------------------------------------------------
     def due(self, now: float, limit: int = 100) -> list[OutboxItem]:

@@ -67,11 +67,13 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
     alerts_in, telemetry_in, status_in = (raw_topic(n) for n in (topics.alerts, topics.telemetry, topics.status))
     receipts_out, dead_letters = raw_topic(topics.receipts), raw_topic(topics.dead_letters)
     store_opened = asyncio.Event()
+    opening = asyncio.Lock()  # the three agents start together; the pool opens once
 
     async def ensure_store() -> None:
-        if not store_opened.is_set():
-            await store.open()
-            store_opened.set()
+        async with opening:
+            if not store_opened.is_set():
+                await store.open()
+                store_opened.set()
 
     async def send_receipt(device: DeviceRef, message_id: str, status: ReceiptStatus, reason: str | None = None) -> None:
         receipt = Receipt(

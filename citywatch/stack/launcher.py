@@ -222,7 +222,7 @@ class EmbeddedStack:
             }
             killed = processes.stop_all(targets, timeout_s)
             survivors = [
-                name for name, (record, _s, _g) in targets.items() if processes.is_alive(record)
+                name for name, (record, _s, _g) in targets.items() if not processes.is_gone(record)
             ]
             if survivors:
                 raise StackError(f"could not stop {', '.join(survivors)}; see `ps` for their pids")
@@ -299,7 +299,7 @@ class EmbeddedStack:
             return False
         if processes.is_alive(svc.process):
             return True
-        log.warning("%s (pid %s) is no longer running; it will be restarted", name, svc.process.pid)
+        log.warning("%s (pid %s) is no longer running", name, svc.process.pid)
         svc.process = None
         return False
 
@@ -335,11 +335,12 @@ class EmbeddedStack:
     ) -> None:
         """Make the broker's files hold exactly this stack's accounts; reload a running broker.
 
-        On a change the health account gets a new password too, so the readiness probe that
-        follows succeeds only once the running broker has really reloaded its files.
+        A broker about to start gets freshly written files. A running one is left alone when
+        its accounts are unchanged; otherwise the health account gets a new password too, so
+        the readiness probe that follows succeeds only once the broker has really reloaded.
         """
         fingerprint = accounts_fingerprint(self._accounts)
-        if fingerprint == st.accounts_fingerprint and mqtt.password_path.exists():
+        if alive["mqtt"] and fingerprint == st.accounts_fingerprint:
             return
         if alive["mqtt"]:
             st.health_password = state.StackState().health_password
@@ -368,6 +369,8 @@ class EmbeddedStack:
         if alive and recorded is not None and recorded.process is not None:
             notify(f"{name}: already running (pid {recorded.process.pid}), checking it")
             return _Launch(service, recorded.port, recorded.process, 0, spawned=False)
+        if recorded is not None:
+            notify(f"{name}: not running; starting it again")
         taken = {s.port for n, s in st.services.items() if n != name}
         port = choose_port(recorded.port if recorded else None, exclude=taken)
         return self._spawn(st, name, service, port, notify)

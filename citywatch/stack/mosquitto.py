@@ -31,7 +31,7 @@ from citywatch.stack.service import ProbeFailed
 
 log = logging.getLogger(__name__)
 
-_CONNECT_TIMEOUT_S = 2.0
+_CONNECT_TIMEOUT_S = 1.0  # per attempt; the launcher retries until its deadline
 
 
 class MosquittoService:

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 #: Children spawned by this process, so their exit status is collected (no zombies linger
 #: while the launcher runs) and so a child that exited is not mistaken for a running one.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+#: Exit statuses of reaped children, for error messages about a service that died.
+_EXIT_CODES: dict[int, int] = {}
 
 _POLL_S = 0.02
 
@@ -129,6 +131,7 @@ def spawn(
             extra_groups=user.groups() if user else None,
         )
     _CHILDREN[proc.pid] = proc
+    _EXIT_CODES.pop(proc.pid, None)
     ticks = _start_ticks(proc.pid)
     log.debug("spawned pid %s: %s", proc.pid, " ".join(argv))
     return ProcessRecord(
@@ -166,6 +169,7 @@ def _reap(pid: int) -> None:
     """Collect the exit status of our own child, so it does not linger as a zombie."""
     proc = _CHILDREN.get(pid)
     if proc is not None and proc.poll() is not None:
+        _EXIT_CODES[pid] = proc.returncode
         del _CHILDREN[pid]
 
 
@@ -183,10 +187,23 @@ def is_alive(record: ProcessRecord) -> bool:
     return record.program in programs and record.marker in " ".join(argv)
 
 
+def is_gone(record: ProcessRecord) -> bool:
+    """Whether `record`'s process has fully exited (stricter than `not is_alive`).
+
+    An exiting process loses its command line before it stops running; `down` waits for it
+    to be gone (or a zombie: an exit status nobody collected yet) before it reports success.
+    """
+    _reap(record.pid)
+    fields = _stat_fields(record.pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return True
+    return bool(record.start_ticks) and int(fields[19]) != record.start_ticks
+
+
 def exit_code(record: ProcessRecord) -> int | None:
     """Exit status of a child of this process that has exited, else None."""
-    proc = _CHILDREN.get(record.pid)
-    return proc.poll() if proc is not None else None
+    _reap(record.pid)
+    return _EXIT_CODES.get(record.pid)
 
 
 def _session_members(record: ProcessRecord) -> list[int]:
@@ -228,7 +245,7 @@ def stop_all(
         now = time.monotonic()
         for name in list(pending):
             record = records[name][0]
-            if not is_alive(record):
+            if is_gone(record):
                 del pending[name]
             elif now >= pending[name] and not killed[name]:
                 log.warning("%s (pid %s) did not stop in time; sending SIGKILL", name, record.pid)
@@ -243,12 +260,20 @@ def stop_all(
                 )
         time.sleep(_POLL_S)
     for name in kill_at:
-        record = records[name][0]
-        for pid in _session_members(record):
-            log.warning("killing leftover %s process %s", name, pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _kill_session_leftovers(name, records[name][0])
     return killed
+
+
+def _kill_session_leftovers(name: str, record: ProcessRecord) -> None:
+    """SIGKILL what is left in a stopped service's session, and wait until it is gone."""
+    leftovers = _session_members(record)
+    for pid in leftovers:
+        log.warning("killing leftover %s process %s", name, pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while leftovers and _session_members(record) and time.monotonic() < deadline:
+        time.sleep(_POLL_S)
 
 
 def unreachable_ancestor(path: Path, user: ServiceUser) -> Path | None:

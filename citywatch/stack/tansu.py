@@ -24,7 +24,7 @@ SUPPORTS_IDEMPOTENCE = False
 
 _METADATA_API_KEY = 3
 _METADATA_VERSION = 1
-_PROBE_TIMEOUT_S = 2.0
+_PROBE_TIMEOUT_S = 1.0  # per attempt; the launcher retries until its deadline
 _BANNER = re.compile(r"^tansu broker (\S+)", re.MULTILINE)
 
 

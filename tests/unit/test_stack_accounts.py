@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 from pathlib import Path
@@ -89,8 +90,6 @@ def test_hash_matches_what_mosquitto_passwd_writes(tmp_path: Path) -> None:
     subprocess.run(["mosquitto_passwd", "-b", str(passwd), "alice", "pa:ss word"], check=True)
     theirs = passwd.read_text().strip().split(":", 1)[1]
     assert verify_password("pa:ss word", theirs)
-    import base64
-
     salt = base64.b64decode(theirs.split("$")[3])
     assert hash_password("pa:ss word", salt) == theirs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
@@ -115,11 +116,11 @@ def test_reading_time_is_returned_in_utc() -> None:
         pytest.param(lambda s: s.depth_at(math.nan), "NaN", id="NaN elapsed"),
     ],
 )
-def test_bad_arguments_raise(call: object, message: str) -> None:
+def test_bad_arguments_raise(call: Callable[[SimulatedWaterSensor], object], message: str) -> None:
     """A naive reading time or a NaN elapsed time is a ValueError."""
     sensor = SimulatedWaterSensor(300, RAIN)
     with pytest.raises(ValueError, match=message):
-        call(sensor)  # type: ignore[operator]
+        call(sensor)
 
 
 @pytest.mark.parametrize(

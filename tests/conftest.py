@@ -1,0 +1,100 @@
+"""Shared fixtures: the demo config and one embedded stack for the whole test session.
+
+Integration tests talk to the real services (Mosquitto, Tansu, PostgreSQL) started by the
+same launcher as `citywatch stack up`, in a temporary data directory, stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from citywatch.config import CitywatchConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "configs" / "demo-district.yaml"
+
+
+@pytest.fixture(scope="session")
+def demo_config() -> CitywatchConfig:
+    return load_config(DEMO_CONFIG)
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    data_dir: Path
+    info: object  # citywatch.stack.launcher.StackInfo
+    endpoints: object  # citywatch.cli.accounts.Endpoints
+
+
+@pytest.fixture(scope="session")
+def stack(demo_config: CitywatchConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The embedded stack with the demo site's accounts, up for the whole session."""
+    from citywatch.cli.accounts import embedded_stack, resolve_endpoints
+
+    # Not under pytest's 0700 tmp root: the services drop root for their own users, who
+    # must be able to reach the data directory.
+    data_dir = Path(tempfile.mkdtemp(prefix="citywatch-test-"))
+    data_dir.chmod(0o711)
+    launcher = embedded_stack(demo_config, data_dir)
+    info = launcher.up(timeout_s=90)
+    try:
+        yield RunningStack(data_dir, info, resolve_endpoints(demo_config, data_dir))
+    finally:
+        launcher.down()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class CliProcess:
+    """A `citywatch` subcommand running in the background, its output in a log file."""
+
+    def __init__(self, args: list[str], data_dir: Path, log_path: Path) -> None:
+        env = {**os.environ, "CITYWATCH_DATA_DIR": str(data_dir), "CITYWATCH_CONFIG": str(DEMO_CONFIG)}
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "citywatch.cli.main", *args],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def pipeline(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, CliProcess]]:
+    """The stream tier (Faust app and bridge) running against the session's stack."""
+    logs = tmp_path_factory.mktemp("pipeline-logs")
+    processes = {
+        "app": CliProcess(["stream", "app"], stack.data_dir, logs / "stream-app.log"),
+        "bridge": CliProcess(["stream", "bridge"], stack.data_dir, logs / "bridge.log"),
+    }
+    time.sleep(1.0)
+    for name, proc in processes.items():
+        if proc.process.poll() is not None:
+            pytest.fail(f"{name} exited at start:\n{proc.output()}")
+    try:
+        yield processes
+    finally:
+        for proc in processes.values():
+            proc.stop()
