@@ -73,9 +73,13 @@ def run_sensor_agent(
     duration_s: float | None = None,
     on_alert: Callable[[Alert], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    stats: SensorAgentStats | None = None,
 ) -> SensorAgentStats:
-    """Sample every sensor at its interval until ``stop`` is set or ``duration_s`` elapsed."""
-    stats = SensorAgentStats()
+    """Sample every sensor at its interval until ``stop`` is set or ``duration_s`` elapsed.
+
+    ``stats`` may be passed in to watch progress from another thread.
+    """
+    stats = stats if stats is not None else SensorAgentStats()
     started = clock()
     while not stop.is_set():
         elapsed = clock() - started

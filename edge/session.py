@@ -76,6 +76,7 @@ class EdgeSession:
         self._on_receipt = on_receipt
         self._clock = clock
         self._connected = threading.Event()
+        self._stopping = False
         self._pump_lock = threading.Lock()
         self.receipts = 0
         self._client = self._make_client()
@@ -124,6 +125,7 @@ class EdgeSession:
 
     def stop(self) -> None:
         """Say offline (retained) and disconnect; pending alerts stay in the outbox."""
+        self._stopping = True
         if self._connected.is_set():
             info = self._client.publish(
                 self._status_topic(), encode(self._status(DeviceState.OFFLINE, "stopped")),
@@ -178,7 +180,8 @@ class EdgeSession:
 
     def _handle_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
         self._connected.clear()
-        log.warning("disconnected from the broker (%s); reconnecting with backoff", reason)
+        if not self._stopping:
+            log.warning("disconnected from the broker (%s); reconnecting with backoff", reason)
 
     def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         try:

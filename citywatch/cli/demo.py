@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -36,7 +36,7 @@ class Gateway:
     session: EdgeSession
     channels: list[SensorChannel]
     thread: threading.Thread | None = None
-    stats: SensorAgentStats | None = None
+    stats: SensorAgentStats = field(default_factory=SensorAgentStats)
 
 
 def spawn(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -91,7 +91,7 @@ def run_demo(
             gateway.session.start()
 
             def work(gw: Gateway = gateway) -> None:
-                gw.stats = run_sensor_agent(gw.channels, gw.session, stop, duration_s)
+                run_sensor_agent(gw.channels, gw.session, stop, duration_s, stats=gw.stats)
 
             gateway.thread = threading.Thread(target=work, name=f"agent-{gateway.id}", daemon=True)
             gateway.thread.start()
@@ -143,7 +143,7 @@ def _view(
         table.add_column(column)
     for gateway in gateways:
         sent: dict[str, int] = {}
-        for alert in (gateway.stats.alerts if gateway.stats else []):
+        for alert in gateway.stats.alerts:
             sent[alert.device.id] = sent.get(alert.device.id, 0) + 1
         for channel in gateway.channels:
             depth = channel.tracker.depth_cm
@@ -151,7 +151,7 @@ def _view(
             colour = "green" if level == "dry" else "yellow" if level == "lane" else "red"
             table.add_row(
                 channel.config.id, f"{depth:5.1f}" if depth is not None else "–",
-                f"[{colour}]{level}[/]", str(sent.get(channel.config.id, "…")), "",
+                f"[{colour}]{level}[/]", str(sent.get(channel.config.id, 0)), "",
             )
         table.add_row(f"[dim]gateway {gateway.id}[/]", "", "", "", str(_pending_alerts(gateway)))
     alerts, telemetry = _db_counts(database_url)
@@ -165,7 +165,7 @@ def _view(
 
 
 def _summary(gateways: list[Gateway], database_url: str, console: Console) -> int:
-    published = [a for g in gateways for a in (g.stats.alerts if g.stats else [])]
+    published = [a for g in gateways for a in g.stats.alerts]
     receipts = sum(g.session.receipts for g in gateways)
     pending = sum(_pending_alerts(g) for g in gateways)
     with psycopg.connect(database_url) as conn:

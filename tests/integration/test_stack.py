@@ -53,8 +53,9 @@ def _open_tmp_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[tuple[EmbeddedStack, StackInfo]]:
-    """One running stack for this module's tests; they leave its accounts as they found them."""
+def own_stack() -> Iterator[tuple[EmbeddedStack, StackInfo]]:
+    """This module's own running stack (not the session's: these tests change its accounts
+    and run `up` again); they leave it as they found it."""
     data_dir = _open_tmp_dir()
     embedded = EmbeddedStack(data_dir, ACCOUNTS)
     try:
@@ -123,8 +124,8 @@ class Mqtt5Client:
 
 
 @pytest.fixture
-def mqtt_port(stack: tuple[EmbeddedStack, StackInfo]) -> int:
-    return _port(stack[1].mqtt_url)
+def mqtt_port(own_stack: tuple[EmbeddedStack, StackInfo]) -> int:
+    return _port(own_stack[1].mqtt_url)
 
 
 @pytest.fixture
@@ -155,10 +156,10 @@ def _kafka_metadata(bootstrap: str) -> set[str]:
 
 
 def test_up_returns_when_every_service_accepts_a_real_connection(
-    stack: tuple[EmbeddedStack, StackInfo], device: Mqtt5Client
+    own_stack: tuple[EmbeddedStack, StackInfo], device: Mqtt5Client
 ) -> None:
     """MQTT 5 login, Kafka metadata and a PostgreSQL query all work as soon as up() returns."""
-    _embedded, info = stack
+    _embedded, info = own_stack
     assert info.mqtt_url.startswith("mqtt://127.0.0.1:")
     assert isinstance(_kafka_metadata(info.kafka_bootstrap), set)
     with psycopg.connect(info.database_url) as conn:
@@ -167,10 +168,10 @@ def test_up_returns_when_every_service_accepts_a_real_connection(
 
 
 def test_embedded_kafka_is_reported_as_not_idempotent(
-    stack: tuple[EmbeddedStack, StackInfo],
+    own_stack: tuple[EmbeddedStack, StackInfo],
 ) -> None:
     """Tansu's memory storage refuses InitProducerId; producers must not ask for it."""
-    assert stack[1].kafka_idempotent is False
+    assert own_stack[1].kafka_idempotent is False
 
 
 def test_mqtt_refuses_anonymous_clients(mqtt_port: int) -> None:
@@ -233,18 +234,18 @@ def test_device_receives_only_what_its_acl_lets_it_read(
     assert device.messages.empty()
 
 
-def test_second_up_is_idempotent(stack: tuple[EmbeddedStack, StackInfo]) -> None:
+def test_second_up_is_idempotent(own_stack: tuple[EmbeddedStack, StackInfo]) -> None:
     """up() on a running stack keeps the same processes and URLs."""
-    embedded, first = stack
+    embedded, first = own_stack
     again = EmbeddedStack(embedded.data_dir, ACCOUNTS).up(timeout_s=30)
     assert again == first
 
 
 def test_status_from_another_process_lists_three_services(
-    stack: tuple[EmbeddedStack, StackInfo],
+    own_stack: tuple[EmbeddedStack, StackInfo],
 ) -> None:
     """A later process (the CLI's `stack status`) finds every service's URL and pid."""
-    embedded, info = stack
+    embedded, info = own_stack
     script = (
         "import json, sys\n"
         "from pathlib import Path\n"
@@ -268,10 +269,10 @@ def test_status_from_another_process_lists_three_services(
 
 
 def test_update_accounts_takes_effect_on_the_running_broker(
-    stack: tuple[EmbeddedStack, StackInfo], mqtt_port: int
+    own_stack: tuple[EmbeddedStack, StackInfo], mqtt_port: int
 ) -> None:
     """A new account can log in, and a removed one cannot, as soon as update returns."""
-    embedded, info = stack
+    embedded, info = own_stack
     newcomer = MqttAccount("gw-test-02", "new-secret", publish=("citywatch/test/gw-test-02/#",))
     try:
         embedded.update_accounts([DEVICE, newcomer])
@@ -298,10 +299,25 @@ def _pids_gone(pids: list[int]) -> bool:
     return all(gone(pid) for pid in pids)
 
 
-def test_down_leaves_no_process_and_up_after_down_works() -> None:
-    """down stops everything (twice is fine); up again restarts a dead part or the whole."""
+@pytest.fixture(scope="module")
+def stopped_data_dir() -> Iterator[Path]:
+    """The data dir of a stack that ran once and was stopped: restarting it skips initdb.
+
+    The tests below each start it, and stop it again however they end.
+    """
     data_dir = _open_tmp_dir()
-    embedded = EmbeddedStack(data_dir, [DEVICE])
+    try:
+        EmbeddedStack(data_dir, [DEVICE]).up(timeout_s=60)
+        EmbeddedStack(data_dir).down()
+        yield data_dir
+    finally:
+        EmbeddedStack(data_dir).down()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_down_leaves_no_process_and_up_after_down_works(stopped_data_dir: Path) -> None:
+    """down stops everything (twice is fine); up again restarts a dead part or the whole."""
+    embedded = EmbeddedStack(stopped_data_dir, [DEVICE])
     try:
         first = embedded.up(timeout_s=60)
         pids = [s.pid for s in first.services]
@@ -337,11 +353,10 @@ def test_down_leaves_no_process_and_up_after_down_works() -> None:
         assert not set(s.pid for s in again.services) & set(pids)
     finally:
         embedded.down()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def test_a_port_taken_between_pick_and_bind_is_retried_on_another(
-    monkeypatch: pytest.MonkeyPatch,
+    stopped_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every service that loses the race for its port is restarted on a fresh one."""
     from citywatch.stack import launcher
@@ -350,10 +365,9 @@ def test_a_port_taken_between_pick_and_bind_is_retried_on_another(
     blocker.bind(("127.0.0.1", 0))  # bound, not listening: binds fail, connects are refused
     taken = blocker.getsockname()[1]
     monkeypatch.setattr(launcher, "choose_port", lambda preferred, exclude=(): taken)
-    data_dir = _open_tmp_dir()
     messages: list[str] = []
     try:
-        info = EmbeddedStack(data_dir, [DEVICE]).up(timeout_s=60, progress=messages.append)
+        info = EmbeddedStack(stopped_data_dir, [DEVICE]).up(timeout_s=60, progress=messages.append)
         assert taken not in [s.port for s in info.services]
         assert len({s.port for s in info.services}) == 3
         retried = [m.split(":")[0] for m in messages if "was taken meanwhile" in m]
@@ -362,8 +376,7 @@ def test_a_port_taken_between_pick_and_bind_is_retried_on_another(
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         blocker.close()
-        EmbeddedStack(data_dir).down()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        EmbeddedStack(stopped_data_dir).down()
 
 
 def test_status_of_an_empty_directory_is_none() -> None:
@@ -378,7 +391,7 @@ def test_status_of_an_empty_directory_is_none() -> None:
 
 
 def test_a_service_that_fails_to_start_is_named_with_its_log_and_nothing_is_left(
-    monkeypatch: pytest.MonkeyPatch,
+    stopped_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A broken broker config fails `up` with the broker's own error; the rest is stopped."""
     from citywatch.stack.mosquitto import MosquittoService
@@ -389,7 +402,7 @@ def test_a_service_that_fails_to_start_is_named_with_its_log_and_nothing_is_left
         "render_config",
         lambda self, port: broken(self, port) + "bogus_option 1\n",
     )
-    data_dir = _open_tmp_dir()
+    data_dir = stopped_data_dir
     try:
         embedded = EmbeddedStack(data_dir, [DEVICE])
         with pytest.raises(StackError, match=r"(?s)mqtt exited while starting.*bogus_option"):
@@ -407,7 +420,6 @@ def test_a_service_that_fails_to_start_is_named_with_its_log_and_nothing_is_left
                 assert str(data_dir) not in cmdline and kafka_marker not in cmdline
     finally:
         EmbeddedStack(data_dir).down()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="services only switch users when run as root")
