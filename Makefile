@@ -1,6 +1,6 @@
 # The two commands (see README): `make demo` runs the pipeline, `make test` the suite.
 # Each does its own set-up first (scripts/setup.sh: Debian packages, .venv), idempotently.
-.PHONY: setup demo test test-fast lint stack-up stack-down clean
+.PHONY: setup demo test test-fast lint stack-up stack-down
 
 VENV := .venv
 CW := $(VENV)/bin/citywatch
@@ -19,7 +19,7 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check citywatch edge stream hardware models center tests benchmarks
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/python -m pytest -q tests/unit/test_architecture.py
 	$(VENV)/bin/mypy citywatch edge stream hardware
 
 stack-up: setup
@@ -28,5 +28,3 @@ stack-up: setup
 stack-down: setup
 	$(CW) stack down
 
-clean: stack-down
-	rm -rf .citywatch

@@ -102,8 +102,11 @@ def run_sensor_agent(
                     session.publish_alert(alert)
                     stats.alerts.append(alert)
                     log.info(
-                        "%s %s: %s (%.1f cm)", channel.config.id, alert.phase.value,
-                        alert.attributes["level"], change.depth_cm,
+                        "%s %s: %s (%.1f cm)",
+                        channel.config.id,
+                        alert.phase.value,
+                        alert.attributes["level"],
+                        change.depth_cm,
                     )
                     if on_alert is not None:
                         on_alert(alert)

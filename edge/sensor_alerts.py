@@ -83,4 +83,6 @@ class SensorAlerts:
         if depth_cm is not None:
             metrics["depth_cm"] = round(depth_cm, 1)
         stamp = int(time.timestamp() * 1000)
-        return Telemetry(id=f"{self.sensor.id}.t{stamp}", device=self.device, event_time=time, metrics=metrics)
+        return Telemetry(
+            id=f"{self.sensor.id}.t{stamp}", device=self.device, event_time=time, metrics=metrics
+        )

@@ -96,10 +96,14 @@ class EdgeSession:
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         client.will_set(
-            self._status_topic(), encode(self._status(DeviceState.OFFLINE, "connection lost")),
-            qos=1, retain=True,
+            self._status_topic(),
+            encode(self._status(DeviceState.OFFLINE, "connection lost")),
+            qos=1,
+            retain=True,
         )
-        client.reconnect_delay_set(int(self.broker.reconnect_min_s), int(self.broker.reconnect_max_s))
+        client.reconnect_delay_set(
+            int(self.broker.reconnect_min_s), int(self.broker.reconnect_max_s)
+        )
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
@@ -111,8 +115,11 @@ class EdgeSession:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 3600
         self._client.connect_async(
-            self.broker.host, self.broker.port, self.broker.keepalive_s,
-            clean_start=False, properties=properties,
+            self.broker.host,
+            self.broker.port,
+            self.broker.keepalive_s,
+            clean_start=False,
+            properties=properties,
         )
         self._client.loop_start()
 
@@ -128,8 +135,10 @@ class EdgeSession:
         self._stopping = True
         if self._connected.is_set():
             info = self._client.publish(
-                self._status_topic(), encode(self._status(DeviceState.OFFLINE, "stopped")),
-                qos=1, retain=True,
+                self._status_topic(),
+                encode(self._status(DeviceState.OFFLINE, "stopped")),
+                qos=1,
+                retain=True,
             )
             info.wait_for_publish(timeout=5)
         self._client.disconnect()
@@ -137,15 +146,28 @@ class EdgeSession:
 
     # -- publishing --------------------------------------------------------------------------
     def publish_alert(self, alert: Alert) -> None:
-        self._enqueue(alert.id, alert.device.address(Channel.ALERTS).topic, encode(alert), 1, "alert", alert.device.id)
+        self._enqueue(
+            alert.id,
+            alert.device.address(Channel.ALERTS).topic,
+            encode(alert),
+            1,
+            "alert",
+            alert.device.id,
+        )
 
     def publish_telemetry(self, telemetry: Telemetry) -> None:
         self._enqueue(
-            telemetry.id, telemetry.device.address(Channel.TELEMETRY).topic, encode(telemetry),
-            0, "telemetry", telemetry.device.id,
+            telemetry.id,
+            telemetry.device.address(Channel.TELEMETRY).topic,
+            encode(telemetry),
+            0,
+            "telemetry",
+            telemetry.device.id,
         )
 
-    def _enqueue(self, message_id: str, topic: str, payload: bytes, qos: int, kind: str, device_id: str) -> None:
+    def _enqueue(
+        self, message_id: str, topic: str, payload: bytes, qos: int, kind: str, device_id: str
+    ) -> None:
         self.outbox.put(message_id, topic, payload, qos, kind, device_id, self._clock())
         self.pump()
 
@@ -158,7 +180,11 @@ class EdgeSession:
             for item in self.outbox.due(self._clock()):
                 info = self._client.publish(item.topic, item.payload, qos=item.qos)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    log.warning("publish failed (rc=%s); will retry", info.rc, extra={"message_id": item.message_id})
+                    log.warning(
+                        "publish failed (rc=%s); will retry",
+                        info.rc,
+                        extra={"message_id": item.message_id},
+                    )
                     break
                 self.outbox.mark_sent(item.message_id, self._clock())
                 if item.qos == 0:
@@ -167,25 +193,48 @@ class EdgeSession:
         return sent
 
     # -- callbacks (paho's network thread) ----------------------------------------------------
-    def _handle_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
+    def _handle_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason: object,
+        properties: object,
+    ) -> None:
         if getattr(reason, "is_failure", False):
             log.error("broker refused the connection: %s (check the gateway's credentials)", reason)
             return
-        client.publish(self._status_topic(), encode(self._status(DeviceState.ONLINE, None)), qos=1, retain=True)
+        client.publish(
+            self._status_topic(), encode(self._status(DeviceState.ONLINE, None)), qos=1, retain=True
+        )
         for device in self.devices:
             client.subscribe(device.address(Channel.RECEIPTS).topic, qos=1)
         self._connected.set()
-        log.info("connected to mqtt://%s:%s as %s", self.broker.host, self.broker.port, self.broker.username)
+        log.info(
+            "connected to mqtt://%s:%s as %s",
+            self.broker.host,
+            self.broker.port,
+            self.broker.username,
+        )
         threading.Thread(target=self.pump, name="outbox-pump", daemon=True).start()
 
-    def _handle_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
+    def _handle_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason: object,
+        properties: object,
+    ) -> None:
         self._connected.clear()
         if not self._stopping:
             log.warning("disconnected from the broker (%s); reconnecting with backoff", reason)
 
-    def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+    def _handle_message(
+        self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
         try:
-            receipt = decode(message.payload, Receipt)
+            receipt = decode(bytes(message.payload), Receipt)
         except ContractError as exc:
             log.error("ignoring an unreadable receipt on %s: %s", message.topic, exc)
             return
@@ -200,6 +249,9 @@ class EdgeSession:
 
     def _status(self, state: DeviceState, detail: str | None) -> Status:
         return Status(
-            device=self.gateway, state=state, event_time=datetime.now(UTC),
-            software=self.software, detail=detail,
+            device=self.gateway,
+            state=state,
+            event_time=datetime.now(UTC),
+            software=self.software,
+            detail=detail,
         )

@@ -62,9 +62,13 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
     )
 
     def raw_topic(name: str) -> faust.TopicT:
-        return app.topic(name, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
+        return app.topic(
+            name, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw"
+        )
 
-    alerts_in, telemetry_in, status_in = (raw_topic(n) for n in (topics.alerts, topics.telemetry, topics.status))
+    alerts_in, telemetry_in, status_in = (
+        raw_topic(n) for n in (topics.alerts, topics.telemetry, topics.status)
+    )
     receipts_out, dead_letters = raw_topic(topics.receipts), raw_topic(topics.dead_letters)
     store_opened = asyncio.Event()
     opening = asyncio.Lock()  # the three agents start together; the pool opens once
@@ -75,30 +79,51 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
                 await store.open()
                 store_opened.set()
 
-    async def send_receipt(device: DeviceRef, message_id: str, status: ReceiptStatus, reason: str | None = None) -> None:
+    async def send_receipt(
+        device: DeviceRef, message_id: str, status: ReceiptStatus, reason: str | None = None
+    ) -> None:
         receipt = Receipt(
-            id=f"r.{message_id}", message_id=message_id, device=device, status=status,
-            received_at=datetime.now(UTC), reason=reason,
+            id=f"r.{message_id}",
+            message_id=message_id,
+            device=device,
+            status=status,
+            received_at=datetime.now(UTC),
+            reason=reason,
         )
         await receipts_out.send(key=device.id.encode(), value=encode(receipt))
 
     async def dead_letter(event: faust.EventT, error: Exception) -> None:
         message = event.message
         record = DeadLetter(
-            source_topic=message.topic, partition=message.partition, offset=message.offset,
-            error_class=type(error).__name__, message=str(error), key=message.key,
-            value=message.value if isinstance(message.value, bytes) else bytes(message.value or b""),
+            source_topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            error_class=type(error).__name__,
+            message=str(error),
+            key=message.key,
+            value=message.value
+            if isinstance(message.value, bytes)
+            else bytes(message.value or b""),
             original_headers=tuple(header_map(message.headers).items()),
         )
         counters[f"dead_letter.{record.error_class}"] += 1
         log.warning(
-            "dead-lettered %s[%s]@%s: %s: %s", record.source_topic, record.partition,
-            record.offset, record.error_class, record.message,
+            "dead-lettered %s[%s]@%s: %s: %s",
+            record.source_topic,
+            record.partition,
+            record.offset,
+            record.error_class,
+            record.message,
         )
         await dead_letters.send(key=record.key, value=record.value, headers=record.headers())
         device, message_id = _rejectable(record.value, header_map(message.headers))
         if device is not None and message_id is not None:
-            await send_receipt(device, message_id, ReceiptStatus.REJECTED, f"{record.error_class}: {record.message}")
+            await send_receipt(
+                device,
+                message_id,
+                ReceiptStatus.REJECTED,
+                f"{record.error_class}: {record.message}",
+            )
 
     async def with_db_retry(what: str, action: Any) -> Any:
         delay = 0.5
@@ -107,7 +132,12 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
                 await ensure_store()
                 return await action()
             except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
-                log.error("database unavailable while storing %s (%s); retrying in %.1fs", what, exc, delay)
+                log.error(
+                    "database unavailable while storing %s (%s); retrying in %.1fs",
+                    what,
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
@@ -116,7 +146,9 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         try:
             headers = header_map(event.message.headers)
             _address, message = validate_record(event.message.value, headers, registry)
-            position = KafkaPosition(event.message.topic, event.message.partition, event.message.offset)
+            position = KafkaPosition(
+                event.message.topic, event.message.partition, event.message.offset
+            )
             if isinstance(message, Alert):
                 await with_db_retry(message.id, lambda: store.store_alert(message, position))
                 await send_receipt(message.device, message.id, ReceiptStatus.STORED)
@@ -155,7 +187,7 @@ def _rejectable(value: bytes, headers: dict[str, bytes]) -> tuple[DeviceRef | No
         address = TopicAddress.parse(headers[MQTT_TOPIC_HEADER].decode())
         raw = json.loads(value)
         message_id = raw.get("id") if isinstance(raw, dict) else None
-        device = DeviceRef(site=address.site, kind=address.device_kind, id=address.device_id)  # type: ignore[arg-type]
+        device = DeviceRef(site=address.site, kind=address.device_kind, id=address.device_id)
     except (KeyError, ValueError, ContractError, UnicodeDecodeError):
         return None, None
     if not isinstance(message_id, str) or raw.get("type") != "alert":

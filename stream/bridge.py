@@ -11,6 +11,7 @@ messages again. Downlink: receipts from the stream are published to each device'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import Counter
@@ -53,13 +54,12 @@ async def ensure_topics(settings: StreamSettings, topics: KafkaTopics) -> None:
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
-            for name in topics.all() if name not in existing
+            for name in topics.all()
+            if name not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another bridge won the race
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
             log.info("created Kafka topics %s", [t.name for t in missing])
     finally:
         await admin.close()
@@ -101,7 +101,11 @@ class Bridge:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
         self._client.connect_async(
-            self.settings.mqtt_host, self.settings.mqtt_port, 30, clean_start=False, properties=properties
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            30,
+            clean_start=False,
+            properties=properties,
         )
         self._client.loop_start()
         try:
@@ -115,16 +119,36 @@ class Bridge:
         return self.stats
 
     # -- uplink: MQTT → Kafka -------------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason: object,
+        properties: object,
+    ) -> None:
         if getattr(reason, "is_failure", False):
-            log.error("broker refused the bridge: %s (check services.mqtt.bridge credentials)", reason)
+            log.error(
+                "broker refused the bridge: %s (check services.mqtt.bridge credentials)", reason
+            )
             return
         group = self.settings.share_group
-        client.subscribe([(f"$share/{group}/{fleet_filter(channel)}", 1) for channel in UPLINK_CHANNELS])
+        client.subscribe(
+            [(f"$share/{group}/{fleet_filter(channel)}", 1) for channel in UPLINK_CHANNELS]
+        )
         self._connected.set()
-        log.info("bridge connected to mqtt://%s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
+        log.info(
+            "bridge connected to mqtt://%s:%s", self.settings.mqtt_host, self.settings.mqtt_port
+        )
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason: object,
+        properties: object,
+    ) -> None:
         self._connected.clear()
         log.warning("bridge disconnected from MQTT (%s); reconnecting", reason)
 
@@ -147,7 +171,9 @@ class Bridge:
         delay = 0.2
         while True:
             try:
-                await self._producer.send_and_wait(kafka_topic, message.payload, key=key, headers=headers)
+                await self._producer.send_and_wait(
+                    kafka_topic, message.payload, key=key, headers=headers
+                )
                 break
             except KafkaError as exc:
                 log.error("Kafka refused %s (%s); retrying in %.1fs", message.topic, exc, delay)
@@ -192,5 +218,7 @@ class Bridge:
                 if info.is_published():
                     self.stats.receipts += 1
                     return
-            log.warning("receipt for %s not yet published (rc=%s); retrying", receipt.message_id, info.rc)
+            log.warning(
+                "receipt for %s not yet published (rc=%s); retrying", receipt.message_id, info.rc
+            )
             await asyncio.sleep(0.5)

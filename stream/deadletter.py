@@ -6,6 +6,7 @@ Headers follow Kafka Connect's dead-letter convention so existing tooling can re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 HEADER_PREFIX = "__connect.errors."
 
@@ -32,12 +33,14 @@ class DeadLetter:
         ]
 
 
-def header_map(headers: object) -> dict[str, bytes]:
+def header_map(headers: Any) -> dict[str, bytes]:
     """Normalise Kafka headers (a list of pairs or a mapping) to ``{name: bytes}``."""
     if headers is None:
         return {}
     items = headers.items() if isinstance(headers, dict) else headers
     out: dict[str, bytes] = {}
-    for name, value in items:  # type: ignore[union-attr]
-        out[name if isinstance(name, str) else name.decode()] = value if isinstance(value, bytes) else str(value).encode()
+    for name, value in items:
+        out[name if isinstance(name, str) else name.decode()] = (
+            value if isinstance(value, bytes) else str(value).encode()
+        )
     return out

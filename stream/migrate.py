@@ -88,9 +88,9 @@ def migrate(database_url: str, migrations: list[Migration] | None = None) -> Mig
                 if migration.version in done:
                     continue
                 with conn.transaction():
-                    conn.execute(migration.sql)  # type: ignore[arg-type]
+                    conn.execute(migration.sql)
                     if timescale and migration.timescale_sql:
-                        conn.execute(migration.timescale_sql)  # type: ignore[arg-type]
+                        conn.execute(migration.timescale_sql)
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name, timescale) VALUES (%s, %s, %s)",
                         (migration.version, migration.name, timescale),

@@ -51,11 +51,15 @@ class Registry:
         return (address.site, address.device_kind, address.device_id) in self.devices
 
 
-def validate_record(value: bytes, headers: Mapping[str, bytes], registry: Registry) -> tuple[TopicAddress, WireModel]:
+def validate_record(
+    value: bytes, headers: Mapping[str, bytes], registry: Registry
+) -> tuple[TopicAddress, WireModel]:
     """The message in a bridged record, or a :class:`ContractError` saying what is wrong."""
     raw_topic = headers.get(MQTT_TOPIC_HEADER)
     if raw_topic is None:
-        raise MissingTopic(f"record has no {MQTT_TOPIC_HEADER!r} header; was it produced by the bridge?")
+        raise MissingTopic(
+            f"record has no {MQTT_TOPIC_HEADER!r} header; was it produced by the bridge?"
+        )
     address = TopicAddress.parse(raw_topic.decode("utf-8", errors="replace"))
     if address not in registry:
         raise UnknownDevice(
@@ -64,7 +68,9 @@ def validate_record(value: bytes, headers: Mapping[str, bytes], registry: Regist
     message = decode(value, CHANNEL_TYPES[address.channel])
     device = getattr(message, "device", None)
     if device is not None and (device.site, device.kind.value, device.id) != (
-        address.site, address.device_kind, address.device_id
+        address.site,
+        address.device_kind,
+        address.device_id,
     ):
         raise DeviceMismatch(
             f"payload claims device {device.kind.value}/{device.id} (site {device.site}) but was"

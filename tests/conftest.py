@@ -38,7 +38,9 @@ class RunningStack:
 
 
 @pytest.fixture(scope="session")
-def stack(demo_config: CitywatchConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+def stack(
+    demo_config: CitywatchConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
     """The embedded stack with the demo site's accounts, up for the whole session."""
     from citywatch.cli.accounts import embedded_stack, resolve_endpoints
 
@@ -59,12 +61,20 @@ class CliProcess:
     """A `citywatch` subcommand running in the background, its output in a log file."""
 
     def __init__(self, args: list[str], data_dir: Path, log_path: Path) -> None:
-        env = {**os.environ, "CITYWATCH_DATA_DIR": str(data_dir), "CITYWATCH_CONFIG": str(DEMO_CONFIG)}
+        env = {
+            **os.environ,
+            "CITYWATCH_DATA_DIR": str(data_dir),
+            "CITYWATCH_CONFIG": str(DEMO_CONFIG),
+        }
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "citywatch.cli.main", *args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
         )
 
     def output(self) -> str:
@@ -82,7 +92,9 @@ class CliProcess:
 
 
 @pytest.fixture(scope="session")
-def pipeline(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, CliProcess]]:
+def pipeline(
+    stack: RunningStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, CliProcess]]:
     """The stream tier (Faust app and bridge) running against the session's stack."""
     logs = tmp_path_factory.mktemp("pipeline-logs")
     processes = {

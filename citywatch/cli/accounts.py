@@ -28,7 +28,17 @@ class EndpointError(RuntimeError):
 
 
 def data_dir_of(config: CitywatchConfig, override: Path | None = None) -> Path:
-    return (override or Path(os.environ.get("CITYWATCH_DATA_DIR", config.services.data_dir))).absolute()
+    """The data directory: ``--data-dir``, ``$CITYWATCH_DATA_DIR``, the config, or a default.
+
+    The default lives outside the checkout because the stack's services drop root for their
+    own users, who must be able to reach it (a checkout under /root is not reachable).
+    """
+    chosen = override or os.environ.get("CITYWATCH_DATA_DIR") or config.services.data_dir
+    if chosen:
+        return Path(chosen).absolute()
+    if os.geteuid() == 0:
+        return Path("/var/lib/citywatch") / config.site.id
+    return Path.home() / ".local" / "state" / "citywatch" / config.site.id
 
 
 def secrets_dir_of(data_dir: Path) -> Path:

@@ -25,7 +25,12 @@ from rich.table import Table
 from citywatch.cli.accounts import data_dir_of, embedded_stack, resolve_endpoints
 from citywatch.cli.runtime import edge_session
 from citywatch.config import CitywatchConfig
-from citywatch.edge.sensor_agent import SensorAgentStats, SensorChannel, build_channels, run_sensor_agent
+from citywatch.edge.sensor_agent import (
+    SensorAgentStats,
+    SensorChannel,
+    build_channels,
+    run_sensor_agent,
+)
 from citywatch.edge.session import EdgeSession
 from citywatch.stream.migrate import migrate
 
@@ -45,7 +50,10 @@ def spawn(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Po
     with log_path.open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "citywatch.cli.main", *args],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
 
 
@@ -60,20 +68,29 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> N
 
 
 def run_demo(
-    config: CitywatchConfig, config_path: Path, data_dir: Path | None, duration_s: float,
-    keep_stack: bool, console: Console,
+    config: CitywatchConfig,
+    config_path: Path,
+    data_dir: Path | None,
+    duration_s: float,
+    keep_stack: bool,
+    console: Console,
 ) -> int:
     root = data_dir_of(config, data_dir)
     stack = embedded_stack(config, root)
     started = time.monotonic()
     with console.status("starting the embedded stack (Mosquitto, Tansu, PostgreSQL)…") as status:
         info = stack.up(progress=lambda line: status.update(line))
-    console.print(f"[green]✓[/] stack up in {time.monotonic() - started:.1f}s: "
-                  + ", ".join(f"{s.name} {s.url}" for s in info.services), highlight=False)
+    console.print(
+        f"[green]✓[/] stack up in {time.monotonic() - started:.1f}s: "
+        + ", ".join(f"{s.name} {s.url}" for s in info.services),
+        highlight=False,
+    )
     endpoints = resolve_endpoints(config, root)
     report = migrate(endpoints.database_url)
-    console.print(f"[green]✓[/] database schema v{report.current_version}"
-                  f" ({'TimescaleDB' if report.timescale else 'plain PostgreSQL: timescaledb not available'})")
+    console.print(
+        f"[green]✓[/] database schema v{report.current_version}"
+        f" ({'TimescaleDB' if report.timescale else 'plain PostgreSQL: timescaledb not available'})"
+    )
     env = {**os.environ, "CITYWATCH_DATA_DIR": str(root), "CITYWATCH_CONFIG": str(config_path)}
     logs = root / "logs"
     processes = {
@@ -83,7 +100,8 @@ def run_demo(
     console.print(f"[green]✓[/] started the Faust app and the bridge (logs in {logs})")
     gateways = [
         Gateway(g.id, edge_session(config, g.id, root), build_channels(config, g.id))
-        for g in config.devices.gateways if g.kind == "sensor"
+        for g in config.devices.gateways
+        if g.kind == "sensor"
     ]
     stop = threading.Event()
     try:
@@ -98,13 +116,29 @@ def run_demo(
         with Live(console=console, refresh_per_second=2) as live:
             begin = time.monotonic()
             while any(g.thread and g.thread.is_alive() for g in gateways):
-                live.update(_view(gateways, endpoints.database_url, time.monotonic() - begin, duration_s, processes))
+                live.update(
+                    _view(
+                        gateways,
+                        endpoints.database_url,
+                        time.monotonic() - begin,
+                        duration_s,
+                        processes,
+                    )
+                )
                 time.sleep(0.5)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and any(_pending_alerts(g) for g in gateways):
                 for g in gateways:
                     g.session.pump()
-                live.update(_view(gateways, endpoints.database_url, time.monotonic() - begin, duration_s, processes))
+                live.update(
+                    _view(
+                        gateways,
+                        endpoints.database_url,
+                        time.monotonic() - begin,
+                        duration_s,
+                        processes,
+                    )
+                )
                 time.sleep(0.5)
         return _summary(gateways, endpoints.database_url, console)
     finally:
@@ -135,7 +169,10 @@ def _db_counts(database_url: str) -> tuple[int, int]:
 
 
 def _view(
-    gateways: list[Gateway], database_url: str, elapsed: float, duration: float,
+    gateways: list[Gateway],
+    database_url: str,
+    elapsed: float,
+    duration: float,
     processes: dict[str, subprocess.Popen[bytes]],
 ) -> Group:
     table = Table(title="simulated waterlogging sensors", expand=True)
@@ -150,8 +187,11 @@ def _view(
             level = channel.tracker.level or "dry"
             colour = "green" if level == "dry" else "yellow" if level == "lane" else "red"
             table.add_row(
-                channel.config.id, f"{depth:5.1f}" if depth is not None else "–",
-                f"[{colour}]{level}[/]", str(sent.get(channel.config.id, 0)), "",
+                channel.config.id,
+                f"{depth:5.1f}" if depth is not None else "–",
+                f"[{colour}]{level}[/]",
+                str(sent.get(channel.config.id, 0)),
+                "",
             )
         table.add_row(f"[dim]gateway {gateway.id}[/]", "", "", "", str(_pending_alerts(gateway)))
     alerts, telemetry = _db_counts(database_url)
@@ -159,8 +199,10 @@ def _view(
         f"{name}: {'[green]running[/]' if p.poll() is None else f'[red]exited {p.returncode}[/]'}"
         for name, p in processes.items()
     )
-    footer = (f"{min(elapsed, duration):.0f}/{duration:.0f}s   database: {alerts} alerts,"
-              f" {telemetry} telemetry rows   {states}")
+    footer = (
+        f"{min(elapsed, duration):.0f}/{duration:.0f}s   database: {alerts} alerts,"
+        f" {telemetry} telemetry rows   {states}"
+    )
     return Group(table, Panel(footer, title="pipeline"))
 
 
@@ -178,7 +220,9 @@ def _summary(gateways: list[Gateway], database_url: str, console: Console) -> in
     for column in ("alert id", "sensor", "phase", "level", "depth cm", "event time (UTC)"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row[0], row[1], row[2], row[3] or "", row[4] or "", row[5].strftime("%H:%M:%S"))
+        table.add_row(
+            row[0], row[1], row[2], row[3] or "", row[4] or "", row[5].strftime("%H:%M:%S")
+        )
     console.print(table)
     ok = len(rows) == len(published) and pending == 0 and len(published) > 0
     mark = "[green]✓[/]" if ok else "[red]✗[/]"

@@ -32,10 +32,18 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
-config_app = typer.Typer(help="Validate operator config and export its JSON Schema.", no_args_is_help=True)
-stack_app = typer.Typer(help="Start, inspect and stop the embedded single-machine stack.", no_args_is_help=True)
-edge_app = typer.Typer(help="Run an edge gateway agent (publishes over MQTT).", no_args_is_help=True)
-stream_app = typer.Typer(help="Run the stream tier: the MQTT→Kafka bridge and the Faust app.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Validate operator config and export its JSON Schema.", no_args_is_help=True
+)
+stack_app = typer.Typer(
+    help="Start, inspect and stop the embedded single-machine stack.", no_args_is_help=True
+)
+edge_app = typer.Typer(
+    help="Run an edge gateway agent (publishes over MQTT).", no_args_is_help=True
+)
+stream_app = typer.Typer(
+    help="Run the stream tier: the MQTT→Kafka bridge and the Faust app.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(stack_app, name="stack")
@@ -46,11 +54,17 @@ app.add_typer(db_app, name="db")
 DEFAULT_CONFIG = Path("configs/demo-district.yaml")
 ConfigOpt = Annotated[
     Path,
-    typer.Option("--config", "-c", envvar="CITYWATCH_CONFIG", help="Site config YAML.", show_default=True),
+    typer.Option(
+        "--config", "-c", envvar="CITYWATCH_CONFIG", help="Site config YAML.", show_default=True
+    ),
 ]
 DataDirOpt = Annotated[
     Path | None,
-    typer.Option("--data-dir", envvar="CITYWATCH_DATA_DIR", help="Stack, secrets and outboxes (default: services.data_dir)."),
+    typer.Option(
+        "--data-dir",
+        envvar="CITYWATCH_DATA_DIR",
+        help="Stack, secrets and outboxes (default: services.data_dir).",
+    ),
 ]
 LogOpt = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
 
@@ -75,7 +89,9 @@ def _root(
 
 # -- config ------------------------------------------------------------------------------------
 @config_app.command("check")
-def config_check(files: Annotated[list[Path], typer.Argument(help="Config files to validate.")]) -> None:
+def config_check(
+    files: Annotated[list[Path], typer.Argument(help="Config files to validate.")],
+) -> None:
     """Validate config files; print each problem as FILE:LINE:COLUMN: FIELD: MESSAGE.
 
     Exits 0 when every file is valid, 1 otherwise. Included files are checked through the
@@ -94,7 +110,9 @@ def config_check(files: Annotated[list[Path], typer.Argument(help="Config files 
 
 @config_app.command("schema")
 def config_schema(
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the JSON Schema of the config tree (point your editor's YAML plugin at it)."""
     schema = CitywatchConfig.model_json_schema(mode="validation")
@@ -165,7 +183,14 @@ def _print_stack(info: object) -> None:
         table.add_column(column)
     for service in info.services:  # type: ignore[attr-defined]
         state = "[green]running[/]" if service.running else "[red]stopped[/]"
-        table.add_row(service.name, state, service.url, str(service.pid), service.version, str(service.log_path))
+        table.add_row(
+            service.name,
+            state,
+            service.url,
+            str(service.pid),
+            service.version,
+            str(service.log_path),
+        )
     console.print(table)
 
 
@@ -180,13 +205,17 @@ def db_migrate(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) 
     endpoints = resolve_endpoints(cfg, data_dir_of(cfg, data_dir))
     report = migrate(endpoints.database_url)
     flavour = "TimescaleDB" if report.timescale else "plain PostgreSQL (timescaledb not available)"
-    console.print(f"schema at version {report.current_version} on {flavour}; applied now: {list(report.applied)}")
+    console.print(
+        f"schema at version {report.current_version} on {flavour}; applied now: {list(report.applied)}"
+    )
 
 
 # -- edge --------------------------------------------------------------------------------------
 @edge_app.command("sensor")
 def edge_sensor(
-    gateway: Annotated[str, typer.Option("--gateway", "-g", help="Gateway id from devices.gateways.")],
+    gateway: Annotated[
+        str, typer.Option("--gateway", "-g", help="Gateway id from devices.gateways.")
+    ],
     config: ConfigOpt = DEFAULT_CONFIG,
     data_dir: DataDirOpt = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
@@ -218,7 +247,9 @@ def edge_sensor(
 def stream_bridge(
     config: ConfigOpt = DEFAULT_CONFIG,
     data_dir: DataDirOpt = None,
-    bridge_id: Annotated[str, typer.Option(help="Unique per bridge instance (fixed MQTT client id).")] = "1",
+    bridge_id: Annotated[
+        str, typer.Option(help="Unique per bridge instance (fixed MQTT client id).")
+    ] = "1",
     log_level: LogOpt = "INFO",
 ) -> None:
     """Bridge every device's uplink from MQTT to Kafka, and receipts back to MQTT."""
@@ -240,7 +271,9 @@ def stream_bridge(
 
 
 @stream_app.command("app")
-def stream_app_cmd(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None, log_level: LogOpt = "INFO") -> None:
+def stream_app_cmd(
+    config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None, log_level: LogOpt = "INFO"
+) -> None:
     """Run the Faust worker: validate, store, dead-letter and send receipts.
 
     Applies pending database migrations first. Scale out by starting more workers: they

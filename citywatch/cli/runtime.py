@@ -22,7 +22,9 @@ def edge_session(config: CitywatchConfig, gateway_id: str, data_dir: Path | None
     gateway = gateways[gateway_id]
     root = data_dir_of(config, data_dir)
     endpoints = resolve_endpoints(config, root)
-    outbox_path = Path(gateway.outbox_path) if gateway.outbox_path else root / f"outbox-{gateway.id}.sqlite"
+    outbox_path = (
+        Path(gateway.outbox_path) if gateway.outbox_path else root / f"outbox-{gateway.id}.sqlite"
+    )
     devices = [
         DeviceRef(site=config.site.id, kind=DeviceKind(kind), id=device_id)
         for kind, device_id in config.gateway_devices(gateway_id)
@@ -46,7 +48,9 @@ def edge_session(config: CitywatchConfig, gateway_id: str, data_dir: Path | None
     )
 
 
-def stream_settings(config: CitywatchConfig, data_dir: Path | None, bridge_id: str = "1") -> StreamSettings:
+def stream_settings(
+    config: CitywatchConfig, data_dir: Path | None, bridge_id: str = "1"
+) -> StreamSettings:
     root = data_dir_of(config, data_dir)
     endpoints = resolve_endpoints(config, root)
     mqtt = config.services.mqtt

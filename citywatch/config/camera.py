@@ -18,7 +18,9 @@ Point = tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, 
 
 class Zone(ConfigModel):
     name: Identifier
-    polygon: tuple[Point, ...] = Field(min_length=3, description="[x, y] vertices, 0–1 of width/height")
+    polygon: tuple[Point, ...] = Field(
+        min_length=3, description="[x, y] vertices, 0–1 of width/height"
+    )
     mask: bool = Field(default=False, description="ignore detections inside instead of watching")
 
 
@@ -26,7 +28,13 @@ class Schedule(ConfigModel):
     """When a rule is active, in the site's local time."""
 
     days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = (
-        "mon", "tue", "wed", "thu", "fri", "sat", "sun",
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+        "sat",
+        "sun",
     )
     start: time = time(0, 0)
     end: time = time(23, 59, 59)
@@ -43,7 +51,9 @@ class RuleBase(ConfigModel):
 class IllegalParkingRule(RuleBase):
     type: Literal["illegal_parking"] = "illegal_parking"
     classes: tuple[str, ...] = ("car", "truck", "bus")
-    dwell: Duration = Field(default=timedelta(minutes=3), description="standing time before alerting")
+    dwell: Duration = Field(
+        default=timedelta(minutes=3), description="standing time before alerting"
+    )
 
 
 class StreetVendingRule(RuleBase):
@@ -84,5 +94,7 @@ class CameraConfig(ConfigModel):
         for rule in self.rules:
             missing = [name for name in rule.zones if name not in known]
             if missing:
-                raise ValueError(f"rule {rule.name!r} uses undefined zones {missing}; defined: {sorted(known)}")
+                raise ValueError(
+                    f"rule {rule.name!r} uses undefined zones {missing}; defined: {sorted(known)}"
+                )
         return self

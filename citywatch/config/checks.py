@@ -34,13 +34,19 @@ def verify_device_ids_unique(config: CitywatchConfig) -> list[ConfigIssue]:
     for index, gateway in enumerate(config.devices.gateways):
         path: Path = ("devices", "gateways", index, "id")
         if gateway.id in seen:
-            issues.append(ConfigIssue(path, f"id {gateway.id!r} is already used at {_dotted(seen[gateway.id])}"))
+            issues.append(
+                ConfigIssue(
+                    path, f"id {gateway.id!r} is already used at {_dotted(seen[gateway.id])}"
+                )
+            )
         seen.setdefault(gateway.id, path)
     for section, index, device in _all_devices(config):
         path = ("devices", section, index, "id")
         device_id = device.id  # type: ignore[attr-defined]
         if device_id in seen:
-            issues.append(ConfigIssue(path, f"id {device_id!r} is already used at {_dotted(seen[device_id])}"))
+            issues.append(
+                ConfigIssue(path, f"id {device_id!r} is already used at {_dotted(seen[device_id])}")
+            )
         seen.setdefault(device_id, path)
     return issues
 
@@ -54,29 +60,54 @@ def verify_devices_reference_known_gateways(config: CitywatchConfig) -> list[Con
         kind = section.removesuffix("s")
         path: Path = ("devices", section, index, "gateway")
         if gateway not in gateways:
-            issues.append(ConfigIssue(path, f"unknown gateway {gateway!r}; declared: {sorted(gateways)}"))
+            issues.append(
+                ConfigIssue(path, f"unknown gateway {gateway!r}; declared: {sorted(gateways)}")
+            )
         elif gateways[gateway] != kind:
-            issues.append(ConfigIssue(path, f"gateway {gateway!r} is a {gateways[gateway]} gateway, not a {kind} gateway"))
+            issues.append(
+                ConfigIssue(
+                    path,
+                    f"gateway {gateway!r} is a {gateways[gateway]} gateway, not a {kind} gateway",
+                )
+            )
     return issues
 
 
 def verify_placements_in_grid(config: CitywatchConfig) -> list[ConfigIssue]:
     """A device's district, street and community exist and nest (escalation climbs them)."""
-    streets = {d.id: {s.id: {c.id for c in s.communities} for s in d.streets} for d in config.site.districts}
+    streets = {
+        d.id: {s.id: {c.id for c in s.communities} for s in d.streets}
+        for d in config.site.districts
+    }
     issues = []
     for section, index, device in _all_devices(config):
         place = device.placement  # type: ignore[attr-defined]
         base: Path = ("devices", section, index, "placement")
         if place.district not in streets:
-            issues.append(ConfigIssue((*base, "district"), f"unknown district {place.district!r}; known: {sorted(streets)}"))
+            issues.append(
+                ConfigIssue(
+                    (*base, "district"),
+                    f"unknown district {place.district!r}; known: {sorted(streets)}",
+                )
+            )
             continue
         if place.street is not None and place.street not in streets[place.district]:
-            issues.append(ConfigIssue((*base, "street"), f"street {place.street!r} is not in district {place.district!r}"))
+            issues.append(
+                ConfigIssue(
+                    (*base, "street"),
+                    f"street {place.street!r} is not in district {place.district!r}",
+                )
+            )
             continue
         if place.community is not None and (
             place.street is None or place.community not in streets[place.district][place.street]
         ):
-            issues.append(ConfigIssue((*base, "community"), f"community {place.community!r} is not in street {place.street!r}"))
+            issues.append(
+                ConfigIssue(
+                    (*base, "community"),
+                    f"community {place.community!r} is not in street {place.street!r}",
+                )
+            )
     return issues
 
 
@@ -88,9 +119,18 @@ def verify_categories_reference_departments_and_tiers(config: CitywatchConfig) -
     for index, category in enumerate(config.workflow.categories):
         base: Path = ("workflow", "categories", index)
         if category.department not in departments:
-            issues.append(ConfigIssue((*base, "department"), f"unknown department {category.department!r}; declared: {sorted(departments)}"))
+            issues.append(
+                ConfigIssue(
+                    (*base, "department"),
+                    f"unknown department {category.department!r}; declared: {sorted(departments)}",
+                )
+            )
         if category.sla not in tiers:
-            issues.append(ConfigIssue((*base, "sla"), f"unknown SLA tier {category.sla!r}; declared: {sorted(tiers)}"))
+            issues.append(
+                ConfigIssue(
+                    (*base, "sla"), f"unknown SLA tier {category.sla!r}; declared: {sorted(tiers)}"
+                )
+            )
     return issues
 
 
@@ -103,12 +143,20 @@ def verify_every_produced_kind_has_a_category(config: CitywatchConfig) -> list[C
         produced |= {AlertKind(rule.type) for rule in camera.rules}
     kinds = [c.kind for c in config.workflow.categories]
     issues = [
-        ConfigIssue(("workflow", "categories"), f"alerts of kind {kind.value!r} are produced but no category receives them")
+        ConfigIssue(
+            ("workflow", "categories"),
+            f"alerts of kind {kind.value!r} are produced but no category receives them",
+        )
         for kind in sorted(produced - set(kinds))
     ]
     for index, kind in enumerate(kinds):
         if kinds.index(kind) != index:
-            issues.append(ConfigIssue(("workflow", "categories", index, "kind"), f"kind {kind.value!r} already has a category"))
+            issues.append(
+                ConfigIssue(
+                    ("workflow", "categories", index, "kind"),
+                    f"kind {kind.value!r} already has a category",
+                )
+            )
     return issues
 
 

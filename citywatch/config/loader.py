@@ -96,7 +96,15 @@ def _absorb_file(
 ) -> None:
     resolved = path.resolve()
     if resolved in seen:
-        problems.append(ConfigProblem(path, None, None, "include", "include cycle: " + " → ".join(map(str, (*seen, resolved)))))
+        problems.append(
+            ConfigProblem(
+                path,
+                None,
+                None,
+                "include",
+                "include cycle: " + " → ".join(map(str, (*seen, resolved))),
+            )
+        )
         return
     try:
         text = path.read_text(encoding="utf-8")
@@ -120,12 +128,21 @@ def _absorb_file(
     if not isinstance(tree, CommentedMap):
         problems.append(ConfigProblem(path, 1, 1, "", "a config file is a mapping of sections"))
         return
-    includes = tree.pop("include", None) if "include" in tree else None
+    includes = tree.pop("include", None) if "include" in tree else CommentedSeq()
     _merge_map(data, tree, path, (), locations, problems)
-    for index, name in enumerate(includes or ()):
+    if not isinstance(includes, CommentedSeq):
+        problems.append(
+            ConfigProblem(path, None, None, "include", "include is a list of file paths")
+        )
+        return
+    for index, name in enumerate(includes):
         if not isinstance(name, str):
             line, column = includes.lc.item(index)
-            problems.append(ConfigProblem(path, line + 1, column + 1, f"include[{index}]", "an include is a file path"))
+            problems.append(
+                ConfigProblem(
+                    path, line + 1, column + 1, f"include[{index}]", "an include is a file path"
+                )
+            )
             continue
         _absorb_file(path.parent / name, data, locations, problems, (*seen, resolved))
 
@@ -156,7 +173,9 @@ def _merge_map(
         else:
             first = locations.get(key_loc)
             elsewhere = f" (first set at {first[0]}:{first[1]})" if first else ""
-            problems.append(ConfigProblem(file, line + 1, column + 1, _dotted(key_loc), f"set twice{elsewhere}"))
+            problems.append(
+                ConfigProblem(file, line + 1, column + 1, _dotted(key_loc), f"set twice{elsewhere}")
+            )
 
 
 def _plain(value: Any, file: Path, loc: Loc, locations: dict[Loc, Where]) -> Any:
@@ -207,10 +226,7 @@ def _locate(
     data_loc: Loc = ()
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-            data_loc = (*data_loc, part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if _has_child(node, part):
             node = node[part]
             data_loc = (*data_loc, part)
         elif isinstance(node, dict) and part == loc[-1]:
@@ -222,6 +238,12 @@ def _locate(
         probe = probe[:-1]
     file, line, column = where if where else (path, None, None)
     return ConfigProblem(file, line, column, _dotted(data_loc), message)
+
+
+def _has_child(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def _dotted(loc: Loc) -> str:

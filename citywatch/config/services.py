@@ -23,8 +23,12 @@ class ServiceAccount(ConfigModel):
 
 class MqttService(ConfigModel):
     url: str = Field(default=EMBEDDED, description="'embedded' or mqtt(s)://host:port")
-    bridge: ServiceAccount = ServiceAccount(username="citywatch-bridge", password="secret:mqtt-bridge")
-    center: ServiceAccount = ServiceAccount(username="citywatch-center", password="secret:mqtt-center")
+    bridge: ServiceAccount = ServiceAccount(
+        username="citywatch-bridge", password="secret:mqtt-bridge"
+    )
+    center: ServiceAccount = ServiceAccount(
+        username="citywatch-center", password="secret:mqtt-center"
+    )
     share_group: str = Field(default="citywatch-bridge", description="$share group of the bridges")
 
 
@@ -43,8 +47,12 @@ class DatabaseService(ConfigModel):
 
 
 class Services(ConfigModel):
-    data_dir: Path = Field(
-        default=Path(".citywatch"), description="embedded stack, secrets and outboxes (relative to cwd)"
+    data_dir: Path | None = Field(
+        default=None,
+        description=(
+            "embedded stack, generated secrets, outboxes and logs; default $CITYWATCH_DATA_DIR,"
+            " else /var/lib/citywatch/<site> as root, ~/.local/state/citywatch/<site> otherwise"
+        ),
     )
     mqtt: MqttService = MqttService()
     kafka: KafkaService = KafkaService()

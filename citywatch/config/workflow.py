@@ -37,10 +37,12 @@ class DedupPolicy(ConfigModel):
     radius_m: float = Field(gt=0, le=5000, description="alerts closer than this may merge")
     window: Duration = Field(description="and closer in time than this")
     quiet: Duration = Field(
-        default=timedelta(minutes=10), description="an incident closes this long after its last alert ended"
+        default=timedelta(minutes=10),
+        description="an incident closes this long after its last alert ended",
     )
     reopen: Duration = Field(
-        default=timedelta(hours=24), description="a recurrence within this reopens the work order (复发)"
+        default=timedelta(hours=24),
+        description="a recurrence within this reopens the work order (复发)",
     )
 
 
@@ -59,7 +61,11 @@ class WorkingCalendar(ConfigModel):
     """Working hours and days, for SLAs counted in working time."""
 
     workdays: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = (
-        "mon", "tue", "wed", "thu", "fri",
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
     )
     hours: tuple[tuple[time, time], ...] = Field(
         default=((time(9), time(12)), (time(13, 30), time(17, 30))),

@@ -48,7 +48,9 @@ def decode(data: bytes | str, expected: type[WireModel] | None = None) -> WireMo
     type_name = raw.get("type")
     model = MESSAGE_TYPES.get(type_name) if isinstance(type_name, str) else None
     if model is None:
-        raise WrongMessageType(f"unknown message type {type_name!r}; one of {sorted(MESSAGE_TYPES)}")
+        raise WrongMessageType(
+            f"unknown message type {type_name!r}; one of {sorted(MESSAGE_TYPES)}"
+        )
     if expected is not None and model is not expected:
         expected_name = expected.model_fields["type"].default
         raise WrongMessageType(f"expected a {expected_name!r} message, got {type_name!r}")

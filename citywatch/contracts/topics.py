@@ -84,7 +84,9 @@ class TopicAddress:
                 f"topic {topic!r} is not citywatch/v1/{{site}}/{{device_kind}}/{{device_id}}/{{channel}}"
             )
         if parts[1] != TOPIC_VERSION:
-            raise TopicError(f"topic {topic!r} has version {parts[1]!r}; this build reads {TOPIC_VERSION}")
+            raise TopicError(
+                f"topic {topic!r} has version {parts[1]!r}; this build reads {TOPIC_VERSION}"
+            )
         try:
             channel = Channel(parts[5])
         except ValueError:

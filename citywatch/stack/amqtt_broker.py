@@ -24,24 +24,31 @@ from citywatch.stack.processes import ServiceUser
 
 
 def _hash(password: str) -> str:
-    """amqtt >= 0.12 verifies argon2 hashes (its own dependency, argon2-cffi)."""
+    """amqtt 0.12 verifies argon2 hashes through pwdlib, one of its own dependencies."""
     try:
-        from argon2 import PasswordHasher
+        from pwdlib.hashers.argon2 import Argon2Hasher
     except ImportError as exc:
-        raise StackError(f"the amqtt fallback needs argon2-cffi: run `{FALLBACK_INSTALL}`") from exc
-    return str(PasswordHasher().hash(password))
+        raise StackError(
+            f"the amqtt fallback needs pwdlib[argon2]: run `{FALLBACK_INSTALL}`"
+        ) from exc
+    return str(Argon2Hasher().hash(password))
 
 
 def render_config(port: int, password_path: Path, accounts: Sequence[MqttAccount]) -> str:
-    """amqtt's broker configuration (YAML; JSON is valid YAML, so no YAML writer is needed)."""
+    """amqtt 0.12's broker configuration (YAML; JSON is valid YAML, so no YAML writer needed).
+
+    Only the listed plugins load: no AnonymousAuthPlugin, so clients without a username are
+    refused. The health account is among `accounts` with empty lists, which also keeps
+    `publish_acl` non-empty (amqtt allows every publish when it is empty).
+    """
     config = {
         "listeners": {"default": {"type": "tcp", "bind": f"{LOOPBACK}:{port}"}},
-        "auth": {"plugins": ["auth_file"], "password-file": str(password_path)},
-        "topic-check": {
-            "enabled": True,
-            "plugins": ["topic_acl"],
-            "acl": {a.username: list(a.subscribe) for a in accounts},
-            "publish-acl": {a.username: list(a.publish) for a in accounts},
+        "plugins": {
+            "amqtt.plugins.authentication.FileAuthPlugin": {"password_file": str(password_path)},
+            "amqtt.plugins.topic_checking.TopicAccessControlListPlugin": {
+                "acl": {a.username: list(a.subscribe) for a in accounts},
+                "publish_acl": {a.username: list(a.publish) for a in accounts},
+            },
         },
     }
     return json.dumps(config, indent=2) + "\n"

@@ -22,7 +22,7 @@ from citywatch.cli.runtime import edge_session
 from citywatch.config import CitywatchConfig
 from citywatch.config.secrets import resolve_secret
 from citywatch.config.sensor import SimulatedRain
-from citywatch.contracts import Alert, Channel, DeviceRef, Phase, encode
+from citywatch.contracts import Channel, DeviceRef, Phase, encode
 from citywatch.edge.sensor_agent import build_channels, run_sensor_agent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,20 +41,31 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 def fast_rain(config: CitywatchConfig) -> CitywatchConfig:
     """The demo site with its first sensor flooding within seconds (15 cm level in ~2 s)."""
     sensors = list(config.devices.sensors)
-    rain = SimulatedRain(start_after=timedelta(0), rise=timedelta(seconds=2), plateau=timedelta(seconds=60),
-                         drain=timedelta(seconds=5), peak_depth_cm=20, noise_cm=0.2)
+    rain = SimulatedRain(
+        start_after=timedelta(0),
+        rise=timedelta(seconds=2),
+        plateau=timedelta(seconds=60),
+        drain=timedelta(seconds=5),
+        peak_depth_cm=20,
+        noise_cm=0.2,
+    )
     sensors[0] = sensors[0].model_copy(update={"simulation": rain})
-    return config.model_copy(update={"devices": config.devices.model_copy(update={"sensors": tuple(sensors)})})
+    return config.model_copy(
+        update={"devices": config.devices.model_copy(update={"sensors": tuple(sensors)})}
+    )
 
 
 def stored_alert(database_url: str, alert_id: str) -> list[tuple[object, ...]]:
     with psycopg.connect(database_url) as conn:
         return conn.execute(
-            "SELECT id, device_id, kind, phase, attributes->>'level' FROM alerts WHERE id = %s", (alert_id,)
+            "SELECT id, device_id, kind, phase, attributes->>'level' FROM alerts WHERE id = %s",
+            (alert_id,),
         ).fetchall()
 
 
-def test_sensor_alert_reaches_the_database_and_its_receipt_returns(stack, pipeline, demo_config) -> None:  # type: ignore[no-untyped-def]
+def test_sensor_alert_reaches_the_database_and_its_receipt_returns(
+    stack, pipeline, demo_config
+) -> None:  # type: ignore[no-untyped-def]
     """A sensor crossing 15 cm publishes one start alert; it is stored once and receipted."""
     config = fast_rain(demo_config)
     session = edge_session(config, GATEWAY, stack.data_dir)
@@ -69,16 +80,26 @@ def test_sensor_alert_reaches_the_database_and_its_receipt_returns(stack, pipeli
         alert = starts[0]
         assert alert.attributes["level"] == "lane"
 
-        wait_for(lambda: session.outbox.counts().get("alert", 0) == 0, 60,
-                 f"the receipt of {alert.id} (app log: {pipeline['app'].output()[-2000:]})")
+        wait_for(
+            lambda: session.outbox.counts().get("alert", 0) == 0,
+            60,
+            f"the receipt of {alert.id} (app log: {pipeline['app'].output()[-2000:]})",
+        )
         rows = stored_alert(stack.endpoints.database_url, alert.id)
         assert rows == [(alert.id, "wl-underpass-01", "waterlogging", "start", "lane")]
         assert session.receipts >= 1
 
         # A resend (same id) is stored once and receipted again: the sink is idempotent.
         before = session.receipts
-        session.outbox.put(alert.id, alert.device.address(Channel.ALERTS).topic, encode(alert), 1, "alert",
-                           alert.device.id, time.time())
+        session.outbox.put(
+            alert.id,
+            alert.device.address(Channel.ALERTS).topic,
+            encode(alert),
+            1,
+            "alert",
+            alert.device.id,
+            time.time(),
+        )
         session.pump()
         wait_for(lambda: session.receipts > before, 60, "the receipt of the resent alert")
         assert len(stored_alert(stack.endpoints.database_url, alert.id)) == 1
@@ -88,14 +109,21 @@ def test_sensor_alert_reaches_the_database_and_its_receipt_returns(stack, pipeli
         session.outbox.close()
 
 
-def test_malformed_alert_goes_to_the_dead_letter_topic_with_the_reason(stack, pipeline, demo_config) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_alert_goes_to_the_dead_letter_topic_with_the_reason(
+    stack, pipeline, demo_config
+) -> None:  # type: ignore[no-untyped-def]
     """Bytes that are not a valid alert land in citywatch.dead-letters with error headers."""
     gateway = next(g for g in demo_config.devices.gateways if g.id == GATEWAY)
     topic = DeviceRef(site="demo", kind="sensor", id="wl-hebin-02").address(Channel.ALERTS).topic
     payload = b'{"v": "1.0", "type": "alert", "id": "broken-1", "confidence": "very"}'
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                         client_id="test-malformed")
-    client.username_pw_set(gateway.username, resolve_secret(gateway.credentials.password, stack.endpoints.secrets_dir))
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        protocol=mqtt.MQTTv5,
+        client_id="test-malformed",
+    )
+    client.username_pw_set(
+        gateway.username, resolve_secret(gateway.credentials.password, stack.endpoints.secrets_dir)
+    )
     client.connect(stack.endpoints.mqtt_host, stack.endpoints.mqtt_port)
     client.loop_start()
     try:
@@ -106,8 +134,10 @@ def test_malformed_alert_goes_to_the_dead_letter_topic_with_the_reason(stack, pi
 
     async def read_dead_letter() -> dict[str, bytes]:
         consumer = AIOKafkaConsumer(
-            "citywatch.dead-letters", bootstrap_servers=stack.endpoints.kafka_bootstrap,
-            auto_offset_reset="earliest", group_id=None,
+            "citywatch.dead-letters",
+            bootstrap_servers=stack.endpoints.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
         )
         await consumer.start()
         try:
@@ -132,7 +162,9 @@ def test_malformed_alert_goes_to_the_dead_letter_topic_with_the_reason(stack, pi
 def test_alert_for_another_device_is_refused_by_the_broker(stack, demo_config) -> None:  # type: ignore[no-untyped-def]
     """The ACL lets a gateway publish only under its own devices: MQTT 5 says not authorised."""
     gateway = next(g for g in demo_config.devices.gateways if g.id == GATEWAY)
-    foreign = DeviceRef(site="demo", kind="camera", id="cam-renmin-101").address(Channel.ALERTS).topic
+    foreign = (
+        DeviceRef(site="demo", kind="camera", id="cam-renmin-101").address(Channel.ALERTS).topic
+    )
     acks: list[int] = []
     done = threading.Event()
 
@@ -140,9 +172,13 @@ def test_alert_for_another_device_is_refused_by_the_broker(stack, demo_config) -
         acks.append(reason.value)
         done.set()
 
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id="test-acl")
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id="test-acl"
+    )
     client.on_publish = on_publish
-    client.username_pw_set(gateway.username, resolve_secret(gateway.credentials.password, stack.endpoints.secrets_dir))
+    client.username_pw_set(
+        gateway.username, resolve_secret(gateway.credentials.password, stack.endpoints.secrets_dir)
+    )
     client.connect(stack.endpoints.mqtt_host, stack.endpoints.mqtt_port)
     client.loop_start()
     try:

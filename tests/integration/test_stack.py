@@ -167,6 +167,14 @@ def test_up_returns_when_every_service_accepts_a_real_connection(
     assert row == ("citywatch", "citywatch", 1)
 
 
+def test_postgres_refuses_a_wrong_password(own_stack: tuple[EmbeddedStack, StackInfo]) -> None:
+    """The role has a real password (scram-sha-256), not trust authentication."""
+    parts = urlsplit(own_stack[1].database_url)
+    wrong = parts._replace(netloc=f"citywatch:wrong@{parts.hostname}:{parts.port}").geturl()
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(wrong, connect_timeout=5).close()
+
+
 def test_embedded_kafka_is_reported_as_not_idempotent(
     own_stack: tuple[EmbeddedStack, StackInfo],
 ) -> None:

@@ -38,7 +38,11 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def line_of(path: Path, needle: str) -> int:
-    return next(i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if needle in line)
+    return next(
+        i
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if needle in line
+    )
 
 
 def only_problem(path: Path) -> str:
@@ -53,7 +57,11 @@ def test_demo_site_is_complete() -> None:
     config = load_config(DEMO)
     assert config.site.id == "demo"
     assert len(config.devices.sensors) >= 3 and config.devices.cameras and config.devices.docks
-    assert {c.kind.value for c in config.workflow.categories} >= {"waterlogging", "smoke", "illegal_parking"}
+    assert {c.kind.value for c in config.workflow.categories} >= {
+        "waterlogging",
+        "smoke",
+        "illegal_parking",
+    }
     assert [level.depth_cm for level in config.waterlogging.level_policy.levels] == [15, 25, 40]
 
 
@@ -146,7 +154,9 @@ def _demo_with(**sections: object):  # type: ignore[no-untyped-def]
 def test_verify_device_ids_unique() -> None:
     """Two sensors with one id are reported at the second."""
     config = load_config(DEMO)
-    devices = config.devices.model_copy(update={"sensors": (*config.devices.sensors, config.devices.sensors[0])})
+    devices = config.devices.model_copy(
+        update={"sensors": (*config.devices.sensors, config.devices.sensors[0])}
+    )
     issues = verify_device_ids_unique(config.model_copy(update={"devices": devices}))
     assert [i.path for i in issues] == [("devices", "sensors", 3, "id")]
 
@@ -164,7 +174,9 @@ def test_verify_placements_in_grid() -> None:
     """A community that is not in the device's street is reported."""
     config = load_config(DEMO)
     sensor = config.devices.sensors[0]
-    moved = sensor.model_copy(update={"placement": sensor.placement.model_copy(update={"community": "c-xinhua"})})
+    moved = sensor.model_copy(
+        update={"placement": sensor.placement.model_copy(update={"community": "c-xinhua"})}
+    )
     devices = config.devices.model_copy(update={"sensors": (moved, *config.devices.sensors[1:])})
     issues = verify_placements_in_grid(config.model_copy(update={"devices": devices}))
     assert [i.path[-1] for i in issues] == ["community"]
@@ -174,8 +186,12 @@ def test_verify_categories_reference_departments_and_tiers() -> None:
     """A category owned by an undeclared department is reported."""
     config = load_config(DEMO)
     first = config.workflow.categories[0].model_copy(update={"department": "nobody"})
-    workflow = config.workflow.model_copy(update={"categories": (first, *config.workflow.categories[1:])})
-    issues = verify_categories_reference_departments_and_tiers(config.model_copy(update={"workflow": workflow}))
+    workflow = config.workflow.model_copy(
+        update={"categories": (first, *config.workflow.categories[1:])}
+    )
+    issues = verify_categories_reference_departments_and_tiers(
+        config.model_copy(update={"workflow": workflow})
+    )
     assert len(issues) == 1 and "nobody" in issues[0].message
 
 
@@ -184,7 +200,9 @@ def test_verify_every_produced_kind_has_a_category() -> None:
     config = load_config(DEMO)
     kept = tuple(c for c in config.workflow.categories if c.kind.value != "waterlogging")
     workflow = config.workflow.model_copy(update={"categories": kept})
-    issues = verify_every_produced_kind_has_a_category(config.model_copy(update={"workflow": workflow}))
+    issues = verify_every_produced_kind_has_a_category(
+        config.model_copy(update={"workflow": workflow})
+    )
     assert any("waterlogging" in i.message for i in issues)
 
 
@@ -202,7 +220,11 @@ def test_secret_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 # -- the CLI -------------------------------------------------------------------------------------
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "citywatch.cli.main", *args], capture_output=True, text=True, cwd=REPO, timeout=60,
+        [sys.executable, "-m", "citywatch.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
 
 
