@@ -35,8 +35,8 @@ class MigrationReport:
 
 
 def bundled_migrations() -> list[Migration]:
-    """The migrations shipped in ``citywatch.stream/migrations``, in version order."""
-    folder = resources.files("citywatch.stream").joinpath("migrations")
+    """The migrations shipped in ``citywatch.stream.migrations``, in version order."""
+    folder = resources.files("citywatch.stream.migrations")
     files = {entry.name: entry for entry in folder.iterdir()}
     migrations = []
     for name in sorted(files):

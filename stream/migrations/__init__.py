@@ -1,0 +1,1 @@
+"""Versioned SQL migrations (data files read by :mod:`citywatch.stream.migrate`)."""
