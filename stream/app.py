@@ -58,6 +58,11 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         key_serializer="raw",
         web_enabled=False,
         store="memory://",
+        # A worker that died is noticed within seconds, so its partitions move to the others
+        # quickly (Faust's 60 s defaults leave a restarted worker idle for a minute).
+        broker_session_timeout=settings.session_timeout_s,
+        broker_rebalance_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
         datadir=str(settings.data_dir / "faust"),
     )
 

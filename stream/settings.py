@@ -20,6 +20,7 @@ class StreamSettings:
     partitions: int = 1
     share_group: str = "citywatch-bridge"
     bridge_id: str = "1"
+    session_timeout_s: float = 10.0
 
     @property
     def kafka_servers(self) -> list[str]:

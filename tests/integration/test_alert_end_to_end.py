@@ -188,3 +188,34 @@ def test_alert_for_another_device_is_refused_by_the_broker(stack, demo_config) -
         client.disconnect()
         client.loop_stop()
     assert acks == [135]  # MQTT 5 reason code: Not authorized
+
+
+def test_alert_published_while_the_stream_app_is_down_is_stored_after_restart(
+    stack, pipeline, demo_config, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """At least once: the outbox keeps the alert, Kafka keeps the offset, a new worker takes over."""
+    from tests.conftest import CliProcess
+
+    pipeline["app"].stop()
+    config = fast_rain(demo_config)
+    session = edge_session(config, GATEWAY, stack.data_dir)
+    stop = threading.Event()
+    session.start()
+    try:
+        assert session.wait_connected(15)
+        stats = run_sensor_agent(build_channels(config, GATEWAY)[:1], session, stop, duration_s=6.0)
+        alert = next(a for a in stats.alerts if a.phase is Phase.START)
+        assert stored_alert(stack.endpoints.database_url, alert.id) == []
+        pipeline["app"] = CliProcess(
+            ["stream", "app"], stack.data_dir, tmp_path / "stream-app-restarted.log"
+        )
+        wait_for(
+            lambda: session.outbox.counts().get("alert", 0) == 0,
+            90,
+            "the receipt after the restart",
+        )
+        assert len(stored_alert(stack.endpoints.database_url, alert.id)) == 1
+    finally:
+        stop.set()
+        session.stop()
+        session.outbox.close()
