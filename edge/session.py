@@ -9,17 +9,12 @@ The session is an I/O shell; what to publish is decided by the agents' pure core
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from citywatch.contracts import (
     Alert,
@@ -35,22 +30,9 @@ from citywatch.contracts import (
 )
 from citywatch.contracts.messages import DeviceState
 from citywatch.edge.outbox import Outbox
+from citywatch.mqtt_client import BrokerSettings, connect, make_client, refused
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    host: str
-    port: int
-    username: str
-    password: str
-    tls_ca_file: str | None = None
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
-    keepalive_s: int = 30
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 60.0
 
 
 class EdgeSession:
@@ -82,27 +64,12 @@ class EdgeSession:
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"citywatch-edge-{self.gateway.id}",
-            protocol=mqtt.MQTTv5,
-        )
-        client.username_pw_set(self.broker.username, self.broker.password)
-        if self.broker.tls_ca_file or self.broker.tls_cert_file:
-            client.tls_set(
-                ca_certs=self.broker.tls_ca_file,
-                certfile=self.broker.tls_cert_file,
-                keyfile=self.broker.tls_key_file,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+        client = make_client(f"citywatch-edge-{self.gateway.id}", self.broker)
         client.will_set(
             self._status_topic(),
             encode(self._status(DeviceState.OFFLINE, "connection lost")),
             qos=1,
             retain=True,
-        )
-        client.reconnect_delay_set(
-            int(self.broker.reconnect_min_s), int(self.broker.reconnect_max_s)
         )
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
@@ -112,16 +79,7 @@ class EdgeSession:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background; publishing works offline (into the outbox) meanwhile."""
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = 3600
-        self._client.connect_async(
-            self.broker.host,
-            self.broker.port,
-            self.broker.keepalive_s,
-            clean_start=False,
-            properties=properties,
-        )
-        self._client.loop_start()
+        connect(self._client, self.broker)
 
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
@@ -201,7 +159,7 @@ class EdgeSession:
         reason: object,
         properties: object,
     ) -> None:
-        if getattr(reason, "is_failure", False):
+        if refused(reason):
             log.error("broker refused the connection: %s (check the gateway's credentials)", reason)
             return
         client.publish(

@@ -21,12 +21,10 @@ import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from citywatch.contracts import Channel, ContractError, KafkaTopics, Receipt, TopicAddress, decode
 from citywatch.contracts.topics import UPLINK_CHANNELS, fleet_filter
+from citywatch.mqtt_client import BrokerSettings, connect, make_client, refused
 from citywatch.stream.settings import StreamSettings
 from citywatch.stream.validate import MQTT_TOPIC_HEADER
 
@@ -75,14 +73,17 @@ class Bridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: AIOKafkaProducer | None = None
         self._connected = threading.Event()
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"citywatch-bridge-{settings.bridge_id}",
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
+        self._broker = BrokerSettings(
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password,
+            reconnect_max_s=30,
+            session_expiry_s=SESSION_EXPIRY_S,
         )
-        self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
-        self._client.reconnect_delay_set(1, 30)
+        self._client = make_client(
+            f"citywatch-bridge-{settings.bridge_id}", self._broker, manual_ack=True
+        )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -98,16 +99,7 @@ class Bridge:
         )
         await self._producer.start()
         receipts = asyncio.create_task(self._relay_receipts(stop), name="receipts")
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        self._client.connect_async(
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
-            30,
-            clean_start=False,
-            properties=properties,
-        )
-        self._client.loop_start()
+        connect(self._client, self._broker)
         try:
             await stop.wait()
         finally:
@@ -127,7 +119,7 @@ class Bridge:
         reason: object,
         properties: object,
     ) -> None:
-        if getattr(reason, "is_failure", False):
+        if refused(reason):
             log.error(
                 "broker refused the bridge: %s (check services.mqtt.bridge credentials)", reason
             )

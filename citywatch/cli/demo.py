@@ -115,31 +115,20 @@ def run_demo(
             gateway.thread.start()
         with Live(console=console, refresh_per_second=2) as live:
             begin = time.monotonic()
-            while any(g.thread and g.thread.is_alive() for g in gateways):
-                live.update(
-                    _view(
-                        gateways,
-                        endpoints.database_url,
-                        time.monotonic() - begin,
-                        duration_s,
-                        processes,
-                    )
-                )
+
+            def refresh() -> None:
+                elapsed = time.monotonic() - begin
+                live.update(_view(gateways, endpoints.database_url, elapsed, duration_s, processes))
                 time.sleep(0.5)
+
+            while any(g.thread and g.thread.is_alive() for g in gateways):
+                refresh()
+            # Then wait (bounded) for the receipts of what was published last.
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and any(_pending_alerts(g) for g in gateways):
                 for g in gateways:
                     g.session.pump()
-                live.update(
-                    _view(
-                        gateways,
-                        endpoints.database_url,
-                        time.monotonic() - begin,
-                        duration_s,
-                        processes,
-                    )
-                )
-                time.sleep(0.5)
+                refresh()
         return _summary(gateways, endpoints.database_url, console)
     finally:
         stop.set()

@@ -10,7 +10,8 @@ from citywatch.config import CitywatchConfig
 from citywatch.config.secrets import resolve_secret
 from citywatch.contracts import DeviceKind, DeviceRef
 from citywatch.edge.outbox import Outbox
-from citywatch.edge.session import BrokerSettings, EdgeSession
+from citywatch.edge.session import EdgeSession
+from citywatch.mqtt_client import BrokerSettings
 from citywatch.stream.settings import StreamSettings
 
 
