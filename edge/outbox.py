@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, cast
 
-__all__ = ["KINDS", "Outbox", "OutboxFull", "OutboxItem"]
+__all__ = ["KINDS", "NewMessage", "Outbox", "OutboxFull", "OutboxItem", "PutResult"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_sent_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_kind_seq ON outbox (kind, seq);
+CREATE INDEX IF NOT EXISTS outbox_kind_device_seq ON outbox (kind, device_id, seq);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS meta (
 INSERT OR IGNORE INTO meta (key, value) VALUES ('shed_count', 0);
 """
 _COLUMNS = "message_id, topic, payload, qos, kind, device_id, enqueued_at, attempts, last_sent_at"
+_DUE = "last_sent_at IS NULL OR last_sent_at < ? OR last_sent_at > ?"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,32 @@ class OutboxItem:
     """Caller's time of the last publish; ``None`` if never sent."""
 
 
+@dataclass(frozen=True)
+class NewMessage:
+    """One message to enqueue with :meth:`Outbox.put_many`."""
+
+    message_id: str
+    topic: str
+    payload: bytes
+    qos: int
+    kind: str
+    device_id: str
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What :meth:`Outbox.put_many` did with a batch."""
+
+    stored: int
+    duplicates: int
+    """Already pending (a retry re-enqueued the same id): nothing stored."""
+    shed: int
+    """Messages dropped to make room (older telemetry first) or not stored for lack of it."""
+    refused: tuple[str, ...]
+    """Alerts that could not be stored: the outbox holds nothing but alerts. Never silent:
+    the caller must log and count each one."""
+
+
 class OutboxFull(Exception):
     """An alert could not be stored: the outbox holds nothing but alerts.
 
@@ -91,7 +119,14 @@ class Outbox:
     more often than it crashes; an alert accepted here must survive that. The price is one
     fsync per write, negligible at sensor message rates.
 
-    Thread safety: one connection (``check_same_thread=False``) guarded by a lock, because
+    Only what is *accepted* needs that fsync: a publish record or a receipt lost in a power
+    cut makes the message due again, and a duplicate resend is harmless (every sink upserts
+    by id). So :meth:`put` commits on a ``FULL`` connection while :meth:`mark_sent`,
+    :meth:`acknowledge` and :meth:`drop_unconfirmable` commit on a second, ``NORMAL`` one
+    (their WAL frames reach the disk with the next ``FULL`` commit or checkpoint). That
+    halves the fsyncs per alert.
+
+    Thread safety: two connections (``check_same_thread=False``) guarded by one lock, because
     paho delivers receipts on its network thread while the agent enqueues on its own.
     """
 
@@ -124,6 +159,9 @@ class Outbox:
                 self._pending[kind] = count
             row = self._db.execute("SELECT value FROM meta WHERE key = 'shed_count'").fetchone()
             self._shed_count = int(row[0])
+            self._lazy = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._lazy.execute("PRAGMA synchronous=NORMAL")
+            self._lazy.execute("PRAGMA busy_timeout=5000")
         except BaseException:
             self._db.close()
             raise
@@ -171,6 +209,46 @@ class Outbox:
                 extra={"device": device_id, "message_id": item_message_id, "kind": kind},
             )
         return stored
+
+    def put_many(self, messages: list[NewMessage], now: float) -> PutResult:
+        """Store a batch in one transaction (one fsync), each message as :meth:`put` would.
+
+        An alert that finds the outbox full of alerts is not stored and is returned in
+        :attr:`PutResult.refused` instead of raising, so the rest of the batch still lands.
+        """
+        for message in messages:
+            if message.kind not in KINDS:
+                raise ValueError(
+                    f"unknown outbox kind {message.kind!r}; use one of {', '.join(KINDS)}"
+                )
+            if message.qos not in (0, 1, 2):
+                raise ValueError(f"qos must be 0, 1 or 2, got {message.qos}")
+        stored = duplicates = shed_total = 0
+        refused: list[str] = []
+        with self._lock:
+            saved_pending = self._pending
+            try:
+                with self._transaction():
+                    for m in messages:
+                        try:
+                            ok, shed, self._pending = self._insert(
+                                m.message_id, m.topic, m.payload, m.qos, m.kind, m.device_id, now
+                            )
+                        except OutboxFull:
+                            refused.append(m.message_id)
+                            continue
+                        shed_total += shed
+                        if ok:
+                            stored += 1
+                        elif not shed:
+                            duplicates += 1
+            except BaseException:
+                self._pending = saved_pending
+                raise
+            self._shed_count += shed_total
+        if shed_total:
+            log.warning("outbox full (%d items): shed %d message(s)", self.max_items, shed_total)
+        return PutResult(stored, duplicates, shed_total, tuple(refused))
 
     def _insert(
         self,
@@ -229,16 +307,48 @@ class Outbox:
         delivers it on another thread.
         """
         with self._lock:
-            self._db.execute(
+            self._lazy.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_sent_at = ? WHERE message_id = ?",
                 (now, message_id),
             )
+
+    def record_published(self, items: list[OutboxItem], now: float) -> None:
+        """After a pump round: QoS-0 messages leave, the others are marked sent (one commit)."""
+        if not items:
+            return
+        with self._lock:
+            self._lazy.execute("BEGIN")
+            try:
+                for item in items:
+                    if item.qos == 0:
+                        rows = self._lazy.execute(
+                            "DELETE FROM outbox WHERE message_id = ? RETURNING kind",
+                            (item.message_id,),
+                        ).fetchall()
+                        if rows:
+                            self._pending[rows[0][0]] -= 1
+                    else:
+                        self._lazy.execute(
+                            "UPDATE outbox SET attempts = attempts + 1, last_sent_at = ?"
+                            " WHERE message_id = ?",
+                            (now, item.message_id),
+                        )
+            except BaseException:
+                self._lazy.execute("ROLLBACK")
+                self._recount()
+                raise
+            self._lazy.execute("COMMIT")
+
+    def _recount(self) -> None:
+        self._pending = dict.fromkeys(KINDS, 0)
+        for kind, count in self._db.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind"):
+            self._pending[kind] = count
 
     def acknowledge(self, message_id: str) -> bool:
         """The receipt arrived: forget the message. True if it was pending."""
         with self._lock:
             # fetchall(): a RETURNING statement is only finished once its rows are read.
-            rows = self._db.execute(
+            rows = self._lazy.execute(
                 "DELETE FROM outbox WHERE message_id = ? RETURNING kind", (message_id,)
             ).fetchall()
             if not rows:
@@ -264,25 +374,38 @@ class Outbox:
                     f"message {message_id} ({kind}) has QoS {qos}: it leaves the outbox on "
                     "acknowledge(), when its receipt arrives"
                 )
-            self._db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+            self._lazy.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
             self._pending[kind] -= 1
 
     # -- reading -----------------------------------------------------------------------------
-    def due(self, now: float, limit: int = 100) -> list[OutboxItem]:
+    def due(
+        self, now: float, limit: int = 100, *, alerts_in_order: bool = False
+    ) -> list[OutboxItem]:
         """Messages to publish now, oldest enqueued first (so in enqueue order per device).
 
         Due: never sent, or sent more than ``resend_after_s`` ago without a receipt. A
         ``last_sent_at`` later than ``now`` also counts as due: the caller's clock went back
         (a monotonic clock restarts at boot), and such a message would otherwise wait for
         the old clock's value to come round again.
+
+        ``alerts_in_order``: only the oldest pending alert of each device can be due (stop
+        and wait). Otherwise a lost alert resent after its timeout would arrive after the
+        device's later alerts, and the center could see an episode end before it starts.
         """
+        args = (now - self.resend_after_s, now)
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM outbox "
-                "WHERE last_sent_at IS NULL OR last_sent_at < ? OR last_sent_at > ? "
-                "ORDER BY seq LIMIT ?",
-                (now - self.resend_after_s, now, max(limit, 0)),
-            ).fetchall()
+            if not alerts_in_order:
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM outbox WHERE {_DUE} ORDER BY seq LIMIT ?",
+                    (*args, max(limit, 0)),
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM outbox WHERE (kind != 'alert' OR seq IN ("
+                    "  SELECT MIN(seq) FROM outbox WHERE kind = 'alert' GROUP BY device_id"
+                    f")) AND ({_DUE}) ORDER BY seq LIMIT ?",
+                    (*args, max(limit, 0)),
+                ).fetchall()
         return [_item(row) for row in rows]
 
     def __len__(self) -> int:
@@ -306,6 +429,7 @@ class Outbox:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                self._lazy.close()
                 self._db.close()
 
     def __enter__(self) -> Outbox:

@@ -2,19 +2,34 @@
 
 A broker's PUBACK is not proof of delivery (Mosquitto persists periodically, paho keeps its
 session in memory, the embedded Kafka keeps nothing on restart): an alert stays in the
-on-disk outbox until the stream's receipt, sent after the database commit, comes back.
+on-disk outbox until the stream's receipt, sent after the database commit, comes back, and
+is resent with the same id when the receipt is overdue. Alerts of one device go out one at
+a time, each after the previous one's receipt, so the center sees them in order even when
+one is lost and resent.
+
+The session runs two threads: the network thread (connect, paho's loop, reconnect with
+capped, jittered backoff; a refused login is logged once, then retried at the cap, never
+in a tight loop) and the pump thread (publishes what the outbox says is due, woken by new
+messages, receipts and connects). The gateway's clock skew against the center, estimated
+from receipts (:mod:`citywatch.edge.clock`), is reported in its retained status.
 The session is an I/O shell; what to publish is decided by the agents' pure cores.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import sqlite3
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from citywatch.contracts import (
     Alert,
@@ -23,16 +38,42 @@ from citywatch.contracts import (
     DeviceKind,
     DeviceRef,
     Receipt,
+    ReceiptStatus,
     Status,
     Telemetry,
     decode,
     encode,
 )
 from citywatch.contracts.messages import DeviceState
-from citywatch.edge.outbox import Outbox
-from citywatch.mqtt_client import BrokerSettings, connect, make_client, refused
+from citywatch.edge.backoff import Backoff
+from citywatch.edge.clock import ClockSkew
+from citywatch.edge.outbox import NewMessage, Outbox, PutResult
+from citywatch.mqtt_client import BrokerSettings, make_client, refused
 
 log = logging.getLogger(__name__)
+
+STABLE_CONNECTION_S = 10.0
+"""A connection that lasted this long resets the backoff; one dropped sooner (a broker
+that accepts and then kicks the client) keeps growing it."""
+_SENT_TRACKED = 10_000
+"""Send times kept for clock-skew samples (receipts of older ones are not sampled)."""
+
+
+@dataclass
+class SessionStats:
+    """Counters for logs, status and tests; written by the session's threads only."""
+
+    connects: int = 0
+    connect_failures: int = 0
+    refusals: int = 0
+    disconnects: int = 0
+    published: int = 0
+    publish_errors: int = 0
+    receipts: int = 0
+    rejected: int = 0
+    alerts_refused: int = 0
+    """Alerts the outbox could not store (full of alerts): each was logged as an error."""
+    status_updates: int = 0
 
 
 class EdgeSession:
@@ -49,18 +90,37 @@ class EdgeSession:
         software: str,
         on_receipt: Callable[[Receipt], None] | None = None,
         clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        pump_interval_s: float = 1.0,
+        pump_batch: int = 500,
+        skew_report_ms: float = 500.0,
     ) -> None:
         self.gateway = DeviceRef(site=site, kind=DeviceKind.GATEWAY, id=gateway_id)
         self.devices = tuple(devices)
         self.broker = broker
         self.outbox = outbox
         self.software = software
+        self.stats = SessionStats()
+        self.skew = ClockSkew()
+        self.backoff = Backoff(broker.reconnect_min_s, broker.reconnect_max_s, rng)
+        self.backoff_delays: deque[float] = deque(maxlen=100)
+        """The reconnect delays waited so far, newest last (for tests and diagnosis)."""
         self._on_receipt = on_receipt
         self._clock = clock
+        self._pump_interval_s = pump_interval_s
+        self._pump_batch = pump_batch
+        self._skew_report_ms = skew_report_ms
+        self._reported_skew_ms: float | None = None
         self._connected = threading.Event()
+        self._stop = threading.Event()
         self._stopping = False
+        self._wake = threading.Event()
         self._pump_lock = threading.Lock()
-        self.receipts = 0
+        self._sent_at: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._sent_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._connected_since: float | None = None
+        self._last_problem: str | None = None
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -76,10 +136,31 @@ class EdgeSession:
         client.on_message = self._handle_message
         return client
 
+    @property
+    def receipts(self) -> int:
+        """Receipts that released a pending message from the outbox."""
+        return self.stats.receipts
+
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background; publishing works offline (into the outbox) meanwhile."""
-        connect(self._client, self.broker)
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.broker.session_expiry_s
+        # Records where to connect; the network thread makes every attempt itself.
+        self._client.connect_async(
+            self.broker.host,
+            self.broker.port,
+            self.broker.keepalive_s,
+            clean_start=False,
+            properties=properties,
+        )
+        for name, target in (
+            ("mqtt-network", self._network_main),
+            ("outbox-pump", self._pump_main),
+        ):
+            thread = threading.Thread(target=target, name=f"{name}-{self.gateway.id}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
@@ -98,36 +179,88 @@ class EdgeSession:
                 qos=1,
                 retain=True,
             )
-            info.wait_for_publish(timeout=5)
+            try:
+                info.wait_for_publish(timeout=5)
+            except RuntimeError as exc:  # the connection dropped meanwhile
+                log.warning("could not say offline before stopping: %s", exc)
         self._client.disconnect()
-        self._client.loop_stop()
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads.clear()
+        self._connected.clear()
+
+    # -- the network thread ------------------------------------------------------------------
+    def _network_main(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._client.reconnect()
+            except OSError as exc:  # refused, unreachable, timed out, TLS handshake failed
+                self.stats.connect_failures += 1
+                self._problem(
+                    f"cannot reach the broker at {self.broker.host}:{self.broker.port}: {exc}"
+                )
+                self._wait_backoff()
+                continue
+            rc = mqtt.MQTT_ERR_SUCCESS
+            while rc == mqtt.MQTT_ERR_SUCCESS and not self._stop.is_set():
+                rc = self._client.loop(timeout=0.5)
+            if self._stop.is_set():
+                # Flush the DISCONNECT stop() queued, then leave.
+                for _ in range(4):
+                    if self._client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
+                        break
+                break
+            self._connected.clear()
+            since = self._connected_since
+            if since is not None and time.monotonic() - since >= STABLE_CONNECTION_S:
+                self.backoff.reset()
+            self._connected_since = None
+            self._wait_backoff()
+
+    def _wait_backoff(self) -> None:
+        delay = self.backoff.next_delay()
+        self.backoff_delays.append(delay)
+        log.debug("reconnecting in %.2fs (attempt %d)", delay, self.backoff.attempts)
+        self._stop.wait(delay)
+
+    def _problem(self, message: str) -> None:
+        """Log a connection problem once until it changes or a connection succeeds."""
+        if message != self._last_problem:
+            log.error(
+                "%s; retrying with backoff (at most %ss)", message, self.broker.reconnect_max_s
+            )
+            self._last_problem = message
+        else:
+            log.debug("%s (attempt %d)", message, self.backoff.attempts)
 
     # -- publishing --------------------------------------------------------------------------
     def publish_alert(self, alert: Alert) -> None:
-        self._enqueue(
-            alert.id,
-            alert.device.address(Channel.ALERTS).topic,
-            encode(alert),
-            1,
-            "alert",
-            alert.device.id,
-        )
+        self.publish_many([alert])
 
     def publish_telemetry(self, telemetry: Telemetry) -> None:
-        self._enqueue(
-            telemetry.id,
-            telemetry.device.address(Channel.TELEMETRY).topic,
-            encode(telemetry),
-            0,
-            "telemetry",
-            telemetry.device.id,
-        )
+        self.publish_many([telemetry])
 
-    def _enqueue(
-        self, message_id: str, topic: str, payload: bytes, qos: int, kind: str, device_id: str
-    ) -> None:
-        self.outbox.put(message_id, topic, payload, qos, kind, device_id, self._clock())
-        self.pump()
+    def publish_many(self, messages: Sequence[Alert | Telemetry]) -> PutResult:
+        """Store messages in the outbox in one transaction; the pump sends them.
+
+        An alert the outbox cannot store (full of alerts) is logged as an error and counted
+        in ``stats.alerts_refused``; it is never dropped silently.
+        """
+        batch = [_outbox_message(m) for m in messages]
+        result = self.outbox.put_many(batch, self._clock())
+        for message_id in result.refused:
+            self.stats.alerts_refused += 1
+            log.error(
+                "outbox %s is full of alerts: alert %s was NOT stored (restore the uplink or"
+                " raise the outbox size)",
+                self.outbox.path,
+                message_id,
+                extra={"message_id": message_id},
+            )
+        self._wake.set()
+        return result
 
     def pump(self) -> int:
         """Send what is due from the outbox (new items, and alerts whose receipt is overdue)."""
@@ -135,20 +268,46 @@ class EdgeSession:
             return 0
         sent = 0
         with self._pump_lock:
-            for item in self.outbox.due(self._clock()):
+            items = self.outbox.due(self._clock(), limit=self._pump_batch, alerts_in_order=True)
+            published = []
+            for item in items:
                 info = self._client.publish(item.topic, item.payload, qos=item.qos)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    self.stats.publish_errors += 1
                     log.warning(
                         "publish failed (rc=%s); will retry",
                         info.rc,
                         extra={"message_id": item.message_id},
                     )
                     break
-                self.outbox.mark_sent(item.message_id, self._clock())
-                if item.qos == 0:
-                    self.outbox.drop_unconfirmable(item.message_id)
-                sent += 1
+                published.append(item)
+                if item.qos > 0:
+                    self._remember_sent(item.message_id, item.attempts + 1)
+            self.outbox.record_published(published, self._clock())
+            sent = len(published)
+            self.stats.published += sent
+        if sent == self._pump_batch:
+            self._wake.set()  # more may be due: go round again at once
         return sent
+
+    def _pump_main(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._pump_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.pump()
+            except sqlite3.Error as exc:
+                log.error("outbox %s: %s; retrying", self.outbox.path, exc)
+                self._stop.wait(1.0)
+
+    def _remember_sent(self, message_id: str, attempt: int) -> None:
+        with self._sent_lock:
+            self._sent_at[message_id] = (time.time(), attempt)
+            self._sent_at.move_to_end(message_id)
+            while len(self._sent_at) > _SENT_TRACKED:
+                self._sent_at.popitem(last=False)
 
     # -- callbacks (paho's network thread) ----------------------------------------------------
     def _handle_connect(
@@ -160,8 +319,15 @@ class EdgeSession:
         properties: object,
     ) -> None:
         if refused(reason):
-            log.error("broker refused the connection: %s (check the gateway's credentials)", reason)
+            self.stats.refusals += 1
+            self._problem(
+                f"broker refused the connection as {self.broker.username!r}: {reason}"
+                " (check the gateway's credentials and the broker's ACL)"
+            )
             return
+        self.stats.connects += 1
+        self._last_problem = None
+        self._connected_since = time.monotonic()
         client.publish(
             self._status_topic(), encode(self._status(DeviceState.ONLINE, None)), qos=1, retain=True
         )
@@ -174,7 +340,7 @@ class EdgeSession:
             self.broker.port,
             self.broker.username,
         )
-        threading.Thread(target=self.pump, name="outbox-pump", daemon=True).start()
+        self._wake.set()
 
     def _handle_disconnect(
         self,
@@ -184,32 +350,89 @@ class EdgeSession:
         reason: object,
         properties: object,
     ) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
-        if not self._stopping:
+        if was_connected and not self._stopping:
+            self.stats.disconnects += 1
             log.warning("disconnected from the broker (%s); reconnecting with backoff", reason)
 
     def _handle_message(
         self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage
     ) -> None:
+        arrived = time.time()
         try:
             receipt = decode(bytes(message.payload), Receipt)
         except ContractError as exc:
             log.error("ignoring an unreadable receipt on %s: %s", message.topic, exc)
             return
         if self.outbox.acknowledge(receipt.message_id):
-            self.receipts += 1
+            self.stats.receipts += 1
+            if receipt.status is ReceiptStatus.REJECTED:
+                self.stats.rejected += 1
+                log.error(
+                    "the center rejected %s: %s",
+                    receipt.message_id,
+                    receipt.reason,
+                    extra={"message_id": receipt.message_id},
+                )
+            self._wake.set()
+        with self._sent_lock:
+            sent = self._sent_at.pop(receipt.message_id, None)
+        if sent is not None and sent[1] == 1:
+            self.skew.observe(sent[0], receipt.received_at.timestamp(), arrived)
+            self._maybe_report_skew(client)
         if self._on_receipt is not None:
             self._on_receipt(receipt)
+
+    def _maybe_report_skew(self, client: mqtt.Client) -> None:
+        skew = self.skew.skew_ms
+        if skew is None:
+            return
+        reported = self._reported_skew_ms
+        if reported is not None and abs(skew - reported) < self._skew_report_ms:
+            return
+        self._reported_skew_ms = skew
+        self.stats.status_updates += 1
+        client.publish(
+            self._status_topic(), encode(self._status(DeviceState.ONLINE, None)), qos=1, retain=True
+        )
 
     # -- status ------------------------------------------------------------------------------
     def _status_topic(self) -> str:
         return self.gateway.address(Channel.STATUS).topic
 
     def _status(self, state: DeviceState, detail: str | None) -> Status:
+        error = self.skew.error_ms
+        notes = [detail] if detail else []
+        if error is not None:
+            notes.append(f"clock skew ±{error:g} ms")
+        if self.stats.alerts_refused:
+            notes.append(f"outbox full: {self.stats.alerts_refused} alerts refused")
         return Status(
             device=self.gateway,
             state=state,
             event_time=datetime.now(UTC),
             software=self.software,
-            detail=detail,
+            clock_skew_ms=self.skew.skew_ms,
+            detail="; ".join(notes) or None,
         )
+
+
+def _outbox_message(message: Alert | Telemetry) -> NewMessage:
+    if isinstance(message, Alert):
+        return NewMessage(
+            message.id,
+            message.device.address(Channel.ALERTS).topic,
+            encode(message),
+            1,
+            "alert",
+            message.device.id,
+        )
+    return NewMessage(
+        message.id,
+        message.device.address(Channel.TELEMETRY).topic,
+        encode(message),
+        0,
+        "telemetry",
+        message.device.id,
+    )

@@ -2,40 +2,38 @@
 
 It reports what a real pole-mounted unit reports, the **distance** from its face to the
 surface below (mm), so the same depth conversion and level logic run on simulated and real
-readings. The water follows a rain event's hydrograph (rise, plateau, drain) with gaussian
-measurement noise from a seeded generator. It never reads the clock: the caller passes both
-the reading's time and the time elapsed since the simulation began, so runs are repeatable.
+readings. The water follows a rain event's hydrograph (rise, plateau, drain, optionally
+repeated) with gaussian measurement noise from a seeded generator, and the sensor can be
+given the faults field units show: a stuck value, spikes, dropouts, a low battery, a lost
+echo. It never reads the clock: the caller passes both the reading's time and the time
+elapsed since the simulation began, so runs are repeatable.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import numpy as np
 
-from citywatch.config.sensor import SimulatedRain
+from citywatch.config.sensor import SimulatedFault, SimulatedRain
+from citywatch.hardware.water_reading import WaterReading
 
-__all__ = ["SimulatedWaterSensor", "WaterReading"]
+__all__ = ["NO_ECHO_MM", "STATUS_NO_ECHO", "SimulatedWaterSensor", "WaterReading"]
 
-
-@dataclass(frozen=True)
-class WaterReading:
-    """One sample as the sensor's register map would give it."""
-
-    distance_mm: float
-    battery_pct: float
-    time: datetime
-    """When the sample was taken, aware UTC."""
+NO_ECHO_MM = 65535.0
+"""What the simulated unit reports as distance when the echo is lost (the register's max)."""
+STATUS_NO_ECHO = 0x0001
+"""Status bit the simulated unit sets for an invalid measurement (the default fault_mask)."""
 
 
 class SimulatedWaterSensor:
-    """A sensor ``mount_height_cm`` above a road that floods once as ``rain`` describes.
+    """A sensor ``mount_height_cm`` above a road that floods as ``rain`` describes.
 
     ``rain=None`` is a dry road with a perfect sensor. Readings are deterministic for a
     seed and a sequence of calls: the noise comes from one ``numpy`` generator drawn once
-    per :meth:`read`.
+    per reading, the faults from a second one, so adding a fault never changes the noise.
     """
 
     def __init__(
@@ -44,6 +42,7 @@ class SimulatedWaterSensor:
         rain: SimulatedRain | None,
         seed: int = 0,
         battery_pct: float = 98.0,
+        faults: Sequence[SimulatedFault] = (),
     ) -> None:
         if not math.isfinite(mount_height_cm) or mount_height_cm <= 0:
             raise ValueError(f"mount_height_cm must be positive, got {mount_height_cm}")
@@ -52,14 +51,19 @@ class SimulatedWaterSensor:
         self.mount_height_cm = mount_height_cm
         self.rain = rain
         self.battery_pct = battery_pct
+        self.faults = tuple(faults)
         self._rng = np.random.default_rng(seed)
+        self._fault_rng = np.random.default_rng(seed + 7919)
+        self._last_distance_mm: float | None = None
+        self._stuck_at_mm: float | None = None
 
     def depth_at(self, elapsed_s: float) -> float:
         """Noiseless water depth (cm) ``elapsed_s`` after the simulation began.
 
         Zero until ``start_after``, a linear rise to ``peak_depth_cm`` over ``rise``, the
-        peak held for ``plateau``, a linear drain back to zero over ``drain``, then zero.
-        Linear keeps level crossing times easy to predict in demos and tests.
+        peak held for ``plateau``, a linear drain back to zero over ``drain``, then zero
+        (until the next event when ``repeat_every`` is set). Linear keeps level crossing
+        times easy to predict in demos and tests.
         """
         if math.isnan(elapsed_s):
             raise ValueError("elapsed_s is NaN")
@@ -73,6 +77,8 @@ class SimulatedWaterSensor:
         t = elapsed_s - rain.start_after.total_seconds()
         if t < 0:
             return 0.0
+        if rain.repeat_every is not None:
+            t %= rain.repeat_every.total_seconds()
         if t < rise_s:
             return peak * t / rise_s
         t -= rise_s
@@ -83,11 +89,29 @@ class SimulatedWaterSensor:
             return peak * (1 - t / drain_s)
         return 0.0
 
+    def active_faults(self, elapsed_s: float) -> list[SimulatedFault]:
+        """The injected faults in effect ``elapsed_s`` after the start."""
+        active = []
+        for fault in self.faults:
+            start = fault.start_after.total_seconds()
+            end = math.inf if fault.duration is None else start + fault.duration.total_seconds()
+            if start <= elapsed_s < end:
+                active.append(fault)
+        return active
+
+    def sample(self, time: datetime, elapsed_s: float) -> WaterReading | None:
+        """What the unit answers now: a reading, or ``None`` while a dropout fault lasts."""
+        reading = self.read(time, elapsed_s)
+        if any(f.type == "dropout" for f in self.active_faults(elapsed_s)):
+            return None
+        return reading
+
     def read(self, time: datetime, elapsed_s: float) -> WaterReading:
-        """Sample the distance to the surface: mount height − depth, plus gaussian noise.
+        """Sample the distance to the surface: mount height − depth, plus noise and faults.
 
         The distance never goes below zero (water at the sensor face); readings inside the
-        blind zone are returned as measured, for the depth conversion to reject.
+        blind zone are returned as measured, for the depth conversion to reject. Dropouts
+        are :meth:`sample`'s business: here the unit always answers.
         """
         if time.tzinfo is None or time.utcoffset() is None:
             raise ValueError(f"reading time {time.isoformat()} has no timezone: pass aware UTC")
@@ -96,6 +120,33 @@ class SimulatedWaterSensor:
         if noise_cm > 0:
             depth_cm += float(self._rng.normal(0.0, noise_cm))
         distance_mm = max(0.0, (self.mount_height_cm - depth_cm) * 10)
+        battery_pct = self.battery_pct
+        status = 0
+        active = self.active_faults(elapsed_s)
+        stuck = False
+        for fault in active:
+            if fault.type == "spikes" and self._fault_rng.random() < fault.spike_probability:
+                # Spikes read short (an object under the transducer looks like deep water).
+                distance_mm = max(0.0, distance_mm - fault.spike_cm * 10)
+            elif fault.type == "battery_low":
+                battery_pct = min(battery_pct, fault.battery_pct)
+            elif fault.type == "no_echo":
+                distance_mm, status = NO_ECHO_MM, status | STATUS_NO_ECHO
+            elif fault.type == "stuck":
+                stuck = True
+        if stuck:
+            if self._stuck_at_mm is None:
+                self._stuck_at_mm = (
+                    self._last_distance_mm if self._last_distance_mm is not None else distance_mm
+                )
+            distance_mm = self._stuck_at_mm
+        else:
+            self._stuck_at_mm = None
+        self._last_distance_mm = distance_mm
         return WaterReading(
-            distance_mm=distance_mm, battery_pct=self.battery_pct, time=time.astimezone(UTC)
+            distance_mm=distance_mm,
+            battery_pct=battery_pct,
+            time=time.astimezone(UTC),
+            status=status,
+            flagged_invalid=bool(status & STATUS_NO_ECHO),
         )

@@ -1,10 +1,13 @@
-"""The Faust app: validate bridged messages, store them idempotently, send receipts.
+"""The Faust app: validate bridged messages, store them, fold alerts into work orders, run
+SLA timers, send receipts and work-order events.
 
 Runs with ``processing_guarantee="at_least_once"`` (Faust's exactly-once mode has known
-duplicate and offset bugs); correctness comes from idempotent sinks. No exception escapes an
-agent: an escaped exception makes Faust skip offsets. A message that cannot be processed
-goes to the dead-letter topic with the reason and its original bytes; a database outage is
-retried with backoff instead, so valid alerts are never dead-lettered for an outage.
+duplicate and offset bugs); correctness comes from idempotent sinks. Records are handled in
+batches (``take_events``): one transaction per batch, receipts and events sent only after
+it committed, offsets acknowledged after that. No exception escapes an agent (an escaped
+exception makes Faust skip offsets): a record that cannot be processed goes to the
+dead-letter topic with the reason and its original bytes; a database outage is retried
+with backoff after rebuilding the in-memory state from the database.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import asyncio
 import json
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 import psycopg
@@ -32,20 +36,33 @@ from citywatch.contracts import (
     TopicAddress,
     encode,
 )
+from citywatch.contracts.messages import WireModel
 from citywatch.stream.deadletter import DeadLetter, header_map
+from citywatch.stream.processor import AlertProcessor, Outcome
 from citywatch.stream.settings import StreamSettings
-from citywatch.stream.sink import KafkaPosition, Store
+from citywatch.stream.sink import (
+    AlertRow,
+    KafkaPosition,
+    insert_telemetry,
+    open_pool,
+    upsert_status,
+)
 from citywatch.stream.validate import MQTT_TOPIC_HEADER, Registry, validate_record
 
 log = logging.getLogger(__name__)
 RETRY_MAX_S = 30.0
+BATCH_MAX = 1000
+BATCH_WITHIN_S = 0.05
+TICK_S = 2.0
+T = TypeVar("T")
 
 
 def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
     """A Faust app wired to the topics, the registry and the store of one site."""
     topics = KafkaTopics(settings.topic_prefix)
     registry = Registry.from_config(config)
-    store = Store(settings.database_url)
+    pool = open_pool(settings.database_url)
+    processor = AlertProcessor(config)
     counters: Counter[str] = Counter()
     app = faust.App(
         f"{settings.topic_prefix}-stream",
@@ -58,12 +75,12 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         key_serializer="raw",
         web_enabled=False,
         store="memory://",
+        datadir=str(settings.data_dir / "faust"),
         # A worker that died is noticed within seconds, so its partitions move to the others
         # quickly (Faust's 60 s defaults leave a restarted worker idle for a minute).
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
-        datadir=str(settings.data_dir / "faust"),
     )
 
     def raw_topic(name: str) -> faust.TopicT:
@@ -75,66 +92,32 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         raw_topic(n) for n in (topics.alerts, topics.telemetry, topics.status)
     )
     receipts_out, dead_letters = raw_topic(topics.receipts), raw_topic(topics.dead_letters)
-    store_opened = asyncio.Event()
-    opening = asyncio.Lock()  # the three agents start together; the pool opens once
+    workorder_events_out = raw_topic(topics.workorder_events)
+    state_lock = asyncio.Lock()  # the processor's state is shared by the alert agent and the timer
+    ready_lock = asyncio.Lock()
+    ready = asyncio.Event()
+    pool_open = asyncio.Event()
 
-    async def ensure_store() -> None:
-        async with opening:
-            if not store_opened.is_set():
-                await store.open()
-                store_opened.set()
+    async def ensure_ready() -> None:
+        """Open the pool and rebuild the processor's state from the database, once."""
+        if ready.is_set():
+            return
+        async with ready_lock:
+            if ready.is_set():
+                return
+            if not pool_open.is_set():
+                await pool.open(wait=True, timeout=30)
+                pool_open.set()
+            async with state_lock, pool.connection() as conn:
+                restored = await processor.restore(conn, datetime.now(UTC))
+            log.info("restored %d work orders and their dedup state from the database", restored)
+            ready.set()
 
-    async def send_receipt(
-        device: DeviceRef, message_id: str, status: ReceiptStatus, reason: str | None = None
-    ) -> None:
-        receipt = Receipt(
-            id=f"r.{message_id}",
-            message_id=message_id,
-            device=device,
-            status=status,
-            received_at=datetime.now(UTC),
-            reason=reason,
-        )
-        await receipts_out.send(key=device.id.encode(), value=encode(receipt))
-
-    async def dead_letter(event: faust.EventT, error: Exception) -> None:
-        message = event.message
-        record = DeadLetter(
-            source_topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            error_class=type(error).__name__,
-            message=str(error),
-            key=message.key,
-            value=message.value
-            if isinstance(message.value, bytes)
-            else bytes(message.value or b""),
-            original_headers=tuple(header_map(message.headers).items()),
-        )
-        counters[f"dead_letter.{record.error_class}"] += 1
-        log.warning(
-            "dead-lettered %s[%s]@%s: %s: %s",
-            record.source_topic,
-            record.partition,
-            record.offset,
-            record.error_class,
-            record.message,
-        )
-        await dead_letters.send(key=record.key, value=record.value, headers=record.headers())
-        device, message_id = _rejectable(record.value, header_map(message.headers))
-        if device is not None and message_id is not None:
-            await send_receipt(
-                device,
-                message_id,
-                ReceiptStatus.REJECTED,
-                f"{record.error_class}: {record.message}",
-            )
-
-    async def with_db_retry(what: str, action: Any) -> Any:
+    async def with_db_retry(what: str, action: Callable[[], Awaitable[T]]) -> T:
         delay = 0.5
         while True:
             try:
-                await ensure_store()
+                await ensure_ready()
                 return await action()
             except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
                 log.error(
@@ -143,40 +126,151 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
                     exc,
                     delay,
                 )
+                ready.clear()  # rebuild in-memory state from what actually committed
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    async def handle(event: faust.EventT) -> None:
-        """Process one record; every failure ends as a dead letter, never as an exception."""
-        try:
-            headers = header_map(event.message.headers)
-            _address, message = validate_record(event.message.value, headers, registry)
-            position = KafkaPosition(
-                event.message.topic, event.message.partition, event.message.offset
+    async def send_receipt(
+        device: DeviceRef,
+        message_id: str,
+        status: ReceiptStatus,
+        *,
+        work_order: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        receipt = Receipt(
+            id=f"r.{message_id}", message_id=message_id, device=device, status=status,
+            received_at=datetime.now(UTC), work_order_id=work_order, reason=reason,
+        )  # fmt: skip
+        await receipts_out.send(key=device.id.encode(), value=encode(receipt))
+
+    async def publish(outcome: Outcome) -> None:
+        for event in outcome.events:
+            await workorder_events_out.send(key=event.work_order_id.encode(), value=encode(event))
+        counters["workorder_events"] += len(outcome.events)
+
+    async def dead_letter(event: faust.EventT, error: Exception) -> None:
+        message = event.message
+        record = DeadLetter(
+            source_topic=message.topic, partition=message.partition, offset=message.offset,
+            error_class=type(error).__name__, message=str(error), key=message.key,
+            value=message.value if isinstance(message.value, bytes) else bytes(message.value or b""),
+            original_headers=tuple(header_map(message.headers).items()),
+        )  # fmt: skip
+        counters[f"dead_letter.{record.error_class}"] += 1
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s: %s", record.source_topic, record.partition,
+            record.offset, record.error_class, record.message,
+        )  # fmt: skip
+        await dead_letters.send(key=record.key, value=record.value, headers=record.headers())
+        device, message_id = _rejectable(record.value, header_map(message.headers))
+        if device is not None and message_id is not None:
+            await send_receipt(
+                device,
+                message_id,
+                ReceiptStatus.REJECTED,
+                reason=f"{record.error_class}: {record.message}",
             )
-            if isinstance(message, Alert):
-                await with_db_retry(message.id, lambda: store.store_alert(message, position))
-                await send_receipt(message.device, message.id, ReceiptStatus.STORED)
-                counters["alerts.stored"] += 1
-            elif isinstance(message, Telemetry):
-                await with_db_retry(message.id, lambda: store.store_telemetry(message))
-                counters["telemetry.stored"] += 1
-            elif isinstance(message, Status):
-                await with_db_retry(message.device.id, lambda: store.store_status(message))
-                counters["status.stored"] += 1
-        except ContractError as exc:
-            await dead_letter(event, exc)
-        except Exception as exc:  # the boundary: one bad message must not stop the stream
-            log.exception("unexpected error on %s@%s", event.message.topic, event.message.offset)
-            await dead_letter(event, exc)
 
-    async def consume(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await handle(event)
+    async def valid(events: Sequence[faust.EventT]) -> list[tuple[faust.EventT, WireModel]]:
+        """The records of a batch that pass validation; the others are dead-lettered."""
+        good = []
+        for event in events:
+            try:
+                _, message = validate_record(
+                    event.message.value, header_map(event.message.headers), registry
+                )
+                good.append((event, message))
+            except ContractError as exc:
+                await dead_letter(event, exc)
+            except Exception as exc:  # the boundary: one bad record must not stop the stream
+                log.exception(
+                    "unexpected error validating %s@%s", event.message.topic, event.message.offset
+                )
+                await dead_letter(event, exc)
+        return good
 
-    app.agent(alerts_in, name="alerts")(consume)
-    app.agent(telemetry_in, name="telemetry")(consume)
-    app.agent(status_in, name="status")(consume)
+    async def handle_alerts(batch: list[tuple[faust.EventT, WireModel]]) -> None:
+        rows = [
+            AlertRow(
+                m,
+                KafkaPosition(e.message.topic, e.message.partition, e.message.offset),
+                processor.district_of(m),
+            )
+            for e, m in batch
+            if isinstance(m, Alert)
+        ]
+
+        async def transact() -> Outcome:
+            async with state_lock, pool.connection() as conn, conn.transaction():
+                return await processor.handle(conn, rows)
+
+        try:
+            outcome = await with_db_retry(f"{len(rows)} alerts", transact)
+        except Exception as exc:  # a bug on one batch: dead-letter it, keep the stream going
+            log.exception("unexpected error storing a batch of %d alerts", len(rows))
+            for event, _ in batch:
+                await dead_letter(event, exc)
+            ready.clear()
+            return
+        for row in rows:
+            await send_receipt(
+                row.alert.device,
+                row.alert.id,
+                ReceiptStatus.STORED,
+                work_order=outcome.work_order_of.get(row.alert.id),
+            )
+        await publish(outcome)
+        counters["alerts.stored"] += outcome.new_alerts
+        counters["alerts.redelivered"] += len(rows) - outcome.new_alerts
+
+    async def handle_telemetry(batch: list[tuple[faust.EventT, WireModel]]) -> None:
+        readings = [m for _, m in batch if isinstance(m, Telemetry)]
+
+        async def transact() -> int:
+            async with pool.connection() as conn, conn.transaction():
+                return await insert_telemetry(conn, readings)
+
+        counters["telemetry.stored"] += await with_db_retry(f"{len(readings)} readings", transact)
+
+    async def handle_status(batch: list[tuple[faust.EventT, WireModel]]) -> None:
+        statuses = [m for _, m in batch if isinstance(m, Status)]
+
+        async def transact() -> None:
+            async with pool.connection() as conn, conn.transaction():
+                for status in statuses:
+                    await upsert_status(conn, status)
+
+        await with_db_retry(f"{len(statuses)} statuses", transact)
+        counters["status.stored"] += len(statuses)
+
+    def batched(
+        handler: Callable[[list[tuple[faust.EventT, WireModel]]], Awaitable[None]],
+    ) -> Callable[[faust.StreamT], Awaitable[None]]:
+        async def agent(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+                batch = await valid(events)
+                if batch:
+                    await handler(batch)
+
+        return agent
+
+    app.agent(alerts_in, name="alerts")(batched(handle_alerts))
+    app.agent(telemetry_in, name="telemetry")(batched(handle_telemetry))
+    app.agent(status_in, name="status")(batched(handle_status))
+
+    @app.timer(interval=TICK_S)
+    async def sla_and_quiet_timer() -> None:
+        """Close quiet incidents and escalate overdue work orders."""
+
+        async def transact() -> Outcome:
+            async with state_lock, pool.connection() as conn, conn.transaction():
+                return await processor.tick(conn, datetime.now(UTC))
+
+        try:
+            await publish(await with_db_retry("the SLA tick", transact))
+        except Exception:  # never let the timer die
+            log.exception("SLA tick failed; will retry")
 
     @app.timer(interval=30.0)
     async def report_counters() -> None:
@@ -190,9 +284,9 @@ def _rejectable(value: bytes, headers: dict[str, bytes]) -> tuple[DeviceRef | No
     """The device and message id to send a ``rejected`` receipt to, when both can be read."""
     try:
         address = TopicAddress.parse(headers[MQTT_TOPIC_HEADER].decode())
-        raw = json.loads(value)
+        raw: Any = json.loads(value)
         message_id = raw.get("id") if isinstance(raw, dict) else None
-        device = DeviceRef(site=address.site, kind=address.device_kind, id=address.device_id)
+        device = DeviceRef(site=address.site, kind=address.device_kind, id=address.device_id)  # type: ignore[arg-type]
     except (KeyError, ValueError, ContractError, UnicodeDecodeError):
         return None, None
     if not isinstance(message_id, str) or raw.get("type") != "alert":

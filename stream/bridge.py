@@ -23,8 +23,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from citywatch.contracts import Channel, ContractError, KafkaTopics, Receipt, TopicAddress, decode
-from citywatch.contracts.topics import UPLINK_CHANNELS, fleet_filter
+from citywatch.contracts.topics import UPLINK_CHANNELS, fleet_filter, workorder_events_topic
 from citywatch.mqtt_client import BrokerSettings, connect, make_client, refused
+from citywatch.stream.partitioning import DevicePositions, partition_key
 from citywatch.stream.settings import StreamSettings
 from citywatch.stream.validate import MQTT_TOPIC_HEADER
 
@@ -37,11 +38,6 @@ class BridgeStats:
     forwarded: Counter[str] = field(default_factory=Counter)
     receipts: int = 0
     unroutable: int = 0
-
-
-def partition_key(address: TopicAddress) -> bytes:
-    """Kafka key of an uplink message: the device, so one device's messages stay in order."""
-    return f"{address.site}/{address.device_kind}/{address.device_id}".encode()
 
 
 async def ensure_topics(settings: StreamSettings, topics: KafkaTopics) -> None:
@@ -66,8 +62,9 @@ async def ensure_topics(settings: StreamSettings, topics: KafkaTopics) -> None:
 class Bridge:
     """One bridge instance; run several with different ``bridge_id`` to share the load."""
 
-    def __init__(self, settings: StreamSettings) -> None:
+    def __init__(self, settings: StreamSettings, positions: DevicePositions | None = None) -> None:
         self.settings = settings
+        self.positions: DevicePositions = positions or {}
         self.topics = KafkaTopics(settings.topic_prefix)
         self.stats = BridgeStats()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -98,7 +95,7 @@ class Bridge:
             linger_ms=5,
         )
         await self._producer.start()
-        receipts = asyncio.create_task(self._relay_receipts(stop), name="receipts")
+        receipts = asyncio.create_task(self._relay_downlink(stop), name="downlink")
         connect(self._client, self._broker)
         try:
             await stop.wait()
@@ -153,7 +150,8 @@ class Bridge:
         assert self._producer is not None
         try:
             address = TopicAddress.parse(message.topic)
-            kafka_topic, key = self.topics.for_channel(address.channel), partition_key(address)
+            kafka_topic = self.topics.for_channel(address.channel)
+            key = partition_key(address, message.payload, self.positions)
         except ContractError as exc:
             # Not a citywatch topic shape: keep the bytes and the reason in the dead letters.
             kafka_topic, key = self.topics.dead_letters, message.topic.encode()
@@ -175,42 +173,57 @@ class Bridge:
         self.stats.forwarded[kafka_topic] += 1
 
     # -- downlink: Kafka receipts → MQTT ---------------------------------------------------
-    async def _relay_receipts(self, stop: asyncio.Event) -> None:
+    async def _relay_downlink(self, stop: asyncio.Event) -> None:
+        """Receipts to each device, work-order events to the center topic, in Kafka order.
+
+        A batch is published as a whole, then awaited, then its offsets committed: a crash
+        in between republishes (receipts and events are idempotent by id downstream).
+        """
         consumer = AIOKafkaConsumer(
             self.topics.receipts,
+            self.topics.workorder_events,
             bootstrap_servers=self.settings.kafka_servers,
-            group_id=f"{self.settings.topic_prefix}-bridge-receipts",
+            group_id=f"{self.settings.topic_prefix}-bridge-downlink",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
         await consumer.start()
         try:
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    for record in records:
-                        await self._publish_receipt(record.value)
+                batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+                pending = [
+                    (topic, record.value)
+                    for records in batch.values()
+                    for record in records
+                    if (topic := self._downlink_topic(record.topic, record.value)) is not None
+                ]
+                if pending:
+                    await self._publish_all(pending)
                 if batch:
                     await consumer.commit()
         finally:
             await consumer.stop()
 
-    async def _publish_receipt(self, value: bytes) -> None:
+    def _downlink_topic(self, kafka_topic: str, value: bytes) -> str | None:
+        if kafka_topic == self.topics.workorder_events:
+            return workorder_events_topic(self.settings.site)
         try:
             receipt = decode(value, Receipt)
         except ContractError as exc:
             log.error("dropping an unreadable receipt from Kafka: %s", exc)
-            return
-        topic = receipt.device.address(Channel.RECEIPTS).topic
-        while True:
+            return None
+        return receipt.device.address(Channel.RECEIPTS).topic
+
+    async def _publish_all(self, messages: list[tuple[str, bytes]]) -> None:
+        """Publish at QoS 1 and wait until the broker acknowledged every one (retrying)."""
+        while messages:
             await asyncio.to_thread(self._connected.wait, 5.0)
-            info = self._client.publish(topic, value, qos=1)
-            if info.rc == mqtt.MQTT_ERR_SUCCESS:
-                await asyncio.to_thread(info.wait_for_publish, 10.0)
-                if info.is_published():
-                    self.stats.receipts += 1
-                    return
-            log.warning(
-                "receipt for %s not yet published (rc=%s); retrying", receipt.message_id, info.rc
-            )
-            await asyncio.sleep(0.5)
+            infos = [(m, self._client.publish(m[0], m[1], qos=1)) for m in messages]
+            for _, info in infos:
+                if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                    await asyncio.to_thread(info.wait_for_publish, 10.0)
+            messages = [m for m, info in infos if not info.is_published()]
+            self.stats.receipts += len(infos) - len(messages)
+            if messages:
+                log.warning("%d downlink messages not yet published; retrying", len(messages))
+                await asyncio.sleep(0.5)

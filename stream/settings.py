@@ -16,6 +16,7 @@ class StreamSettings:
     mqtt_username: str
     mqtt_password: str
     data_dir: Path
+    site: str = "demo"
     topic_prefix: str = "citywatch"
     partitions: int = 1
     share_group: str = "citywatch-bridge"

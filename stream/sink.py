@@ -1,21 +1,32 @@
-"""Idempotent writes of alerts, telemetry and device state to PostgreSQL/TimescaleDB.
+"""Batched, idempotent writes of alerts, telemetry and device state to PostgreSQL/TimescaleDB.
 
-Every write is an upsert keyed by the message's stable id, so the at-least-once stream can
-deliver a message twice and the database still holds it once. A receipt is sent only after
-the write's transaction committed.
+Every write is keyed by the message's stable id, so the at-least-once stream can deliver a
+message twice and the database holds it once. Batches go through ``COPY`` into a temporary
+table and one ``INSERT … ON CONFLICT DO NOTHING RETURNING id``, which is both the fastest
+path into PostgreSQL and the way to learn which messages are new: only new alerts are fed
+to dedup, which makes the whole pipeline idempotent with the database as the only judge.
+Callers pass a connection inside their transaction; receipts are sent after it commits.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from psycopg.types.json import Jsonb
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from citywatch.contracts import Alert, Status, Telemetry
 
 log = logging.getLogger(__name__)
+
+ALERT_COLUMNS = (
+    "id", "event_time", "episode_id", "seq", "site", "device_kind", "device_id", "kind", "rule",
+    "phase", "zone", "lat", "lon", "confidence", "track_id", "evidence", "attributes",
+    "kafka_topic", "kafka_partition", "kafka_offset", "district",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -27,79 +38,78 @@ class KafkaPosition:
     offset: int
 
 
-class Store:
-    """The stream tier's database writer (one pool per worker)."""
+@dataclass(frozen=True)
+class AlertRow:
+    """An alert with what the stream knows about it beyond the message."""
 
-    def __init__(self, database_url: str, max_size: int = 4) -> None:
-        self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False)
+    alert: Alert
+    position: KafkaPosition | None = None
+    district: str | None = None
 
-    async def open(self) -> None:
-        await self._pool.open(wait=True, timeout=30)
 
-    async def close(self) -> None:
-        await self._pool.close()
+def _alert_values(row: AlertRow) -> tuple[object, ...]:
+    alert, point, where = row.alert, row.alert.location, row.position
+    return (
+        alert.id, alert.event_time, alert.episode_id, alert.seq, alert.device.site,
+        alert.device.kind.value, alert.device.id, alert.kind.value, alert.rule,
+        alert.phase.value, point.zone, point.lat, point.lon, alert.confidence, alert.track_id,
+        json.dumps([e.model_dump(mode="json") for e in alert.evidence]),
+        json.dumps(alert.attributes),
+        where.topic if where else None, where.partition if where else None,
+        where.offset if where else None, row.district,
+    )  # fmt: skip
 
-    async def store_alert(self, alert: Alert, position: KafkaPosition | None = None) -> bool:
-        """Insert one alert message; False when it was already stored (a redelivery)."""
-        point = alert.location
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                """INSERT INTO alerts (id, event_time, episode_id, seq, site, device_kind, device_id,
-                       kind, rule, phase, zone, lat, lon, confidence, track_id, evidence, attributes,
-                       kafka_topic, kafka_partition, kafka_offset)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (id, event_time) DO NOTHING""",
-                (
-                    alert.id,
-                    alert.event_time,
-                    alert.episode_id,
-                    alert.seq,
-                    alert.device.site,
-                    alert.device.kind.value,
-                    alert.device.id,
-                    alert.kind.value,
-                    alert.rule,
-                    alert.phase.value,
-                    point.zone,
-                    point.lat,
-                    point.lon,
-                    alert.confidence,
-                    alert.track_id,
-                    Jsonb([e.model_dump(mode="json") for e in alert.evidence]),
-                    Jsonb(alert.attributes),
-                    position.topic if position else None,
-                    position.partition if position else None,
-                    position.offset if position else None,
-                ),
-            )
-            inserted = cursor.rowcount == 1
-        if not inserted:
-            log.info("alert already stored (redelivery)", extra={"alert_id": alert.id})
-        return inserted
 
-    async def store_telemetry(self, telemetry: Telemetry) -> bool:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                """INSERT INTO telemetry (id, time, device_id, metrics) VALUES (%s, %s, %s, %s)
-                   ON CONFLICT (id, time) DO NOTHING""",
-                (telemetry.id, telemetry.event_time, telemetry.device.id, Jsonb(telemetry.metrics)),
-            )
-            return cursor.rowcount == 1
+async def insert_alerts(conn: AsyncConnection, rows: Sequence[AlertRow]) -> set[str]:
+    """Insert a batch of alerts; return the ids that were not stored before."""
+    if not rows:
+        return set()
+    columns = ", ".join(ALERT_COLUMNS)
+    await conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS alerts_in (LIKE alerts INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    async with conn.cursor().copy(f"COPY alerts_in ({columns}) FROM STDIN") as copy:  # type: ignore[arg-type]
+        for row in rows:
+            await copy.write_row(_alert_values(row))
+    cursor = await conn.execute(
+        f"INSERT INTO alerts ({columns}) SELECT DISTINCT ON (id, event_time) {columns} FROM alerts_in"  # type: ignore[arg-type]
+        " ON CONFLICT (id, event_time) DO NOTHING RETURNING id"
+    )
+    return {r[0] for r in await cursor.fetchall()}
 
-    async def store_status(self, status: Status) -> None:
-        """Record a device's online/offline state; an older status never overwrites a newer one."""
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                """INSERT INTO devices (id, site, kind, state, last_seen, updated_at)
-                   VALUES (%s, %s, %s, %s, %s, now())
-                   ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state,
-                       last_seen = EXCLUDED.last_seen, updated_at = now()
-                   WHERE devices.last_seen IS NULL OR devices.last_seen <= EXCLUDED.last_seen""",
-                (
-                    status.device.id,
-                    status.device.site,
-                    status.device.kind.value,
-                    status.state.value,
-                    status.event_time,
-                ),
-            )
+
+async def insert_telemetry(conn: AsyncConnection, batch: Sequence[Telemetry]) -> int:
+    """Insert a batch of telemetry readings; return how many were new."""
+    if not batch:
+        return 0
+    await conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS telemetry_in (LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    async with conn.cursor().copy(
+        "COPY telemetry_in (id, time, device_id, metrics) FROM STDIN"
+    ) as copy:
+        for t in batch:
+            await copy.write_row((t.id, t.event_time, t.device.id, json.dumps(t.metrics)))
+    cursor = await conn.execute(
+        "INSERT INTO telemetry SELECT DISTINCT ON (id, time) * FROM telemetry_in"
+        " ON CONFLICT (id, time) DO NOTHING"
+    )
+    return cursor.rowcount
+
+
+async def upsert_status(conn: AsyncConnection, status: Status) -> None:
+    """Record a device's online/offline state; an older status never overwrites a newer one."""
+    await conn.execute(
+        """INSERT INTO devices (id, site, kind, state, last_seen, updated_at)
+           VALUES (%s, %s, %s, %s, %s, now())
+           ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state,
+               last_seen = EXCLUDED.last_seen, updated_at = now()
+           WHERE devices.last_seen IS NULL OR devices.last_seen <= EXCLUDED.last_seen""",
+        (status.device.id, status.device.site, status.device.kind.value, status.state.value,
+         status.event_time),
+    )  # fmt: skip
+
+
+def open_pool(database_url: str, max_size: int = 4) -> AsyncConnectionPool:
+    """A connection pool for one worker (opened by the caller with ``await pool.open()``)."""
+    return AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False)

@@ -110,3 +110,49 @@ def pipeline(
     finally:
         for proc in processes.values():
             proc.stop()
+
+
+class GatewayPublisher:
+    """Publishes raw messages with a gateway's own credentials (QoS 1), as its agent would."""
+
+    def __init__(self, stack: RunningStack, config: CitywatchConfig, gateway_id: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from citywatch.config.secrets import resolve_secret
+
+        gateway = next(g for g in config.devices.gateways if g.id == gateway_id)
+        endpoints = stack.endpoints
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv5,
+            client_id=f"test-publisher-{gateway_id}-{os.getpid()}-{time.monotonic_ns()}",
+        )
+        self.client.username_pw_set(
+            gateway.username, resolve_secret(gateway.credentials.password, endpoints.secrets_dir)
+        )
+        self.client.connect(endpoints.mqtt_host, endpoints.mqtt_port)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(10)
+        assert info.is_published(), f"broker did not take {topic}"
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def publisher_for(stack: RunningStack, demo_config: CitywatchConfig) -> Iterator[object]:
+    """``publisher_for(gateway_id)`` → a connected GatewayPublisher, closed after the test."""
+    made: list[GatewayPublisher] = []
+
+    def make(gateway_id: str) -> GatewayPublisher:
+        made.append(GatewayPublisher(stack, demo_config, gateway_id))
+        return made[-1]
+
+    yield make
+    for publisher in made:
+        publisher.close()

@@ -18,7 +18,12 @@ from citywatch.config import CitywatchConfig
 from citywatch.config.secrets import resolve_secret, secret_name
 from citywatch.config.services import EMBEDDED
 from citywatch.contracts import Channel
-from citywatch.contracts.topics import UPLINK_CHANNELS, TopicAddress, fleet_filter
+from citywatch.contracts.topics import (
+    UPLINK_CHANNELS,
+    TopicAddress,
+    fleet_filter,
+    workorder_events_topic,
+)
 from citywatch.stack.accounts import MqttAccount
 from citywatch.stack.launcher import EmbeddedStack, StackInfo
 
@@ -93,7 +98,7 @@ def mqtt_accounts(config: CitywatchConfig, secrets_dir: Path) -> list[MqttAccoun
         MqttAccount(
             username=mqtt.bridge.username,
             password=resolve_secret(mqtt.bridge.password, secrets_dir),
-            publish=(fleet_filter(Channel.RECEIPTS),),
+            publish=(fleet_filter(Channel.RECEIPTS), workorder_events_topic(site)),
             subscribe=tuple(fleet_filter(c) for c in UPLINK_CHANNELS),
         )
     )
@@ -102,7 +107,10 @@ def mqtt_accounts(config: CitywatchConfig, secrets_dir: Path) -> list[MqttAccoun
             username=mqtt.center.username,
             password=resolve_secret(mqtt.center.password, secrets_dir),
             publish=(),
-            subscribe=tuple(fleet_filter(c) for c in (Channel.STATUS, Channel.TELEMETRY)),
+            subscribe=(
+                *(fleet_filter(c) for c in (Channel.STATUS, Channel.TELEMETRY)),
+                workorder_events_topic(site),
+            ),
         )
     )
     return accounts

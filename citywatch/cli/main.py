@@ -258,14 +258,17 @@ def stream_bridge(
     from citywatch.stream.bridge import Bridge
 
     setup_logging(log_level)
-    settings = stream_settings(_load(config), data_dir, bridge_id)
+    from citywatch.stream.partitioning import device_positions
+
+    cfg = _load(config)
+    settings = stream_settings(cfg, data_dir, bridge_id)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await Bridge(settings).run(stop)
+        await Bridge(settings, device_positions(cfg)).run(stop)
 
     asyncio.run(main())
 

@@ -64,6 +64,7 @@ def stream_settings(
         mqtt_username=mqtt.bridge.username,
         mqtt_password=resolve_secret(mqtt.bridge.password, endpoints.secrets_dir),
         data_dir=root,
+        site=config.site.id,
         topic_prefix=config.services.kafka.topic_prefix,
         partitions=config.services.kafka.partitions,
         share_group=mqtt.share_group,

@@ -6,11 +6,12 @@ points at an existing MQTT cluster, Kafka cluster or TimescaleDB instead, by con
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field
 
-from citywatch.config.base import ConfigModel
+from citywatch.config.base import ConfigModel, Duration
 from citywatch.config.secrets import SecretRef
 
 EMBEDDED = "embedded"
@@ -41,9 +42,27 @@ class KafkaService(ConfigModel):
     )
 
 
+class TimescalePolicies(ConfigModel):
+    """Retention and compression, applied at every start when TimescaleDB is present."""
+
+    alerts_retention: Duration = Field(
+        default=timedelta(days=730), description="drop alert chunks older than this"
+    )
+    telemetry_retention: Duration = Field(
+        default=timedelta(days=180), description="drop telemetry chunks older than this"
+    )
+    telemetry_compress_after: Duration = Field(
+        default=timedelta(days=7), description="compress telemetry chunks older than this"
+    )
+    aggregate_refresh: Duration = Field(
+        default=timedelta(minutes=15), description="refresh interval of alerts_hourly"
+    )
+
+
 class DatabaseService(ConfigModel):
     url: str = Field(default=EMBEDDED, description="'embedded' or postgresql://user@host:port/db")
     password: SecretRef | None = Field(default=None, description="for an external database")
+    timescale: TimescalePolicies = TimescalePolicies()
 
 
 class Services(ConfigModel):

@@ -107,6 +107,13 @@ def fleet_filter(channel: Channel, site: str = "+") -> str:
     return "/".join((ROOT, TOPIC_VERSION, site, "+", "+", channel.value))
 
 
+def workorder_events_topic(site: str) -> str:
+    """Where work-order events go out on MQTT for other systems (written by the bridge only)."""
+    return "/".join(
+        (ROOT, TOPIC_VERSION, check_segment(site, "site"), "center", "workorders", "events")
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaTopics:
     """Kafka topic names, one per stream of the pipeline, under a configurable prefix."""

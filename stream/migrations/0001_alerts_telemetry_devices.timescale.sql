@@ -7,5 +7,5 @@ SELECT create_hypertable('alerts', 'event_time', chunk_time_interval => INTERVAL
 SELECT create_hypertable('telemetry', 'time', chunk_time_interval => INTERVAL '1 day',
                          if_not_exists => TRUE, migrate_data => TRUE);
 ALTER TABLE telemetry SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id');
-SELECT add_compression_policy('telemetry', INTERVAL '7 days', if_not_exists => TRUE);
-SELECT add_retention_policy('telemetry', INTERVAL '180 days', if_not_exists => TRUE);
+-- Retention and compression policies come from config (services.database.timescale) and are
+-- applied at every start by citywatch.stream.timescale, so an operator can change them.

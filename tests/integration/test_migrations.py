@@ -45,18 +45,40 @@ def test_alerts_key_holds_the_time_column_for_hypertables(stack) -> None:  # typ
 
 
 def test_timescale_statements_target_tables_of_their_base_migration() -> None:
-    """Every hypertable and policy in a .timescale.sql names a table its base file creates."""
+    """Every hypertable in a .timescale.sql is a table its base file creates, on a timestamptz column."""
+    created: set[str] = set()
+    hypertables: set[str] = set()
     for migration in bundled_migrations():
+        created |= set(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", migration.sql))
         if migration.timescale_sql is None:
             continue
-        created = set(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", migration.sql))
-        hypertables = re.findall(r"create_hypertable\('(\w+)', '(\w+)'", migration.timescale_sql)
-        assert hypertables, "a timescale migration without hypertables"
-        for table, column in hypertables:
+        for table, column in re.findall(
+            r"create_hypertable\('(\w+)', '(\w+)'", migration.timescale_sql
+        ):
             assert table in created
             assert re.search(rf"\b{column}\s+timestamptz NOT NULL", migration.sql), (table, column)
-        for table in re.findall(
-            r"add_(?:compression|retention)_policy\('(\w+)'", migration.timescale_sql
+            hypertables.add(table)
+        for view in re.findall(
+            r"CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+)", migration.timescale_sql
         ):
-            assert table in {t for t, _ in hypertables}
-        assert "CREATE EXTENSION IF NOT EXISTS timescaledb" in migration.timescale_sql
+            assert f"CREATE OR REPLACE VIEW {view}" in migration.sql, (
+                "the plain-PostgreSQL path needs the same name"
+            )
+            assert "timescaledb.continuous" in migration.timescale_sql
+    assert hypertables == {"alerts", "telemetry"}
+
+
+def test_timescale_policies_follow_the_config() -> None:
+    """Retention, compression and refresh policies are re-applied from config on every start."""
+    from datetime import timedelta
+
+    from citywatch.config.services import TimescalePolicies
+    from citywatch.stream.timescale import policy_statements
+
+    sql = policy_statements(TimescalePolicies(telemetry_retention=timedelta(days=30)))
+    assert "SELECT add_retention_policy('telemetry', INTERVAL '2592000 seconds')" in sql
+    assert sql.index("SELECT remove_retention_policy('telemetry', if_exists => TRUE)") < sql.index(
+        "SELECT add_retention_policy('telemetry', INTERVAL '2592000 seconds')"
+    )
+    assert any(s.startswith("SELECT add_continuous_aggregate_policy('alerts_hourly'") for s in sql)
+    assert any(s.startswith("SELECT add_compression_policy('telemetry'") for s in sql)

@@ -1,0 +1,560 @@
+"""Deduplication of alerts into incidents: the pure core behind work orders.
+
+Many sightings of one problem are one incident (DOMAIN.md: 30 complaints about one
+restaurant must be one work order). Every message of one episode joins that episode's
+incident; a new episode of kind K joins the nearest open incident of kind K within the
+kind's ``radius_m`` and ``window``, whatever device saw it; otherwise it reopens the nearest
+incident of kind K closed less than ``reopen`` ago (复发), or opens a new one.
+
+No I/O and no wall clock: times come from the alerts (event time) and from ``expire(now)``.
+Decisions depend on event time only, so the live app and an offline replay of the same
+messages in the same order produce the same incidents, whenever the caller's timer runs.
+An incident's deadline is ``last_activity + quiet`` once all its episodes have ended, or
+``last_activity + window + quiet`` while any is open (a gateway may never send the end);
+``expire(now)`` closes incidents whose deadline is at or before ``now - lateness``, and an
+alert whose own event time is at or after the deadline of the incident it matches finds
+that incident closed at its deadline, whether or not ``expire`` has run yet.
+
+Positions are WGS84; distances are equirectangular metres (well under 0.1 % off the
+haversine distance at dedup radii). A grid of cells at least ``radius_m`` wide per kind
+keeps a lookup to about nine cells with thousands of open incidents. Not handled: incidents
+on either side of the antimeridian are never within reach of each other.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from citywatch.config.workflow import DedupPolicy
+from citywatch.contracts.messages import Alert, AlertKind, DeviceRef, Phase
+
+EARTH_RADIUS_M = 6_371_008.8
+M_PER_DEG = EARTH_RADIUS_M * math.pi / 180
+DEFAULT_LATENESS = timedelta(minutes=5)
+_POLAR_LAT = 89.9  # beyond this a grid row is one cell wide in longitude
+_NEVER = math.inf
+
+
+class MissingDedupPolicy(LookupError):
+    """An alert of a kind the site config has no dedup policy for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A WGS84 point."""
+
+    lat: float
+    lon: float
+
+
+@dataclass
+class Incident:
+    """One problem in the world, built from every alert that reported it.
+
+    ``position`` is the resolved position of the incident's first alert (an anchor, not a
+    centroid: it never moves, so merging cannot drift along a chain of sightings); ``None``
+    when that alert had none. ``attributes`` holds the alert attributes of the latest alert
+    by event time (e.g. ``level``, ``depth_cm``), plus ``peak_depth_cm`` (the largest
+    ``depth_cm`` or ``peak_depth_cm`` any alert carried) and, once closed, ``closed_by``
+    (``"ended"``: all episodes ended and the quiet period passed; ``"aged_out"``: no message
+    for window + quiet, the open episodes are then abandoned).
+    """
+
+    id: str
+    kind: AlertKind
+    position: Position | None
+    opened_at: datetime
+    last_activity: datetime
+    closed_at: datetime | None = None
+    state: Literal["open", "closed"] = "open"
+    episodes: set[str] = field(default_factory=set)
+    open_episodes: set[str] = field(default_factory=set)
+    alert_ids: list[str] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
+    reopen_count: int = 0
+    max_confidence: float = 0.0
+    attributes: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DedupResult:
+    """Where one alert went. Exactly one of ``created``, ``merged`` and ``duplicate`` is
+    true; ``reopened`` implies ``merged``. ``incident`` is the engine's live object: copy what
+    you need before the next call.
+    """
+
+    incident: Incident
+    created: bool
+    merged: bool
+    reopened: bool
+    duplicate: bool
+
+
+def device_key(device: DeviceRef) -> str:
+    """``site/kind/id``: how an incident names the devices that contributed to it."""
+    return f"{device.site}/{device.kind.value}/{device.id}"
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Equirectangular distance in metres between two WGS84 points."""
+    x = math.radians(lon2 - lon1) * math.cos(math.radians((lat1 + lat2) / 2))
+    y = math.radians(lat2 - lat1)
+    return EARTH_RADIUS_M * math.hypot(x, y)
+
+
+class _Slot:
+    """The engine's bookkeeping for one incident (float times for the hot path)."""
+
+    __slots__ = (
+        "cell",
+        "closed_ts",
+        "device",
+        "ended",
+        "inc",
+        "last_ts",
+        "lat",
+        "latest_ts",
+        "lon",
+        "opened_ts",
+        "rules",
+        "scheduled",
+    )
+
+    def __init__(self, inc: Incident, rules: _KindRules, device: str | None) -> None:
+        self.inc = inc
+        self.rules = rules
+        self.device = device  # set when matched per device instead of by position
+        self.opened_ts = inc.opened_at.timestamp()
+        self.last_ts = inc.last_activity.timestamp()
+        self.latest_ts = -_NEVER  # event time of the alert whose attributes are kept
+        self.closed_ts = inc.closed_at.timestamp() if inc.closed_at is not None else _NEVER
+        self.scheduled = _NEVER  # deadline of this incident's live entry in the expiry heap
+        self.ended: set[str] = inc.episodes - inc.open_episodes
+        self.lat = inc.position.lat if inc.position is not None else 0.0
+        self.lon = inc.position.lon if inc.position is not None else 0.0
+        self.cell = (0, 0)
+
+    def deadline(self) -> float:
+        rules = self.rules
+        if self.inc.open_episodes:
+            return self.last_ts + rules.window_s + rules.quiet_s
+        return self.last_ts + rules.quiet_s
+
+
+class _Grid:
+    """Incidents bucketed in cells at least ``radius_m`` wide: all within reach of a point
+    lie in the cells overlapping its bounding box, usually 3 × 3 of them."""
+
+    __slots__ = ("_dlon", "cells", "dlat", "radius_m")
+
+    def __init__(self, radius_m: float) -> None:
+        self.radius_m = radius_m
+        self.dlat = radius_m / M_PER_DEG
+        self._dlon: dict[int, float] = {}
+        self.cells: dict[tuple[int, int], list[_Slot]] = {}
+
+    def _row_dlon(self, row: int) -> float:
+        dlon = self._dlon.get(row)
+        if dlon is None:
+            edge = max(abs(row * self.dlat), abs((row + 1) * self.dlat))
+            dlon = (
+                360.0
+                if edge >= _POLAR_LAT
+                else self.radius_m / (M_PER_DEG * math.cos(math.radians(edge)))
+            )
+            self._dlon[row] = dlon
+        return dlon
+
+    def cell(self, lat: float, lon: float) -> tuple[int, int]:
+        row = math.floor(lat / self.dlat)
+        return row, math.floor(lon / self._row_dlon(row))
+
+    def add(self, slot: _Slot) -> None:
+        self.cells.setdefault(slot.cell, []).append(slot)
+
+    def remove(self, slot: _Slot) -> None:
+        bucket = self.cells[slot.cell]
+        bucket.remove(slot)
+        if not bucket:
+            del self.cells[slot.cell]
+
+    def near(self, lat: float, lon: float, out: list[_Slot]) -> None:
+        """Append to ``out`` every incident in a cell that may hold points within reach."""
+        cells = self.cells
+        if not cells:
+            return
+        dlat = self.dlat
+        reach = abs(lat) + dlat
+        half = (
+            360.0
+            if reach >= _POLAR_LAT
+            else self.radius_m / (M_PER_DEG * math.cos(math.radians(reach)))
+        )
+        floor = math.floor
+        for row in range(floor((lat - dlat) / dlat), floor((lat + dlat) / dlat) + 1):
+            dlon = self._row_dlon(row)
+            for col in range(floor((lon - half) / dlon), floor((lon + half) / dlon) + 1):
+                bucket = cells.get((row, col))
+                if bucket:
+                    out.extend(bucket)
+
+
+class _KindRules:
+    """One kind's policy in seconds, and its indexes of open and closed incidents."""
+
+    __slots__ = (
+        "by_device",
+        "closed",
+        "devices",
+        "open",
+        "policy",
+        "quiet_s",
+        "radius_m",
+        "reopen_s",
+        "window_s",
+    )
+
+    def __init__(self, kind: AlertKind, policy: DedupPolicy) -> None:
+        self.policy = policy
+        self.radius_m = policy.radius_m
+        self.window_s = policy.window.total_seconds()
+        self.quiet_s = policy.quiet.total_seconds()
+        self.reopen_s = policy.reopen.total_seconds()
+        # A device fault is about the device, never about a place shared with others.
+        self.by_device = kind is AlertKind.DEVICE_FAULT
+        self.open = _Grid(policy.radius_m)
+        self.closed = _Grid(policy.radius_m)
+        self.devices: dict[str, list[_Slot]] = {}  # open and closed, matched per device
+
+
+class DedupEngine:
+    """Merges alerts into incidents; see the module docstring for the rules."""
+
+    def __init__(
+        self, policies: Mapping[AlertKind, DedupPolicy], lateness: timedelta = DEFAULT_LATENESS
+    ) -> None:
+        if lateness < timedelta(0):
+            raise ValueError(f"lateness must not be negative, got {lateness}")
+        self._rules = {
+            AlertKind(kind): _KindRules(AlertKind(kind), p) for kind, p in policies.items()
+        }
+        self._lateness_s = lateness.total_seconds()
+        self._open: dict[str, _Slot] = {}
+        self._closed: dict[str, _Slot] = {}
+        self._by_alert: dict[str, _Slot] = {}
+        self._by_episode: dict[str, _Slot] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._pending: list[Incident] = []  # closed inside add(), reported by expire()
+
+    # -- the public API ---------------------------------------------------------------------
+
+    def add(self, alert: Alert, position: Position | None) -> DedupResult:
+        """Place one alert (its position resolved by the caller) into its incident."""
+        slot = self._by_alert.get(alert.id)
+        if slot is not None:
+            return DedupResult(slot.inc, False, False, False, True)
+        t = alert.event_time.timestamp()
+        source = device_key(alert.device)
+        episode = alert.episode_id
+        slot = self._by_episode.get(episode)
+        created = reopened = False
+        if slot is not None:
+            reopened = self._continue_episode(slot, alert, t)
+        else:
+            rules = self._rules_for(alert.kind)
+            slot, created, reopened = self._place(rules, position, source, t, alert)
+            self._by_episode[episode] = slot
+            slot.inc.episodes.add(episode)
+            if alert.phase is Phase.END:
+                slot.ended.add(episode)
+            elif slot.inc.state == "open":
+                slot.inc.open_episodes.add(episode)
+        self._record(slot, alert, t, source)
+        return DedupResult(slot.inc, created, not created, reopened, False)
+
+    def expire(self, now: datetime) -> list[Incident]:
+        """Close every incident whose deadline is at or before ``now - lateness``; return
+        them in the order they closed.
+
+        Also returned: incidents that ``add()`` found closed by an alert's own event time
+        (a late message after the deadline) since the previous call, if still closed.
+        """
+        watermark = now.timestamp() - self._lateness_s
+        heap = self._heap
+        pending = {inc.id: inc for inc in self._pending if inc.state == "closed"}
+        closed = list(pending.values())
+        self._pending.clear()
+        while heap and heap[0][0] <= watermark:
+            due, incident_id = heapq.heappop(heap)
+            slot = self._open.get(incident_id)
+            if slot is None or slot.scheduled != due:
+                continue  # a stale entry: closed since, or rescheduled
+            deadline = slot.deadline()
+            if deadline > due:  # activity since it was scheduled
+                slot.scheduled = deadline
+                heapq.heappush(heap, (deadline, incident_id))
+                continue
+            self._close(slot)
+            closed.append(slot.inc)
+        return closed
+
+    def open_incidents(self) -> list[Incident]:
+        """The open incidents, oldest first."""
+        return [s.inc for s in sorted(self._open.values(), key=lambda s: (s.opened_ts, s.inc.id))]
+
+    def restore(self, incidents: Iterable[Incident]) -> None:
+        """Load open and recently closed incidents (from the database at worker start).
+
+        An incident matched per device (a device fault, or no position) is keyed by its
+        source. Episodes of a restored incident that are not open count as ended, so a late
+        update of an aged-out episode does not reopen it (a new episode still does).
+        """
+        for inc in incidents:
+            old = self._open.get(inc.id) or self._closed.get(inc.id)
+            if old is not None:
+                self._drop(old)
+            rules = self._rules_for(inc.kind)
+            by_device = rules.by_device or inc.position is None
+            source = min(inc.sources, default=inc.id) if by_device else None
+            slot = _Slot(inc, rules, source)
+            slot.latest_ts = slot.last_ts
+            self._index(slot)
+            for alert_id in inc.alert_ids:
+                self._by_alert[alert_id] = slot
+            for episode in inc.episodes:
+                self._by_episode[episode] = slot
+            if inc.state == "open":
+                self._open[inc.id] = slot
+                self._schedule(slot)
+            else:
+                self._closed[inc.id] = slot
+
+    def forget_closed_before(self, cutoff: datetime) -> int:
+        """Drop incidents closed before ``cutoff`` with their alert ids and episodes (memory
+        bound). Pass ``now`` minus the longest ``reopen`` of the policies: what closed
+        before that can no longer be reopened. Returns how many were dropped."""
+        limit = cutoff.timestamp()
+        gone = [s for s in self._closed.values() if s.closed_ts < limit]
+        for slot in gone:
+            self._drop(slot)
+        return len(gone)
+
+    # -- placing an alert -------------------------------------------------------------------
+
+    def _rules_for(self, kind: AlertKind) -> _KindRules:
+        rules = self._rules.get(kind)
+        if rules is None:
+            raise MissingDedupPolicy(
+                f"no dedup policy for alert kind {kind.value!r}: add workflow.dedup.{kind.value}"
+                " (radius_m, window) to the site config"
+            )
+        return rules
+
+    def _continue_episode(self, slot: _Slot, alert: Alert, t: float) -> bool:
+        """A message of a known episode; returns whether it reopened the incident."""
+        inc = slot.inc
+        episode = alert.episode_id
+        if inc.state == "open" and t >= slot.deadline():
+            self._close(slot)  # closed by event time before the caller's timer ran
+            self._pending.append(inc)
+        if alert.phase is Phase.END:
+            inc.open_episodes.discard(episode)
+            slot.ended.add(episode)
+            return False
+        if episode in slot.ended:
+            return False  # a late start or update of an episode that has ended
+        reopened = False
+        if inc.state == "closed" and t >= slot.closed_ts:
+            self._reopen(slot)
+            reopened = True
+        if inc.state == "open":
+            inc.open_episodes.add(episode)
+        return reopened
+
+    def _place(
+        self, rules: _KindRules, position: Position | None, source: str, t: float, alert: Alert
+    ) -> tuple[_Slot, bool, bool]:
+        """The incident a new episode's first message joins: (slot, created, reopened)."""
+        window = rules.window_s
+        reopen = rules.reopen_s
+        by_device = rules.by_device or position is None
+        candidates: list[_Slot] = []
+        if by_device:
+            candidates = rules.devices.get(source, candidates)
+        else:
+            assert position is not None
+            lat, lon = position.lat, position.lon
+            rules.open.near(lat, lon, candidates)
+            rules.closed.near(lat, lon, candidates)
+        merge: tuple[float, float, str, _Slot] | None = None
+        recur: tuple[float, float, str, _Slot] | None = None
+        for slot in candidates:
+            if t < slot.opened_ts - window:
+                continue
+            if slot.inc.state == "open":
+                deadline = slot.deadline()
+                if t < deadline:
+                    if t > slot.last_ts + window:
+                        continue
+                    closed_ts = _NEVER
+                elif t > deadline + reopen:
+                    continue
+                else:
+                    closed_ts = deadline  # due: closed by event time
+            else:
+                closed_ts = slot.closed_ts
+                if t > closed_ts + reopen:
+                    continue
+            dist = 0.0 if by_device else distance_m(lat, lon, slot.lat, slot.lon)
+            if dist > rules.radius_m:
+                continue
+            if closed_ts == _NEVER:
+                key = (dist, slot.opened_ts, slot.inc.id, slot)
+                if merge is None or key[:3] < merge[:3]:
+                    merge = key
+            else:
+                key = (dist, -closed_ts, slot.inc.id, slot)
+                if recur is None or key[:3] < recur[:3]:
+                    recur = key
+        if merge is not None:
+            return merge[3], False, False
+        if recur is not None:
+            slot = recur[3]
+            if slot.inc.state == "open":
+                self._close(slot)
+            self._reopen(slot)
+            return slot, False, True
+        return self._create(rules, alert, position, source, by_device), True, False
+
+    def _create(
+        self,
+        rules: _KindRules,
+        alert: Alert,
+        position: Position | None,
+        source: str,
+        by_device: bool,
+    ) -> _Slot:
+        incident_id = f"inc.{alert.id}"
+        n = 1
+        while incident_id in self._open or incident_id in self._closed:
+            n += 1
+            incident_id = f"inc.{alert.id}.{n}"
+        inc = Incident(
+            id=incident_id,
+            kind=alert.kind,
+            position=position,
+            opened_at=alert.event_time,
+            last_activity=alert.event_time,
+        )
+        slot = _Slot(inc, rules, source if by_device else None)
+        self._index(slot)
+        self._open[incident_id] = slot
+        return slot
+
+    def _record(self, slot: _Slot, alert: Alert, t: float, source: str) -> None:
+        """Attach the alert to its incident and keep the incident's summary current."""
+        inc = slot.inc
+        inc.alert_ids.append(alert.id)
+        self._by_alert[alert.id] = slot
+        inc.sources.add(source)
+        if t > slot.last_ts and inc.state == "open":  # a straggler never extends a closed one
+            slot.last_ts = t
+            inc.last_activity = alert.event_time
+        if t < slot.opened_ts:
+            slot.opened_ts = t
+            inc.opened_at = alert.event_time
+        if alert.confidence > inc.max_confidence:
+            inc.max_confidence = alert.confidence
+        values = alert.attributes
+        if values:
+            attributes = inc.attributes
+            peak = attributes.get("peak_depth_cm")
+            if t >= slot.latest_ts:
+                slot.latest_ts = t
+                attributes.update(values)
+            for name in ("depth_cm", "peak_depth_cm"):
+                value = values.get(name)
+                if (
+                    isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                    and (not isinstance(peak, int | float) or value > peak)
+                ):
+                    peak = value
+            if peak is not None:
+                attributes["peak_depth_cm"] = peak
+        if inc.state == "open":
+            self._schedule(slot)
+
+    # -- index upkeep -----------------------------------------------------------------------
+
+    def _schedule(self, slot: _Slot) -> None:
+        """Keep one live heap entry no later than the deadline (expire re-pushes later ones)."""
+        deadline = slot.deadline()
+        if deadline < slot.scheduled:
+            slot.scheduled = deadline
+            heapq.heappush(self._heap, (deadline, slot.inc.id))
+
+    def _index(self, slot: _Slot) -> None:
+        rules = slot.rules
+        if slot.device is not None:
+            rules.devices.setdefault(slot.device, []).append(slot)
+            return
+        grid = rules.open if slot.inc.state == "open" else rules.closed
+        slot.cell = grid.cell(slot.lat, slot.lon)
+        grid.add(slot)
+
+    def _close(self, slot: _Slot) -> None:
+        inc = slot.inc
+        rules = slot.rules
+        aged_out = bool(inc.open_episodes)
+        extra = rules.policy.window if aged_out else timedelta(0)
+        inc.closed_at = inc.last_activity + extra + rules.policy.quiet
+        slot.closed_ts = slot.deadline()
+        inc.state = "closed"
+        inc.open_episodes.clear()
+        inc.attributes["closed_by"] = "aged_out" if aged_out else "ended"
+        slot.scheduled = _NEVER
+        del self._open[inc.id]
+        self._closed[inc.id] = slot
+        if slot.device is None:
+            rules.open.remove(slot)
+            rules.closed.add(slot)
+
+    def _reopen(self, slot: _Slot) -> None:
+        inc = slot.inc
+        rules = slot.rules
+        inc.state = "open"
+        inc.closed_at = None
+        inc.reopen_count += 1
+        inc.attributes.pop("closed_by", None)
+        slot.closed_ts = _NEVER
+        del self._closed[inc.id]
+        self._open[inc.id] = slot
+        if slot.device is None:
+            rules.closed.remove(slot)
+            rules.open.add(slot)
+
+    def _drop(self, slot: _Slot) -> None:
+        """Forget an incident entirely (its alert ids and episodes with it)."""
+        inc = slot.inc
+        rules = slot.rules
+        if slot.device is not None:
+            rules.devices[slot.device].remove(slot)
+            if not rules.devices[slot.device]:
+                del rules.devices[slot.device]
+        else:
+            (rules.open if inc.state == "open" else rules.closed).remove(slot)
+        self._open.pop(inc.id, None)
+        self._closed.pop(inc.id, None)
+        slot.scheduled = _NEVER
+        for alert_id in inc.alert_ids:
+            if self._by_alert.get(alert_id) is slot:
+                del self._by_alert[alert_id]
+        for episode in inc.episodes:
+            if self._by_episode.get(episode) is slot:
+                del self._by_episode[episode]

@@ -1,0 +1,199 @@
+"""From stored alerts to work orders: dedup, routing, priority, SLA clock and escalation.
+
+The orchestration the Faust agents run inside one database transaction per batch: insert
+the batch (learning which alerts are new), feed only new alerts to the dedup engine, open,
+extend or reopen work orders, and save them with their events. The database decides what is
+new, so a redelivered batch changes nothing; after a database error the in-memory state is
+rebuilt from the database before the batch is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from psycopg import AsyncConnection
+
+from citywatch.config import CitywatchConfig
+from citywatch.config.site import Placement
+from citywatch.contracts import Alert, WorkOrderEvent
+from citywatch.stream import workorder_store
+from citywatch.stream.dedup import DedupEngine, Incident, Position, device_key
+from citywatch.stream.escalation import escalate_due
+from citywatch.stream.priority import priority, route
+from citywatch.stream.sink import AlertRow, insert_alerts
+from citywatch.stream.sla import site_zone
+from citywatch.stream.workorders import (
+    WorkOrder,
+    WorkOrderTransition,
+    as_message,
+    open_work_order,
+    recur,
+)
+
+log = logging.getLogger(__name__)
+SYSTEM = "citywatch"
+
+
+@dataclass
+class Outcome:
+    """What a batch or a tick produced, to publish once the transaction committed."""
+
+    work_order_of: dict[str, str] = field(default_factory=dict)  # alert id → work order id
+    events: list[WorkOrderEvent] = field(default_factory=list)
+    new_alerts: int = 0
+
+
+def placements(config: CitywatchConfig) -> dict[str, Placement]:
+    """Device key (``site/kind/id``) → grid placement, for routing and escalation."""
+    site = config.site.id
+    found: dict[str, Placement] = {}
+    for kind, section in (
+        ("camera", config.devices.cameras),
+        ("sensor", config.devices.sensors),
+        ("dock", config.devices.docks),
+    ):
+        for device in section:
+            found[f"{site}/{kind}/{device.id}"] = device.placement
+    return found
+
+
+class AlertProcessor:
+    """The stateful core of one stream worker (dedup engine + open work orders)."""
+
+    def __init__(self, config: CitywatchConfig) -> None:
+        self.config = config
+        self.workflow = config.workflow
+        self.tz = site_zone(config.site.timezone)
+        self.placements = placements(config)
+        self.default_district = config.site.districts[0].id
+        self.max_reopen = max(
+            (p.reopen for p in self.workflow.dedup.values()), default=timedelta(days=1)
+        )
+        self._reset()
+
+    def _reset(self) -> None:
+        self.engine = DedupEngine(self.workflow.dedup)
+        self.orders: dict[str, WorkOrder] = {}
+        self.incident_of: dict[str, Incident] = {}  # work order id → its incident (same id)
+
+    async def restore(self, conn: AsyncConnection, now: datetime) -> int:
+        """Rebuild dedup state and open work orders from the database."""
+        self._reset()
+        loaded = await workorder_store.load(conn, self.workflow, self.tz, now - self.max_reopen)
+        self.engine.restore(incident for _, incident in loaded)
+        self.orders = {order.id: order for order, _ in loaded}
+        self.incident_of = {incident.id: incident for _, incident in loaded}
+        return len(loaded)
+
+    def district_of(self, alert: Alert) -> str:
+        place = self.placements.get(device_key(alert.device))
+        return place.district if place else self.default_district
+
+    def position_of(self, alert: Alert) -> Position | None:
+        point = alert.location
+        if point.lat is not None and point.lon is not None:
+            return Position(point.lat, point.lon)
+        place = self.placements.get(device_key(alert.device))
+        if place is not None and place.position is not None:
+            return Position(place.position.lat, place.position.lon)
+        return None
+
+    async def handle(self, conn: AsyncConnection, rows: Sequence[AlertRow]) -> Outcome:
+        """Store a batch of alerts and fold the new ones into work orders (one transaction)."""
+        outcome = Outcome()
+        new_ids = await insert_alerts(conn, rows)
+        outcome.new_alerts = len(new_ids)
+        changed: dict[str, tuple[WorkOrder, Incident]] = {}
+        events: list[WorkOrderTransition] = []
+        links: list[tuple[str, str]] = []
+        fresh = sorted((r.alert for r in rows if r.alert.id in new_ids), key=lambda a: a.event_time)
+        seen: set[str] = set()
+        for alert in fresh:
+            if alert.id in seen:
+                continue
+            seen.add(alert.id)
+            order, incident, new_events = self._fold(alert)
+            events += new_events
+            changed[order.id] = (order, incident)
+            links.append((order.id, alert.id))
+            outcome.work_order_of[alert.id] = order.id
+        old = [r.alert.id for r in rows if r.alert.id not in new_ids]
+        if old:  # redeliveries: their receipts still name the work order
+            cursor = await conn.execute(
+                "SELECT alert_id, work_order_id FROM work_order_alerts WHERE alert_id = ANY(%s)",
+                (old,),
+            )
+            outcome.work_order_of.update({a: w for a, w in await cursor.fetchall()})
+        await workorder_store.save(conn, changed.values(), events, links)
+        outcome.events = [as_message(self.orders[e.work_order_id], e) for e in events]
+        return outcome
+
+    def _fold(self, alert: Alert) -> tuple[WorkOrder, Incident, list[WorkOrderTransition]]:
+        result = self.engine.add(alert, self.position_of(alert))
+        incident = result.incident
+        self.incident_of[incident.id] = incident
+        level = incident.attributes.get("level")
+        rank = priority(
+            alert.kind,
+            max_confidence=incident.max_confidence,
+            depth_level=level if isinstance(level, str) else None,
+            sources=len(incident.sources),
+        )
+        order = self.orders.get(incident.id)
+        if order is None:
+            place = self.placements.get(device_key(alert.device)) or Placement(
+                district=self.default_district
+            )
+            order = open_work_order(
+                id=incident.id,
+                routing=route(self.workflow, alert.kind),
+                priority=rank,
+                opened_at=alert.event_time,
+                placement=place,
+                alert_ids=[alert.id],
+                calendar=self.workflow.sla.calendar,
+                tz=self.tz,
+            )
+            self.orders[order.id] = order
+            return order, incident, list(order.events)
+        events: list[WorkOrderTransition] = []
+        if result.reopened and not order.is_open:
+            events = recur(
+                order, time=alert.event_time, reason="recurrence (复发)", alert_ids=[alert.id]
+            )
+        elif alert.id not in order.alert_ids:
+            order.alert_ids.append(alert.id)
+        order.priority = min(order.priority, rank)  # more sources or deeper water: more urgent
+        return order, incident, events
+
+    async def tick(self, conn: AsyncConnection, now: datetime) -> Outcome:
+        """Close quiet incidents and escalate overdue work orders (the Faust timer)."""
+        changed: dict[str, tuple[WorkOrder, Incident]] = {}
+        events: list[WorkOrderTransition] = []
+        for incident in self.engine.expire(now):
+            self.incident_of[incident.id] = incident
+            if incident.id in self.orders:
+                changed[incident.id] = (self.orders[incident.id], incident)
+        for order in self.orders.values():
+            taken = escalate_due(order, now, self.workflow.sla.escalation, actor=SYSTEM)
+            if taken:
+                events += taken
+                changed[order.id] = (order, self.incident_of[order.id])
+        self.engine.forget_closed_before(now - self.max_reopen)
+        self._forget(now, keep=set(changed))
+        if changed or events:
+            await workorder_store.save(conn, changed.values(), events, [])
+        return Outcome(events=[as_message(self.orders[e.work_order_id], e) for e in events])
+
+    def _forget(self, now: datetime, keep: set[str]) -> None:
+        """Drop closed work orders whose incident can no longer be reopened (memory bound)."""
+        cutoff = now - self.max_reopen
+        for order_id, order in list(self.orders.items()):
+            incident = self.incident_of[order_id]
+            reopenable = incident.state == "open" or (incident.closed_at or now) >= cutoff
+            if order_id not in keep and not order.is_open and not reopenable:
+                del self.orders[order_id]
+                del self.incident_of[order_id]

@@ -1,0 +1,137 @@
+"""Persistence of work orders, their alerts, their audit trail and the dedup state behind
+them.
+
+A work order row also carries its incident's dedup state (episodes, sources, last activity,
+open/closed), so a worker that starts — or takes over partitions — rebuilds both the dedup
+engine and the work orders from the database alone. All writes are upserts keyed by id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, tzinfo
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from citywatch.config.workflow import Workflow
+from citywatch.contracts import AlertKind
+from citywatch.stream.dedup import Incident, Position
+from citywatch.stream.sla import SlaClock
+from citywatch.stream.workorders import WorkOrder, WorkOrderState, WorkOrderTransition
+
+_UPSERT = """
+INSERT INTO work_orders (id, kind, category_code, category_name, department, priority, state,
+    sla_tier, opened_at, due_at, clock_started_at, escalated_levels, resolved_at, closed_at,
+    escalation_level, district, street, community, lat, lon, incident_state, incident_closed_at,
+    last_activity, episodes, open_episodes, sources, alert_count, max_confidence, reopen_count,
+    attributes, seq, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+    %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+ON CONFLICT (id) DO UPDATE SET
+    department = EXCLUDED.department, priority = EXCLUDED.priority, state = EXCLUDED.state,
+    due_at = EXCLUDED.due_at, clock_started_at = EXCLUDED.clock_started_at,
+    escalated_levels = EXCLUDED.escalated_levels, resolved_at = EXCLUDED.resolved_at,
+    closed_at = EXCLUDED.closed_at, escalation_level = EXCLUDED.escalation_level,
+    incident_state = EXCLUDED.incident_state, incident_closed_at = EXCLUDED.incident_closed_at,
+    last_activity = EXCLUDED.last_activity, episodes = EXCLUDED.episodes,
+    open_episodes = EXCLUDED.open_episodes, sources = EXCLUDED.sources,
+    alert_count = EXCLUDED.alert_count, max_confidence = EXCLUDED.max_confidence,
+    reopen_count = EXCLUDED.reopen_count, attributes = EXCLUDED.attributes,
+    seq = GREATEST(work_orders.seq, EXCLUDED.seq), updated_at = now()
+"""
+
+
+def _row(order: WorkOrder, incident: Incident) -> tuple[object, ...]:
+    point = incident.position
+    return (
+        order.id, order.kind.value, order.category_code, order.category_name, order.department,
+        order.priority, order.state.value, order.sla_tier, order.opened_at, order.due_at,
+        order.clock_started_at, json.dumps(order.escalated_levels), order.resolved_at,
+        order.closed_at, order.escalation_level, order.district, order.street, order.community,
+        point.lat if point else None, point.lon if point else None, incident.state,
+        incident.closed_at, incident.last_activity, json.dumps(sorted(incident.episodes)),
+        json.dumps(sorted(incident.open_episodes)), json.dumps(sorted(incident.sources)),
+        len(incident.alert_ids), incident.max_confidence, incident.reopen_count,
+        json.dumps(incident.attributes, default=str), order.seq,
+    )  # fmt: skip
+
+
+async def save(
+    conn: AsyncConnection,
+    changed: Iterable[tuple[WorkOrder, Incident]],
+    events: Sequence[WorkOrderTransition],
+    links: Sequence[tuple[str, str]],
+) -> None:
+    """Upsert work orders, insert their new events and alert links (all idempotent)."""
+    rows = [_row(order, incident) for order, incident in changed]
+    async with conn.cursor() as cursor:
+        if rows:
+            await cursor.executemany(_UPSERT, rows)
+        if events:
+            await cursor.executemany(
+                """INSERT INTO workorder_events (id, work_order_id, seq, event, from_state,
+                       to_state, actor, time, reason, data)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
+                [
+                    (e.id, e.work_order_id, e.seq, e.event,
+                     e.from_state.value if e.from_state else None, e.to_state.value, e.actor,
+                     e.time, e.reason, json.dumps(e.data, default=str))
+                    for e in events
+                ],
+            )  # fmt: skip
+        if links:
+            await cursor.executemany(
+                "INSERT INTO work_order_alerts (work_order_id, alert_id) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING",
+                links,
+            )
+            await cursor.executemany(
+                "UPDATE alerts SET work_order_id = %s WHERE id = %s AND work_order_id IS NULL",
+                links,
+            )
+
+
+async def load(
+    conn: AsyncConnection, workflow: Workflow, tz: tzinfo, closed_since: datetime
+) -> list[tuple[WorkOrder, Incident]]:
+    """Work orders whose incident is open or closed after ``closed_since`` (still reopenable)."""
+    tiers = {tier.id: tier for tier in workflow.sla.tiers}
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            """SELECT w.*, COALESCE(
+                   (SELECT array_agg(alert_id ORDER BY added_at, alert_id) FROM work_order_alerts a
+                    WHERE a.work_order_id = w.id), '{}') AS alert_ids
+               FROM work_orders w
+               WHERE incident_state = 'open' OR incident_closed_at >= %s""",
+            (closed_since,),
+        )
+        records = await cursor.fetchall()
+    restored = []
+    for r in records:
+        tier = tiers.get(r["sla_tier"])
+        if tier is None:
+            continue  # the tier was removed from config; the order stays in the DB for people
+        incident = Incident(
+            id=r["id"], kind=AlertKind(r["kind"]),
+            position=Position(r["lat"], r["lon"]) if r["lat"] is not None else None,
+            opened_at=r["opened_at"], last_activity=r["last_activity"],
+            closed_at=r["incident_closed_at"], state=r["incident_state"],
+            episodes=set(r["episodes"]), open_episodes=set(r["open_episodes"]),
+            alert_ids=list(r["alert_ids"]), sources=set(r["sources"]),
+            reopen_count=r["reopen_count"], max_confidence=r["max_confidence"],
+            attributes=dict(r["attributes"]),
+        )  # fmt: skip
+        order = WorkOrder(
+            id=r["id"], kind=AlertKind(r["kind"]), category_code=r["category_code"],
+            department=r["department"], priority=r["priority"], state=WorkOrderState(r["state"]),
+            opened_at=r["opened_at"], due_at=r["due_at"], clock_started_at=r["clock_started_at"],
+            sla=SlaClock(tier, workflow.sla.calendar, tz), district=r["district"],
+            street=r["street"], community=r["community"], category_name=r["category_name"],
+            escalation_level=r["escalation_level"], escalated_levels=list(r["escalated_levels"]),
+            alert_ids=list(r["alert_ids"]), reopen_count=r["reopen_count"],
+            resolved_at=r["resolved_at"], closed_at=r["closed_at"], seq=r["seq"],
+        )  # fmt: skip
+        restored.append((order, incident))
+    return restored
