@@ -193,7 +193,9 @@ class FaultDetector:
                 "erratic", time, time, f"{fraction:.0%} of the last readings were spikes", changes
             )
         elif fraction == 0:
-            self._end("erratic", time, f"no spike in the last {len(self._spikes)} readings", changes)
+            self._end(
+                "erratic", time, f"no spike in the last {len(self._spikes)} readings", changes
+            )
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _start(

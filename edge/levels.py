@@ -102,8 +102,14 @@ class LevelTracker:
         """The last filtered depth, or ``None`` before the first reading."""
         return self._depth_cm
 
-    def observe(self, time: datetime, depth_cm: float) -> LevelChange | None:
+    def observe(
+        self, time: datetime, depth_cm: float, *, since: datetime | None = None
+    ) -> LevelChange | None:
         """Take one reading; return the level change it confirms, if any.
+
+        ``since`` dates the depth earlier than ``time`` when a filter already held it back
+        (a running median describes its window's middle reading): a new pending level then
+        counts its ``min_duration`` from ``since``. It defaults to ``time``.
 
         Raises ``ValueError`` for a naive time, a time earlier than the previous reading
         (the duration rule would be meaningless) or a NaN depth (skip unreliable readings
@@ -120,6 +126,7 @@ class LevelTracker:
         if math.isnan(depth_cm):
             raise ValueError("depth_cm is NaN: drop unreliable readings before observe()")
         self._last_time = time
+        seen = time if since is None else min(since.astimezone(UTC), time)
         depth_cm = self._filter(time, depth_cm)
         self._depth_cm = depth_cm
 
@@ -127,7 +134,7 @@ class LevelTracker:
         if target == self._index:
             self._pending = None
         elif self._pending is None or self._pending.index != target:
-            self._pending = _Pending(index=target, since=time)
+            self._pending = _Pending(index=target, since=seen)
         self._track_peak(depth_cm, target)
 
         pending = self._pending

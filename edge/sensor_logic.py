@@ -3,7 +3,8 @@
 One reading goes through, in order: fault detection on the raw value (stuck, out of range,
 erratic, battery), the depth conversion and the median spike filter, then, only while the
 sensor is trusted, the level tracker (hysteresis, minimum duration) and the rate-of-rise
-tracker; telemetry goes out at its own interval. Silence is checked by :meth:`tick`. The
+tracker, both fed the median dated at its window's middle reading (so the filter's delay
+does not add to ``min_duration``); telemetry goes out at its own interval. Silence is checked by :meth:`tick`. The
 output is the list of messages to publish, in the order they were decided; times are the
 readings' own, so a replay of recorded readings yields the same messages with the same ids.
 """
@@ -72,7 +73,10 @@ class SensorLogic:
             if usable
             else None
         )
-        filtered = self.median(depth) if depth is not None else None
+        filtered: float | None = None
+        centre = time
+        if depth is not None:
+            centre, filtered = self.median.push(time, depth)
         changes = self.faults.observe(
             time, reading.distance_mm, reading.battery_pct, reading.flagged_invalid
         )
@@ -83,10 +87,10 @@ class SensorLogic:
                 # The window spans the fault: start the slope afresh.
                 self.rate.reset()
             self.filtered_depth_cm = filtered
-            level_change = self.tracker.observe(time, filtered)
+            level_change = self.tracker.observe(time, filtered, since=centre)
             if level_change is not None:
                 out.append(self.alerts.alert_for(level_change))
-            rate_change = self.rate.observe(time, filtered)
+            rate_change = self.rate.observe(centre, filtered)
             if rate_change is not None:
                 out.append(self.alerts.rate_alert(rate_change))
         elif not self.faults.trusted:

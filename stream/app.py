@@ -51,8 +51,8 @@ from citywatch.stream.validate import MQTT_TOPIC_HEADER, Registry, validate_reco
 
 log = logging.getLogger(__name__)
 RETRY_MAX_S = 30.0
-BATCH_MAX = 1000
-BATCH_WITHIN_S = 0.05
+BATCH_MAX = 5000
+BATCH_WITHIN_S = 0.1
 TICK_S = 2.0
 T = TypeVar("T")
 
@@ -81,6 +81,9 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
+        # Batches of thousands per transaction: fetch and buffer enough to fill them.
+        broker_max_poll_records=5000,
+        stream_buffer_maxsize=20000,
     )
 
     def raw_topic(name: str) -> faust.TopicT:

@@ -21,8 +21,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from citywatch.config import CitywatchConfig
+from citywatch.config.workflow import Workflow
 from citywatch.contracts import Alert, ContractError, decode
 from citywatch.stream.dedup import DEFAULT_LATENESS, DedupEngine, Incident, Position
+from citywatch.stream.priority import priority, route
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +128,31 @@ def read_alerts(path: Path, bad: list[BadLine]) -> Iterator[Alert]:
                 log.warning("skipping line %d of %s: %s: %s", number, path, type(exc).__name__, exc)
 
 
-def work_order_line(incident: Incident) -> dict[str, object]:
-    """One output record: the work order an incident becomes, with its alerts."""
+def work_order_line(incident: Incident, workflow: Workflow | None = None) -> dict[str, object]:
+    """One output record: the work order an incident becomes, with its alerts.
+
+    With the site's ``workflow`` it also names the category, owning department and
+    priority the live app would give it (the work order id is the incident id there too).
+    """
     position = incident.position
+    routing: dict[str, object] = {}
+    if workflow is not None:
+        route_ = route(workflow, incident.kind)
+        level = incident.attributes.get("level")
+        routing = {
+            "work_order_id": incident.id,
+            "category": route_.category_code,
+            "department": route_.department,
+            "sla_tier": route_.sla_tier.id,
+            "priority": priority(
+                incident.kind,
+                max_confidence=incident.max_confidence,
+                depth_level=level if isinstance(level, str) else None,
+                sources=len(incident.sources),
+            ),
+        }
     return {
+        **routing,
         "incident_id": incident.id,
         "kind": incident.kind.value,
         "state": incident.state,
@@ -183,7 +206,9 @@ def replay(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with out_path.open("w", encoding="utf-8") as out:
         for incident in ordered:
-            out.write(json.dumps(work_order_line(incident), ensure_ascii=False) + "\n")
+            out.write(
+                json.dumps(work_order_line(incident, config.workflow), ensure_ascii=False) + "\n"
+            )
     summary = ReplaySummary(
         lines=alerts + len(bad),
         alerts=alerts,

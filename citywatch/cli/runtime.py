@@ -44,7 +44,7 @@ def edge_session(config: CitywatchConfig, gateway_id: str, data_dir: Path | None
             tls_cert_file=tls.cert_file if tls else None,
             tls_key_file=tls.key_file if tls else None,
         ),
-        outbox=Outbox(outbox_path),
+        outbox=Outbox(outbox_path, resend_after_s=gateway.resend_after.total_seconds()),
         software=f"citywatch {__version__}",
     )
 

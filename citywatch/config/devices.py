@@ -6,11 +6,12 @@ lets a gateway write only under its own devices' topic subtrees.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field
 
-from citywatch.config.base import ConfigModel, Identifier
+from citywatch.config.base import ConfigModel, Duration, Identifier
 from citywatch.config.camera import CameraConfig
 from citywatch.config.dock import DockConfig
 from citywatch.config.secrets import SecretRef
@@ -38,6 +39,10 @@ class Gateway(ConfigModel):
     tls: TlsConfig | None = None
     outbox_path: str | None = Field(
         default=None, description="durable outbox file; default: <data dir>/outbox-<id>.sqlite"
+    )
+    resend_after: Duration = Field(
+        default=timedelta(seconds=30),
+        description="resend an alert (same id) when its receipt has not come back within this",
     )
 
     @property

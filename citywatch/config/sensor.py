@@ -60,11 +60,12 @@ class SpikeFilter(ConfigModel):
     the transducer is one or two readings off, and the median ignores them."""
 
     window: int = Field(
-        default=5,
+        default=3,
         ge=1,
         le=31,
         description="median over this many readings (odd); 1 disables the filter. Removes"
-        " spikes up to (window-1)/2 readings long and delays a real step by as many readings",
+        " spikes up to (window-1)/2 readings long and delays a real step by as many readings;"
+        " min_duration already covers longer chatter",
     )
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ another. Uplink channels (alerts, telemetry, status, evidence) are written by th
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -77,7 +78,14 @@ class TopicAddress:
 
     @classmethod
     def parse(cls, topic: str) -> TopicAddress:
-        """Split an MQTT topic into its parts, or raise :class:`TopicError` saying why not."""
+        """Split an MQTT topic into its parts, or raise :class:`TopicError` saying why not.
+
+        Cached: a fleet publishes on a bounded set of topics, and this runs per message.
+        """
+        return _parse(cls, topic)
+
+    @classmethod
+    def _parse_uncached(cls, topic: str) -> TopicAddress:
         parts = topic.split("/")
         if len(parts) != 6 or parts[0] != ROOT:
             raise TopicError(
@@ -94,6 +102,11 @@ class TopicAddress:
                 f"topic {topic!r} has unknown channel {parts[5]!r}; one of {[c.value for c in Channel]}"
             ) from None
         return cls(parts[2], parts[3], parts[4], channel)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse(cls: type[TopicAddress], topic: str) -> TopicAddress:
+    return cls._parse_uncached(topic)
 
 
 def device_subtree(site: str, device_kind: str, device_id: str) -> str:

@@ -72,6 +72,13 @@ class MosquittoService:
                 f"password_file {self.password_path}",
                 f"acl_file {self.acl_path}",
                 "persistence true",
+                # The defaults (1000 queued, 20 in flight per client) drop QoS 1 messages for
+                # a bridge that falls behind during a burst; the gateways' outboxes would
+                # resend them, but the broker should not be the bottleneck of a city.
+                "max_queued_messages 1000000",
+                "max_queued_bytes 0",
+                "max_inflight_messages 1000",
+                "autosave_interval 60",
                 f"persistence_location {self.conf_dir}/",
                 f"log_dest file {self.log_path}",
                 "log_type error",

@@ -9,6 +9,7 @@ capped backoff (2 s here), and 15 s already spans several reconnect attempts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import select
@@ -23,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -79,10 +81,8 @@ class TcpProxy:
             self._listener = None
         with self._lock:
             for sock in self._sockets:
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 sock.close()
             self._sockets.clear()
 
@@ -121,7 +121,7 @@ class TcpProxy:
 
 
 @pytest.fixture
-def proxy(stack) -> Iterator[TcpProxy]:  # type: ignore[no-untyped-def]
+def proxy(stack: Any) -> Iterator[TcpProxy]:
     proxy = TcpProxy((stack.endpoints.mqtt_host, stack.endpoints.mqtt_port))
     proxy.start()
     yield proxy
@@ -183,8 +183,8 @@ def telemetry(run: str, sensor: str, i: int) -> Telemetry:
 
 
 def test_alerts_published_during_a_broker_outage_arrive_after_it_in_order_and_a_full_outbox_sheds_telemetry_only(
-    stack, pipeline, demo_config: CitywatchConfig, proxy: TcpProxy, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    stack: Any, pipeline: Any, demo_config: CitywatchConfig, proxy: TcpProxy, tmp_path: Path
+) -> None:
     """Broker unreachable for 15 s with a 60-item outbox: every alert arrives once, per device
     in order, the gateway reconnected within its capped backoff, and only telemetry was shed."""
     run = uuid.uuid4().hex[:8]
@@ -216,7 +216,9 @@ def test_alerts_published_during_a_broker_outage_arrive_after_it_in_order_and_a_
         outage_started = time.monotonic()
         for i in range(10):
             session.publish_many([during[s][i] for s in SENSORS])
-            session.publish_many([telemetry(run, s, i * 10 + k) for s in SENSORS for k in range(10)])
+            session.publish_many(
+                [telemetry(run, s, i * 10 + k) for s in SENSORS for k in range(10)]
+            )
         counts = outbox.counts()
         assert counts["alert"] >= 30 and outbox.shed_count > 0
         assert len(outbox) <= 60 and session.stats.alerts_refused == 0
@@ -244,12 +246,137 @@ def test_alerts_published_during_a_broker_outage_arrive_after_it_in_order_and_a_
     delays = list(session.backoff_delays)
     assert min(delays) >= 0.5 and max(delays) <= 2.0
     assert reconnect_s <= 2.5
-    print(f"outage {OUTAGE_S:.0f}s: reconnected {reconnect_s:.1f}s after, drained in {drain_s:.1f}s")
+    print(
+        f"outage {OUTAGE_S:.0f}s: reconnected {reconnect_s:.1f}s after, drained in {drain_s:.1f}s"
+    )
 
 
 # -- kill -9 ---------------------------------------------------------------------------------
-def write_config(directory: Path, outbox: Path, bursty: bool) -> Path:
-    """The demo site with its three sensors flooding every 3 s (or dry), outbox in ``outbox``."""
-    import yaml_edit  # noqa: F401  # pragma: no cover  (placeholder, replaced below)
+SENSOR_YAML = """\
+    - id: {id}
+      gateway: gw-sensors-east
+      placement: {{district: d-shifan, street: s-chengdong, community: c-renmin, position: {{lat: {lat}, lon: {lon}}}}}
+      mount_height_cm: 300
+      sample_interval: 50ms
+      telemetry_interval: 5s
+      level_policy: {{hysteresis_cm: 1, min_duration: 0s}}
+      rate_of_rise: {{enabled: false}}
+{simulation}"""
+BURST = "      simulation: {start_after: 0s, rise: 1s, plateau: 500ms, drain: 1s, peak_depth_cm: 45, noise_cm: 0.2, repeat_every: 3s}\n"
+POSITIONS = {
+    "wl-underpass-01": (31.4312, 119.4821),
+    "wl-hebin-02": (31.4287, 119.4869),
+    "wl-xinhua-03": (31.4275, 119.4738),
+}
 
-    raise NotImplementedError
+
+def write_config(directory: Path, outbox: Path, bursty: bool) -> Path:
+    """The demo site with its three sensors flooding every 3 s (or dry), outbox at ``outbox``."""
+    (directory / "demo-district").mkdir(parents=True, exist_ok=True)
+    sensors = "".join(
+        SENSOR_YAML.format(id=s, lat=lat, lon=lon, simulation=BURST if bursty else "")
+        for s, (lat, lon) in POSITIONS.items()
+    )
+    (directory / "demo-district" / "devices.yaml").write_text(
+        "devices:\n  gateways:\n    - id: gw-sensors-east\n      kind: sensor\n"
+        '      credentials: {password: "secret:gw-sensors-east"}\n'
+        f"      outbox_path: {outbox}\n  sensors:\n{sensors}",
+        encoding="utf-8",
+    )
+    site = directory / "site.yaml"
+    site.write_text((REPO / "configs" / "demo-district.yaml").read_text(encoding="utf-8"))
+    return site
+
+
+def start_agent(config: Path, data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "citywatch.cli.main",
+                "edge",
+                "sensor",
+                "--gateway",
+                GATEWAY,
+                "--config",
+                str(config),
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
+
+
+def logged_alerts(log_path: Path) -> list[str]:
+    """Alert ids the agent logged once they were safely in its outbox."""
+    found = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        parts = line.split(" depth_level ", 1)
+        if len(parts) == 2:
+            phase_and_id = parts[1].split(":", 1)[0].split()
+            if len(phase_and_id) == 2:
+                found.append(phase_and_id[1])
+    return found
+
+
+def pending_alerts(outbox: Path) -> list[str]:
+    with sqlite3.connect(outbox) as db:
+        return [r[0] for r in db.execute("SELECT message_id FROM outbox WHERE kind = 'alert'")]
+
+
+def stored_since(database_url: str, since: datetime) -> list[str]:
+    with psycopg.connect(database_url) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM alerts WHERE device_id = ANY(%s) AND rule = 'depth_level'"
+                " AND event_time >= %s",
+                (list(SENSORS), since),
+            )
+        ]
+
+
+def test_agent_killed_mid_burst_and_restarted_delivers_every_alert_exactly_once(
+    stack: Any, pipeline: Any, tmp_path: Path
+) -> None:
+    """kill -9 while alerts pour out; the restarted agent drains its outbox: the database
+    holds every alert the agent accepted, each once, and no other."""
+    outbox = tmp_path / "outbox-killed.sqlite"
+    bursty = write_config(tmp_path / "bursty", outbox, bursty=True)
+    dry = write_config(tmp_path / "dry", outbox, bursty=False)
+    since = datetime.now(UTC)
+    first_log = tmp_path / "agent-1.log"
+    agent = start_agent(bursty, stack.data_dir, first_log)
+    try:
+        wait_for(lambda: len(logged_alerts(first_log)) >= 30, 60, "a burst of alerts")
+    finally:
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait(10)
+    accepted = set(logged_alerts(first_log)) | set(pending_alerts(outbox))
+    in_flight = len(pending_alerts(outbox))
+    stored_at_kill = len(stored_since(stack.endpoints.database_url, since))
+
+    second_log = tmp_path / "agent-2.log"
+    restarted = start_agent(dry, stack.data_dir, second_log)
+    try:
+        drain_s = wait_for(
+            lambda: set(stored_since(stack.endpoints.database_url, since)) >= accepted,
+            60,
+            f"every accepted alert after the restart (agent log: {second_log})",
+        )
+        wait_for(lambda: not pending_alerts(outbox), 30, "the restarted agent's receipts")
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(20)
+    rows = stored_since(stack.endpoints.database_url, since)
+    assert len(rows) == len(set(rows)), "an alert was stored twice"
+    assert set(rows) == accepted
+    print(
+        f"killed with {len(accepted)} alerts accepted, {stored_at_kill} stored, {in_flight} in"
+        f" the outbox; restarted agent delivered the rest in {drain_s:.1f}s"
+    )

@@ -44,16 +44,16 @@ def rain(
         drain=minutes(drain),
         peak_depth_cm=peak,
         noise_cm=0.5,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 
 def fault(kind: str, start: float, duration: float | None = None, **kw: object) -> SimulatedFault:
     return SimulatedFault(
-        type=kind,  # type: ignore[arg-type]
+        type=kind,
         start_after=minutes(start),
         duration=None if duration is None else minutes(duration),
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 
@@ -186,7 +186,7 @@ def test_every_flood_episode_starts_and_ends_in_order(case: tuple[object, ...]) 
     _, rain_event, faults, duration, *_ = case
     run = replay(
         sensor_config(),
-        SimulatedWaterSensor(300, rain_event, seed=3, faults=faults),  # type: ignore[arg-type]
+        SimulatedWaterSensor(300, rain_event, seed=3, faults=faults),
         duration,  # type: ignore[arg-type]
     )
     for episode in run.episodes("depth_level"):
@@ -243,3 +243,29 @@ def test_replay_gives_the_same_alert_ids() -> None:
     second = replay(sensor_config(), SimulatedWaterSensor(300, rain(), seed=5), 45)
     assert [a.id for a in first.alerts] == [a.id for a in second.alerts]
     assert len({a.id for a in first.alerts}) == len(first.alerts)
+
+
+@pytest.mark.parametrize("window", [1, 3, 5])
+def test_spike_filter_delay_does_not_add_to_min_duration(window: int) -> None:
+    """A step to 20 cm at t=10 s is confirmed at t=40 s (30 s later) whatever the median window."""
+    from citywatch.config.sensor import SpikeFilter
+
+    sensor = sensor_config(spike_filter=SpikeFilter(window=window))
+    logic = SensorLogic("demo", sensor, POLICY, started_at=T0)
+    starts = []
+    for second in range(60):
+        distance = 3000.0 if second < 10 else 2800.0
+        for message in logic.observe(WaterReading(distance, 90.0, T0 + timedelta(seconds=second))):
+            if isinstance(message, Alert) and message.phase is Phase.START:
+                starts.append(message.event_time - T0)
+    assert starts == [timedelta(seconds=40)]
+
+
+def test_a_two_reading_spike_passes_a_window_of_three_but_not_min_duration() -> None:
+    """Spikes longer than the median window still never hold for min_duration."""
+    logic = SensorLogic("demo", sensor_config(), POLICY, started_at=T0)
+    messages = []
+    for second in range(120):
+        distance = 2000.0 if second % 30 in (5, 6) else 3000.0  # 1 m "deep" for two readings
+        messages += logic.observe(WaterReading(distance, 90.0, T0 + timedelta(seconds=second)))
+    assert not [m for m in messages if isinstance(m, Alert)]

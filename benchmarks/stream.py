@@ -1,0 +1,493 @@
+"""Benchmark of the stream tier on the embedded stack, each stage against a bare baseline
+measured in the same run (machines are noisy; the ratios are what we hold ourselves to).
+
+Stages (issue 5 targets):
+
+1. bridge (MQTT → Kafka, ack after Kafka acked) vs a bare paho QoS 1 subscriber receiving
+   the same messages: ratio ≥ 0.5.
+2. Faust app (Kafka → validation, dedup, work orders committed) vs a bare aiokafka consume →
+   psycopg COPY loop over the same records: ratio ≥ 0.3.
+3. end to end (MQTT in → work orders committed): ≥ 2,000 alerts/s sustained.
+4. latency at a steady 500 alerts/s: p99 MQTT-publish → database ≤ 1 s.
+5. telemetry: readings/s into the database (target ≥ 20,000/s).
+
+    .venv/bin/python benchmarks/stream.py [--alerts 5000] [--telemetry 20000] [--latency-s 10]
+
+Prints a table and writes benchmarks/results/stream.json. Starts (and stops) its own
+embedded stack in a temporary directory, with the demo site's accounts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from paho.mqtt.enums import CallbackAPIVersion
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from citywatch.cli.accounts import Endpoints, embedded_stack, resolve_endpoints
+from citywatch.config import CitywatchConfig, load_config
+from citywatch.config.secrets import resolve_secret
+from citywatch.contracts import Alert, Channel, DeviceRef, Location, Telemetry, encode
+from citywatch.contracts.topics import fleet_filter
+from citywatch.stream.migrate import migrate
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "demo-district.yaml"
+RESULTS = Path(__file__).resolve().parent / "results" / "stream.json"
+CAMERA = DeviceRef(site="demo", kind="camera", id="cam-renmin-101")
+SENSOR = DeviceRef(site="demo", kind="sensor", id="wl-underpass-01")
+console = Console()
+
+
+@dataclass
+class Result:
+    stage: str
+    measured: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    target: str = ""
+    ok: bool | None = None
+    notes: dict[str, object] = field(default_factory=dict)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def mqtt_client(endpoints: Endpoints, username: str, password: str, name: str) -> mqtt.Client:
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                         client_id=f"bench-{name}-{uuid.uuid4().hex[:6]}")  # fmt: skip
+    client.username_pw_set(username, password)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect(endpoints.mqtt_host, endpoints.mqtt_port)
+    client.loop_start()
+    return client
+
+
+def gateway_client(config: CitywatchConfig, endpoints: Endpoints, gateway_id: str) -> mqtt.Client:
+    gateway = next(g for g in config.devices.gateways if g.id == gateway_id)
+    password = resolve_secret(gateway.credentials.password, endpoints.secrets_dir)
+    return mqtt_client(endpoints, gateway.username, password, gateway_id)
+
+
+def alerts(run: str, count: int, sent_ns: bool = False) -> list[Alert]:
+    """Parked cars at random places within ~2 km (mostly one work order each)."""
+    rng = random.Random(run)
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    return [
+        Alert(
+            id=f"b-{run}-{n}.0",
+            episode_id=f"b-{run}-{n}",
+            seq=0,
+            device=CAMERA,
+            kind="illegal_parking",
+            rule="bench",
+            phase="start",
+            event_time=now,
+            location=Location(
+                lat=31.43 + rng.uniform(-0.02, 0.02), lon=119.48 + rng.uniform(-0.02, 0.02)
+            ),
+            confidence=0.8,
+            attributes={"sent_ns": 0} if sent_ns else {},
+        )
+        for n in range(count)
+    ]
+
+
+def publish_all(client: mqtt.Client, topic: str, payloads: list[bytes], qos: int = 1) -> float:
+    """Publish as fast as the client allows; return the seconds until the broker acked all."""
+    start = time.perf_counter()
+    infos = [client.publish(topic, p, qos=qos) for p in payloads]
+    for info in infos:
+        info.wait_for_publish(60)
+    return time.perf_counter() - start
+
+
+class KafkaCounter:
+    """Counts, in a background thread, records of one topic whose value contains a marker.
+
+    It reads the topic from the beginning rather than trusting end offsets: Tansu 0.6's
+    ListOffsets can report the base offset of the last batch as the end (seen here).
+    """
+
+    def __init__(self, endpoints: Endpoints, topic: str, marker: bytes) -> None:
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._run(endpoints, topic, marker)), daemon=True
+        )
+        self._thread.start()
+
+    async def _run(self, endpoints: Endpoints, topic: str, marker: bytes) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=endpoints.kafka_bootstrap, enable_auto_commit=False
+        )
+        await consumer.start()
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        try:
+            while not self._stop.is_set():
+                batch = await consumer.getmany(partition, timeout_ms=200, max_records=5000)
+                self.count += sum(marker in record.value for record in batch.get(partition, []))
+        finally:
+            await consumer.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout_s:
+        if check():
+            return time.perf_counter() - start
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def scalar(endpoints: Endpoints, sql: str, *args: object) -> int:
+    with psycopg.connect(endpoints.database_url, autocommit=True) as conn:
+        row = conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
+        return int(row[0]) if row and row[0] is not None else 0
+
+
+class Process:
+    def __init__(self, args: list[str], data_dir: Path) -> None:
+        env = {**os.environ, "CITYWATCH_DATA_DIR": str(data_dir), "CITYWATCH_CONFIG": str(CONFIG)}
+        self.log = (data_dir / f"bench-{args[-1]}.log").open("wb")
+        self.process = subprocess.Popen([sys.executable, "-m", "citywatch.cli.main", *args, "--log-level", "WARNING"],
+                                        stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+
+# -- stages --------------------------------------------------------------------------------------
+def stage_bridge(
+    config: CitywatchConfig, endpoints: Endpoints, data_dir: Path, count: int
+) -> Result:
+    """Bridge rate vs a bare QoS 1 subscriber on the same broker and messages."""
+    payloads = [encode(a) for a in alerts("bridge-base", count)]
+    topic = CAMERA.address(Channel.ALERTS).topic
+    bridge_account = config.services.mqtt.bridge
+    password = resolve_secret(bridge_account.password, endpoints.secrets_dir)
+    received = threading.Semaphore(0)
+    times: list[float] = []
+
+    def on_message(client, userdata, message) -> None:  # type: ignore[no-untyped-def]
+        times.append(time.perf_counter())
+
+    bare = mqtt_client(endpoints, bridge_account.username, password, "bare-sub")
+    bare.on_message = on_message
+    bare.subscribe(fleet_filter(Channel.ALERTS), qos=1)
+    time.sleep(0.5)
+    publisher = gateway_client(config, endpoints, "gw-cam-renmin")
+    start = time.perf_counter()
+    publish_all(publisher, topic, payloads)
+    wait_until(lambda: len(times) >= count, 120, "the bare subscriber")
+    bare_rate = count / (times[-1] - start)
+    bare.disconnect()
+    del received
+
+    counter = KafkaCounter(endpoints, "citywatch.alerts", b'"b-bridge-')
+    bridge = Process(["stream", "bridge"], data_dir)
+    try:
+        wait_until(lambda: scalar(endpoints, "SELECT 1") == 1, 10, "db")
+        time.sleep(3.0)  # connect and subscribe
+        payloads = [encode(a) for a in alerts("bridge", count)]
+        start = time.perf_counter()
+        publish_all(publisher, topic, payloads)
+        wait_until(lambda: counter.count >= count, 180, "Kafka")
+        bridge_rate = count / (time.perf_counter() - start)
+    finally:
+        publisher.disconnect()
+        counter.stop()
+    STATE["bridge"] = bridge
+    ratio = bridge_rate / bare_rate
+    return Result(
+        "1 bridge",
+        "MQTT→Kafka msgs/s",
+        bridge_rate,
+        "msg/s",
+        bare_rate,
+        "≥ 0.5× bare paho QoS 1 subscriber",
+        ratio >= 0.5,
+        {"ratio": ratio},
+    )
+
+
+def stage_app(config: CitywatchConfig, endpoints: Endpoints, data_dir: Path, count: int) -> Result:
+    """Faust app (validate + store + dedup + work orders) vs a bare consume → COPY loop."""
+    app = Process(["stream", "app"], data_dir)
+    STATE["app"] = app
+    # Let the app join and drain what the bridge stage produced (those become work orders too).
+    wait_until(
+        lambda: scalar(endpoints, "SELECT count(*) FROM alerts") >= count,
+        300,
+        "the app to catch up",
+    )
+    run = "app"
+    batch = alerts(run, count)
+    headers = [("mqtt_topic", CAMERA.address(Channel.ALERTS).topic.encode())]
+
+    async def produce() -> int:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=endpoints.kafka_bootstrap, linger_ms=20, acks="all"
+        )
+        await producer.start()
+        try:
+            metadata = await producer.send_and_wait(
+                "citywatch.alerts", encode(batch[0]), key=b"bench", headers=headers
+            )
+            start_offset = metadata.offset
+            futures = [
+                await producer.send("citywatch.alerts", encode(a), key=b"bench", headers=headers)
+                for a in batch
+            ]
+            await asyncio.gather(*futures)
+            return start_offset
+        finally:
+            await producer.stop()
+
+    with psycopg.connect(endpoints.database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM work_order_alerts WHERE alert_id LIKE 'b-app-%'")
+    start = time.perf_counter()
+    start_offset = asyncio.run(produce())
+    ids = [a.id for a in batch]
+    wait_until(
+        lambda: scalar(endpoints, "SELECT count(*) FROM work_order_alerts WHERE alert_id = ANY(%s)", ids) >= count,
+        300, "work orders",
+    )  # fmt: skip
+    app_rate = count / (time.perf_counter() - start)
+
+    async def bare() -> float:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=endpoints.kafka_bootstrap, enable_auto_commit=False
+        )
+        await consumer.start()
+        partition = TopicPartition("citywatch.alerts", 0)
+        consumer.assign([partition])
+        consumer.seek(partition, start_offset)
+        seen = 0
+        begin = time.perf_counter()
+        async with await psycopg.AsyncConnection.connect(endpoints.database_url) as conn:
+            await conn.execute("CREATE TEMP TABLE bench_copy (id text, payload jsonb)")
+            while seen < count:
+                records = await consumer.getmany(partition, timeout_ms=500, max_records=1000)
+                rows = records.get(partition, [])
+                async with conn.cursor().copy("COPY bench_copy (id, payload) FROM STDIN") as copy:
+                    for record in rows:
+                        await copy.write_row((str(record.offset), record.value.decode()))
+                await conn.commit()
+                seen += len(rows)
+        await consumer.stop()
+        return count / (time.perf_counter() - begin)
+
+    bare_rate = asyncio.run(bare())
+    ratio = app_rate / bare_rate
+    return Result(
+        "2 Faust app",
+        "Kafka→work orders committed",
+        app_rate,
+        "alert/s",
+        bare_rate,
+        "≥ 0.3× bare aiokafka→COPY",
+        ratio >= 0.3,
+        {"ratio": ratio},
+    )
+
+
+def stage_end_to_end(config: CitywatchConfig, endpoints: Endpoints, count: int) -> Result:
+    publisher = gateway_client(config, endpoints, "gw-cam-renmin")
+    batch = alerts("e2e", count)
+    ids = [a.id for a in batch]
+    start = time.perf_counter()
+    publish_all(publisher, CAMERA.address(Channel.ALERTS).topic, [encode(a) for a in batch])
+    wait_until(
+        lambda: scalar(endpoints, "SELECT count(*) FROM work_order_alerts WHERE alert_id = ANY(%s)", ids) >= count,
+        600, "end to end",
+    )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    publisher.disconnect()
+    rate = count / elapsed
+    return Result(
+        "3 end to end",
+        "MQTT→work orders committed",
+        rate,
+        "alert/s",
+        None,
+        "≥ 2,000 alert/s",
+        rate >= 2000,
+        {"alerts": count, "seconds": elapsed},
+    )
+
+
+def stage_latency(
+    config: CitywatchConfig, endpoints: Endpoints, seconds: float, rate: int = 500
+) -> Result:
+    publisher = gateway_client(config, endpoints, "gw-cam-renmin")
+    topic = CAMERA.address(Channel.ALERTS).topic
+    run = f"lat{uuid.uuid4().hex[:6]}"
+    total = int(seconds * rate)
+    batch = alerts(run, total)
+    sent: dict[str, float] = {}
+    begin = time.time()
+    for n, alert in enumerate(batch):
+        target = begin + n / rate
+        delay = target - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        sent[alert.id] = time.time()
+        publisher.publish(topic, encode(alert), qos=1)
+    ids = list(sent)
+    wait_until(
+        lambda: scalar(endpoints, "SELECT count(*) FROM alerts WHERE id = ANY(%s)", ids) >= total,
+        300,
+        "latency run",
+    )
+    publisher.disconnect()
+    with psycopg.connect(endpoints.database_url) as conn:
+        rows = conn.execute(
+            "SELECT a.id, extract(epoch FROM w.added_at) FROM work_order_alerts w JOIN alerts a ON a.id = w.alert_id"
+            " WHERE a.id = ANY(%s)", (ids,),
+        ).fetchall()  # fmt: skip
+    latencies = sorted(float(stored) - sent[alert_id] for alert_id, stored in rows)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    return Result("4 latency", f"p99 MQTT→work order at {rate}/s", p99 * 1000, "ms", None, "≤ 1,000 ms", p99 <= 1.0,
+                  {"p50_ms": statistics.median(latencies) * 1000, "max_ms": latencies[-1] * 1000, "alerts": len(latencies)})  # fmt: skip
+
+
+def stage_telemetry(config: CitywatchConfig, endpoints: Endpoints, count: int) -> Result:
+    publisher = gateway_client(config, endpoints, "gw-sensors-east")
+    run = uuid.uuid4().hex[:6]
+    now = datetime.now(UTC)
+    payloads = [
+        encode(
+            Telemetry(
+                id=f"t-{run}-{n}",
+                device=SENSOR,
+                event_time=now + timedelta(milliseconds=n),
+                metrics={"depth_cm": 1.0, "battery_pct": 90.0},
+            )
+        )
+        for n in range(count)
+    ]
+    before = scalar(endpoints, "SELECT count(*) FROM telemetry")
+    start = time.perf_counter()
+    publish_all(publisher, SENSOR.address(Channel.TELEMETRY).topic, payloads, qos=1)
+    wait_until(
+        lambda: scalar(endpoints, "SELECT count(*) FROM telemetry") >= before + count,
+        600,
+        "telemetry",
+    )
+    elapsed = time.perf_counter() - start
+    publisher.disconnect()
+    rate = count / elapsed
+    return Result(
+        "5 telemetry",
+        "MQTT→telemetry rows",
+        rate,
+        "reading/s",
+        None,
+        "≥ 20,000 reading/s",
+        rate >= 20_000,
+        {"readings": count, "seconds": elapsed, "start_s": start},
+    )
+
+
+STATE: dict[str, Process] = {}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--alerts", type=int, default=5000)
+    parser.add_argument("--telemetry", type=int, default=20000)
+    parser.add_argument("--latency-s", type=float, default=10.0)
+    args = parser.parse_args()
+    config = load_config(CONFIG)
+    data_dir = Path(tempfile.mkdtemp(prefix="citywatch-bench-"))
+    data_dir.chmod(0o711)
+    stack = embedded_stack(config, data_dir)
+    results: list[Result] = []
+    try:
+        with console.status("starting the embedded stack…"):
+            stack.up(timeout_s=90)
+        endpoints = resolve_endpoints(config, data_dir)
+        migrate(endpoints.database_url)
+        stages = [
+            (
+                "bridge vs bare subscriber",
+                lambda: stage_bridge(config, endpoints, data_dir, args.alerts),
+            ),
+            (
+                "Faust app vs consume→COPY",
+                lambda: stage_app(config, endpoints, data_dir, args.alerts),
+            ),
+            ("end to end", lambda: stage_end_to_end(config, endpoints, args.alerts)),
+            ("latency at 500/s", lambda: stage_latency(config, endpoints, args.latency_s)),
+            ("telemetry", lambda: stage_telemetry(config, endpoints, args.telemetry)),
+        ]
+        with Progress(console=console) as progress:
+            task = progress.add_task("stream benchmark", total=len(stages))
+            for name, run in stages:
+                progress.update(task, description=name)
+                results.append(run())
+                progress.advance(task)
+    finally:
+        for process in STATE.values():
+            process.stop()
+        stack.down()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    table = Table(title="stream benchmark (embedded stack, this machine)")
+    for column in ("stage", "measured", "value", "baseline", "ratio", "target", "ok"):
+        table.add_column(column)
+    for r in results:
+        ratio = r.notes.get("ratio")
+        table.add_row(r.stage, r.measured, f"{r.value:,.0f} {r.unit}", f"{r.baseline:,.0f}" if r.baseline else "–",
+                      f"{ratio:.2f}" if isinstance(ratio, float) else "–", r.target, "✓" if r.ok else "✗")  # fmt: skip
+    console.print(table)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {"cpus": os.cpu_count(), "results": [r.__dict__ for r in results]},
+            indent=2,
+            default=str,
+        )
+    )
+    console.print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
