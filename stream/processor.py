@@ -156,13 +156,19 @@ class AlertProcessor:
                 alert_ids=[alert.id],
                 calendar=self.workflow.sla.calendar,
                 tz=self.tz,
+                auto_file=self.workflow.machine_reports.auto_file,
+                auto_dispatch=self.workflow.machine_reports.auto_dispatch,
             )
             self.orders[order.id] = order
             return order, incident, list(order.events)
         events: list[WorkOrderTransition] = []
         if result.reopened and not order.is_open:
             events = recur(
-                order, time=alert.event_time, reason="recurrence (复发)", alert_ids=[alert.id]
+                order,
+                time=alert.event_time,
+                reason="recurrence (复发)",
+                alert_ids=[alert.id],
+                then=self.workflow.reopen_to,
             )
         elif alert.id not in order.alert_ids:
             order.alert_ids.append(alert.id)

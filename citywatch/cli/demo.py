@@ -213,10 +213,39 @@ def _summary(gateways: list[Gateway], database_url: str, console: Console) -> in
             row[0], row[1], row[2], row[3] or "", row[4] or "", row[5].strftime("%H:%M:%S")
         )
     console.print(table)
+    with psycopg.connect(database_url) as conn:
+        orders = conn.execute(
+            """SELECT w.id, w.kind, w.category_code, w.department, w.priority, w.state, w.due_at,
+                      w.alert_count, w.incident_state
+               FROM work_orders w WHERE w.id IN (
+                   SELECT work_order_id FROM work_order_alerts WHERE alert_id = ANY(%s))
+               ORDER BY w.opened_at""",
+            ([a.id for a in published],),
+        ).fetchall()
+    wo_table = Table(title="work orders (one per problem, however many alerts)")
+    for column in (
+        "work order",
+        "kind",
+        "class",
+        "department",
+        "prio",
+        "state",
+        "due (UTC)",
+        "alerts",
+        "incident",
+    ):
+        wo_table.add_column(column)
+    for order in orders:
+        wo_table.add_row(
+            order[0], order[1], order[2], order[3], str(order[4]), order[5],
+            order[6].strftime("%H:%M:%S") if order[6] else "", str(order[7]), order[8],
+        )  # fmt: skip
+    console.print(wo_table)
     ok = len(rows) == len(published) and pending == 0 and len(published) > 0
     mark = "[green]✓[/]" if ok else "[red]✗[/]"
     console.print(
         f"{mark} {len(published)} alerts published, {len(rows)} in the database,"
-        f" {receipts} receipts received, {pending} still awaiting a receipt"
+        f" {receipts} receipts received, {pending} still awaiting a receipt;"
+        f" {len(orders)} work orders"
     )
     return 0 if ok else 1

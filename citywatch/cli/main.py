@@ -318,9 +318,7 @@ def stream_replay(
 
     summary = replay(_load(config), alerts, out, lateness=timedelta(seconds=lateness))
     for bad in summary.bad_lines:
-        err.print(
-            f"[yellow]![/] {alerts}:{bad.line}: {bad.error}", highlight=False, soft_wrap=True
-        )
+        err.print(f"[yellow]![/] {alerts}:{bad.line}: {bad.error}", highlight=False, soft_wrap=True)
     console.print(
         f"{summary.alerts} alerts ({summary.duplicates} resends, {summary.late} late,"
         f" {len(summary.bad_lines)} bad lines) → {summary.incidents} work orders"

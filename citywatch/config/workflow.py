@@ -74,14 +74,35 @@ class WorkingCalendar(ConfigModel):
     holidays: tuple[date, ...] = Field(default=(), description="days off on a weekday")
     extra_workdays: tuple[date, ...] = Field(default=(), description="weekend days worked (调休)")
 
+    @model_validator(mode="after")
+    def _hours_make_sense(self) -> WorkingCalendar:
+        if not self.workdays:
+            raise ValueError("a working calendar needs at least one working day")
+        if not self.hours:
+            raise ValueError("a working calendar needs at least one working period")
+        previous_end: time | None = None
+        for start, end in self.hours:
+            if end != time(0) and end <= start:
+                raise ValueError(f"working period {start}–{end} ends before it starts")
+            if previous_end is not None and (previous_end == time(0) or start < previous_end):
+                raise ValueError("working periods must be in order and must not overlap")
+            previous_end = end
+        return self
+
 
 class SlaTier(ConfigModel):
     """A time limit; ``clock`` says whether it runs in natural or working time."""
 
     id: Identifier
-    limit: Duration
+    limit: Duration = Field(description="time allowed, e.g. 30m, 4h, 3d")
     clock: Literal["natural", "working"] = "natural"
     label: str = ""
+
+    @model_validator(mode="after")
+    def _positive(self) -> SlaTier:
+        if self.limit.total_seconds() <= 0:
+            raise ValueError("an SLA limit must be longer than zero")
+        return self
 
 
 def _default_tiers() -> tuple[SlaTier, ...]:
@@ -110,6 +131,16 @@ class Sla(ConfigModel):
     )
 
     @model_validator(mode="after")
+    def _escalation_climbs(self) -> Sla:
+        order = {"community": 0, "street": 1, "district": 2}
+        steps = [(order[s.level], s.after_fraction) for s in self.escalation]
+        if steps != sorted(steps) or len({lvl for lvl, _ in steps}) != len(steps):
+            raise ValueError(
+                "escalation steps climb community → street → district, once each, later each time"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _unique_tiers(self) -> Sla:
         ids = [tier.id for tier in self.tiers]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -118,7 +149,23 @@ class Sla(ConfigModel):
         return self
 
 
+class MachineReports(ConfigModel):
+    """What happens to a report from a camera, sensor or drone (no person filed it)."""
+
+    auto_file: bool = Field(
+        default=True, description="立案 at once: machine reports need no intake"
+    )
+    auto_dispatch: bool = Field(
+        default=False, description="智能派单: dispatch to the owning department at once"
+    )
+
+
 class Workflow(ConfigModel):
+    machine_reports: MachineReports = MachineReports()
+    reopen_to: Literal["filed", "dispatched", "reopened"] = Field(
+        default="dispatched",
+        description="where a closed work order goes when the problem recurs (复发)",
+    )
     departments: tuple[Department, ...] = Field(min_length=1)
     categories: tuple[Category, ...] = Field(min_length=1)
     dedup: dict[AlertKind, DedupPolicy] = Field(default_factory=_default_dedup)

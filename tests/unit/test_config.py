@@ -250,3 +250,33 @@ def test_config_schema_is_json_schema() -> None:
     result = run_cli("config", "schema")
     schema = json.loads(result.stdout)
     assert {"site", "devices", "workflow", "services"} <= set(schema["properties"])
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            'hours: [["09:00", "12:00"], ["13:30", "17:30"]]',
+            'hours: [["09:00", "12:00"], ["11:30", "17:30"]]',
+            "overlap",
+        ),
+        (
+            'hours: [["09:00", "12:00"], ["13:30", "17:30"]]',
+            'hours: [["12:00", "09:00"]]',
+            "ends before",
+        ),
+        ("workdays: [mon, tue, wed, thu, fri]", "workdays: []", "working day"),
+        (
+            "{id: simple, limit: 1d, label: 简易 1 day}",
+            "{id: simple, limit: 0s, label: none}",
+            "longer than zero",
+        ),
+    ],
+    ids=["overlapping periods", "reversed period", "no workdays", "zero limit"],
+)
+def test_unusable_sla_calendar_is_refused_at_load(
+    site: Path, old: str, new: str, message: str
+) -> None:
+    """A calendar or tier the SLA clock cannot run on is a config error, not a runtime loop."""
+    edit(site, old, new)
+    assert message in only_problem(site)
