@@ -20,7 +20,7 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check citywatch edge stream hardware models center tests benchmarks
 	$(VENV)/bin/python -m pytest -q tests/unit/test_architecture.py
-	$(VENV)/bin/mypy citywatch edge stream hardware
+	bash scripts/typecheck.sh
 
 stack-up: setup
 	$(CW) stack up

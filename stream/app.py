@@ -251,7 +251,7 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         handler: Callable[[list[tuple[faust.EventT, WireModel]]], Awaitable[None]],
     ) -> Callable[[faust.StreamT], Awaitable[None]]:
         async def agent(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
                 batch = await valid(events)
                 if batch:
                     await handler(batch)
@@ -289,7 +289,7 @@ def _rejectable(value: bytes, headers: dict[str, bytes]) -> tuple[DeviceRef | No
         address = TopicAddress.parse(headers[MQTT_TOPIC_HEADER].decode())
         raw: Any = json.loads(value)
         message_id = raw.get("id") if isinstance(raw, dict) else None
-        device = DeviceRef(site=address.site, kind=address.device_kind, id=address.device_id)  # type: ignore[arg-type]
+        device = DeviceRef(site=address.site, kind=address.device_kind, id=address.device_id)
     except (KeyError, ValueError, ContractError, UnicodeDecodeError):
         return None, None
     if not isinstance(message_id, str) or raw.get("type") != "alert":

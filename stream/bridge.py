@@ -151,7 +151,7 @@ class Bridge:
         try:
             address = TopicAddress.parse(message.topic)
             kafka_topic = self.topics.for_channel(address.channel)
-            key = partition_key(address, message.payload, self.positions)
+            key = partition_key(address, bytes(message.payload), self.positions)
         except ContractError as exc:
             # Not a citywatch topic shape: keep the bytes and the reason in the dead letters.
             kafka_topic, key = self.topics.dead_letters, message.topic.encode()

@@ -68,11 +68,11 @@ async def insert_alerts(conn: AsyncConnection, rows: Sequence[AlertRow]) -> set[
     await conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS alerts_in (LIKE alerts INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
-    async with conn.cursor().copy(f"COPY alerts_in ({columns}) FROM STDIN") as copy:  # type: ignore[arg-type]
+    async with conn.cursor().copy(f"COPY alerts_in ({columns}) FROM STDIN") as copy:
         for row in rows:
             await copy.write_row(_alert_values(row))
     cursor = await conn.execute(
-        f"INSERT INTO alerts ({columns}) SELECT DISTINCT ON (id, event_time) {columns} FROM alerts_in"  # type: ignore[arg-type]
+        f"INSERT INTO alerts ({columns}) SELECT DISTINCT ON (id, event_time) {columns} FROM alerts_in"
         " ON CONFLICT (id, event_time) DO NOTHING RETURNING id"
     )
     return {r[0] for r in await cursor.fetchall()}

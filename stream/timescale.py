@@ -43,5 +43,5 @@ def apply_policies(database_url: str, policies: TimescalePolicies) -> None:
     """Apply the policies in one transaction (call only when TimescaleDB is present)."""
     with psycopg.connect(database_url) as conn, conn.transaction():
         for statement in policy_statements(policies):
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
     log.info("TimescaleDB policies applied: %s", policies.model_dump(mode="json"))

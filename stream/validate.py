@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from citywatch.config import CitywatchConfig
-from citywatch.contracts import ContractError, TopicAddress, decode
+from citywatch.contracts import ContractError, MalformedMessage, TopicAddress, decode
 from citywatch.contracts.messages import CHANNEL_TYPES, WireModel
 
 MQTT_TOPIC_HEADER = "mqtt_topic"
@@ -52,7 +52,7 @@ class Registry:
 
 
 def validate_record(
-    value: bytes, headers: Mapping[str, bytes], registry: Registry
+    value: bytes | None, headers: Mapping[str, bytes], registry: Registry
 ) -> tuple[TopicAddress, WireModel]:
     """The message in a bridged record, or a :class:`ContractError` saying what is wrong."""
     raw_topic = headers.get(MQTT_TOPIC_HEADER)
@@ -60,6 +60,8 @@ def validate_record(
         raise MissingTopic(
             f"record has no {MQTT_TOPIC_HEADER!r} header; was it produced by the bridge?"
         )
+    if value is None:
+        raise MalformedMessage("record has no value (a tombstone?)")
     address = TopicAddress.parse(raw_topic.decode("utf-8", errors="replace"))
     if address not in registry:
         raise UnknownDevice(

@@ -82,7 +82,7 @@ class TopicAddress:
 
         Cached: a fleet publishes on a bounded set of topics, and this runs per message.
         """
-        return _parse(cls, topic)
+        return _parse(topic)
 
     @classmethod
     def _parse_uncached(cls, topic: str) -> TopicAddress:
@@ -105,8 +105,8 @@ class TopicAddress:
 
 
 @functools.lru_cache(maxsize=65536)
-def _parse(cls: type[TopicAddress], topic: str) -> TopicAddress:
-    return cls._parse_uncached(topic)
+def _parse(topic: str) -> TopicAddress:
+    return TopicAddress._parse_uncached(topic)
 
 
 def device_subtree(site: str, device_kind: str, device_id: str) -> str:

@@ -164,7 +164,7 @@ def episode(run: str, sensor: str, n: int) -> list[Alert]:
             rule="depth_level",
             phase=Phase.START if seq == 0 else Phase.END if seq == n - 1 else Phase.UPDATE,
             event_time=datetime.now(UTC),
-            location=Location(zone=sensor, lat=31.43, lon=119.48),
+            location=Location(zone=sensor, lat=31.55, lon=119.58),  # far from other tests' alerts
             confidence=1.0,
             attributes={"depth_cm": 10.0 + seq, "level": "lane"},
         )
@@ -263,10 +263,12 @@ SENSOR_YAML = """\
       rate_of_rise: {{enabled: false}}
 {simulation}"""
 BURST = "      simulation: {start_after: 0s, rise: 1s, plateau: 500ms, drain: 1s, peak_depth_cm: 45, noise_cm: 0.2, repeat_every: 3s}\n"
+# ~11 km north of the demo sensors: these bursts must not merge into the incidents that
+# other tests (work orders, dedup) open at the real positions.
 POSITIONS = {
-    "wl-underpass-01": (31.4312, 119.4821),
-    "wl-hebin-02": (31.4287, 119.4869),
-    "wl-xinhua-03": (31.4275, 119.4738),
+    "wl-underpass-01": (31.5312, 119.4821),
+    "wl-hebin-02": (31.5287, 119.4869),
+    "wl-xinhua-03": (31.5275, 119.4738),
 }
 
 
