@@ -379,7 +379,12 @@ class Outbox:
 
     # -- reading -----------------------------------------------------------------------------
     def due(
-        self, now: float, limit: int = 100, *, alerts_in_order: bool = False
+        self,
+        now: float,
+        limit: int = 100,
+        *,
+        alerts_in_order: bool = False,
+        alerts_window: int | None = None,
     ) -> list[OutboxItem]:
         """Messages to publish now, oldest enqueued first (so in enqueue order per device).
 
@@ -391,10 +396,14 @@ class Outbox:
         ``alerts_in_order``: only the oldest pending alert of each device can be due (stop
         and wait). Otherwise a lost alert resent after its timeout would arrive after the
         device's later alerts, and the center could see an episode end before it starts.
+        ``alerts_window``: the oldest N pending alerts of each device can be due — a sliding
+        window for busy devices (a camera at a crossing); the stream tolerates reordering
+        within its lateness, so a window trades strict order for N× the throughput.
         """
+        window = 1 if alerts_in_order else alerts_window
         args = (now - self.resend_after_s, now)
         with self._lock:
-            if not alerts_in_order:
+            if not window:
                 rows = self._db.execute(
                     f"SELECT {_COLUMNS} FROM outbox WHERE {_DUE} ORDER BY seq LIMIT ?",
                     (*args, max(limit, 0)),
@@ -402,9 +411,11 @@ class Outbox:
             else:
                 rows = self._db.execute(
                     f"SELECT {_COLUMNS} FROM outbox WHERE (kind != 'alert' OR seq IN ("
-                    "  SELECT MIN(seq) FROM outbox WHERE kind = 'alert' GROUP BY device_id"
+                    "  SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER ("
+                    "    PARTITION BY device_id ORDER BY seq) AS position"
+                    "    FROM outbox WHERE kind = 'alert') WHERE position <= ?"
                     f")) AND ({_DUE}) ORDER BY seq LIMIT ?",
-                    (*args, max(limit, 0)),
+                    (window, *args, max(limit, 0)),
                 ).fetchall()
         return [_item(row) for row in rows]
 

@@ -93,6 +93,7 @@ class EdgeSession:
         rng: random.Random | None = None,
         pump_interval_s: float = 1.0,
         pump_batch: int = 500,
+        alerts_in_flight: int = 1,
         skew_report_ms: float = 500.0,
     ) -> None:
         self.gateway = DeviceRef(site=site, kind=DeviceKind.GATEWAY, id=gateway_id)
@@ -109,6 +110,7 @@ class EdgeSession:
         self._clock = clock
         self._pump_interval_s = pump_interval_s
         self._pump_batch = pump_batch
+        self._alerts_in_flight = alerts_in_flight
         self._skew_report_ms = skew_report_ms
         self._reported_skew_ms: float | None = None
         self._connected = threading.Event()
@@ -268,7 +270,9 @@ class EdgeSession:
             return 0
         sent = 0
         with self._pump_lock:
-            items = self.outbox.due(self._clock(), limit=self._pump_batch, alerts_in_order=True)
+            items = self.outbox.due(
+                self._clock(), limit=self._pump_batch, alerts_window=self._alerts_in_flight
+            )
             published = []
             for item in items:
                 info = self._client.publish(item.topic, item.payload, qos=item.qos)

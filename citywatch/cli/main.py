@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citywatch import __version__
+from citywatch.cli.sim_cmds import sim_app
 from citywatch.config import ConfigError, check_files, load_config
 from citywatch.config.tree import CitywatchConfig
 
@@ -50,6 +51,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(edge_app, name="edge")
 app.add_typer(stream_app, name="stream")
 app.add_typer(db_app, name="db")
+app.add_typer(sim_app, name="sim")
 
 DEFAULT_CONFIG = Path("configs/demo-district.yaml")
 ConfigOpt = Annotated[
@@ -222,9 +224,10 @@ def edge_sensor(
     log_level: LogOpt = "INFO",
 ) -> None:
     """Run a waterlogging-sensor gateway: levels with hysteresis → alerts and telemetry."""
+    from citywatch.cli.accounts import data_dir_of, resolve_endpoints
     from citywatch.cli.logs import setup_logging
     from citywatch.cli.runtime import edge_session
-    from citywatch.edge.sensor_agent import build_channels, run_sensor_agent
+    from citywatch.edge.sensor_agent import run_sensor_gateway
 
     setup_logging(log_level)
     cfg = _load(config)
@@ -232,7 +235,8 @@ def edge_sensor(
     stop = _stop_on_signals()
     session.start()
     try:
-        stats = run_sensor_agent(build_channels(cfg, gateway), session, stop, duration)
+        secrets_dir = resolve_endpoints(cfg, data_dir_of(cfg, data_dir)).secrets_dir
+        stats = run_sensor_gateway(cfg, gateway, session, stop, duration, secrets_dir=secrets_dir)
         session.pump()
     finally:
         session.stop()

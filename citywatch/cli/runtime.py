@@ -46,6 +46,7 @@ def edge_session(config: CitywatchConfig, gateway_id: str, data_dir: Path | None
         ),
         outbox=Outbox(outbox_path, resend_after_s=gateway.resend_after.total_seconds()),
         software=f"citywatch {__version__}",
+        alerts_in_flight=gateway.alerts_in_flight,
     )
 
 

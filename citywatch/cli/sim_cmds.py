@@ -11,9 +11,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
 
 import typer
@@ -30,6 +31,9 @@ from citywatch.config.sensor import (
     SimulatedRain,
 )
 from citywatch.config.site import Placement
+
+if TYPE_CHECKING:
+    from citywatch.hardware.water_sim import SimulatedWaterSensor
 
 console = Console()
 sim_app = typer.Typer(
@@ -222,7 +226,7 @@ class UplinkPublisher:
         username: str | None,
         password: str | None,
         sensors: list[SensorConfig],
-        simulated: list[object],
+        simulated: Sequence[SimulatedWaterSensor],
         application_id: str,
         version: Literal["v4", "v3"],
     ) -> None:

@@ -40,6 +40,15 @@ class Gateway(ConfigModel):
     outbox_path: str | None = Field(
         default=None, description="durable outbox file; default: <data dir>/outbox-<id>.sqlite"
     )
+    alerts_in_flight: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description=(
+            "alerts of one device sent before the oldest one's receipt came back: 1 keeps strict"
+            " order even across a loss (≈1 alert/s per device); more for busy cameras"
+        ),
+    )
     resend_after: Duration = Field(
         default=timedelta(seconds=30),
         description="resend an alert (same id) when its receipt has not come back within this",

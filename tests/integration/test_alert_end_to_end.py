@@ -74,7 +74,7 @@ def test_sensor_alert_reaches_the_database_and_its_receipt_returns(
     session.start()
     try:
         assert session.wait_connected(15), "gateway could not connect to Mosquitto"
-        stats = run_sensor_agent(channels, session, stop, duration_s=8.0)
+        stats = run_sensor_agent(channels, session, stop, duration_s=12.0)
         starts = [a for a in stats.alerts if a.phase is Phase.START]
         assert len(starts) == 1, stats.alerts
         alert = starts[0]
@@ -203,7 +203,7 @@ def test_alert_published_while_the_stream_app_is_down_is_stored_after_restart(
     session.start()
     try:
         assert session.wait_connected(15)
-        stats = run_sensor_agent(build_channels(config, GATEWAY)[:1], session, stop, duration_s=6.0)
+        stats = run_sensor_agent(build_channels(config, GATEWAY)[:1], session, stop, duration_s=12.0)
         alert = next(a for a in stats.alerts if a.phase is Phase.START)
         assert stored_alert(stack.endpoints.database_url, alert.id) == []
         pipeline["app"] = CliProcess(

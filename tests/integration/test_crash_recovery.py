@@ -62,6 +62,7 @@ def test_kill_9_worker_and_bridge_mid_stream_loses_and_duplicates_nothing(
         update={
             "resend_after": timedelta(seconds=3),
             "outbox_path": str(tmp_path / "outbox.sqlite"),
+            "alerts_in_flight": 100,
         }
     )
     config = demo_config.model_copy(

@@ -124,17 +124,17 @@ def test_recurrence_after_the_incident_closed_reopens_the_same_work_order(
     old = datetime.now(UTC) - timedelta(hours=2)
     episode = f"{SENSOR.id}.first-{uuid.uuid4().hex[:6]}"
     start = make_alert(
-        SENSOR, "waterlogging", when=old, episode=episode, lat=31.4312, lon=119.4821, level="lane"
+        SENSOR, "waterlogging", when=old, episode=episode, lat=31.4612, lon=119.5121, level="lane"
     )
     end = make_alert(SENSOR, "waterlogging", when=old + timedelta(minutes=10), episode=episode, seq=1,
-                     phase="end", lat=31.4312, lon=119.4821, level="dry")  # fmt: skip
+                     phase="end", lat=31.4612, lon=119.5121, level="dry")  # fmt: skip
     for alert in (start, end):
         gateway.publish(topic, encode(alert))
     (order_id,) = wait_for(lambda: orders_of(stack, [start.id]), what="the first work order")[0]  # type: ignore[index]
     wait_for(lambda: query(stack, "SELECT incident_state FROM work_orders WHERE id = %s", order_id)[0][0] == "closed",
              what="the incident to close after its quiet period")  # fmt: skip
     again = make_alert(SENSOR, "waterlogging", when=datetime.now(UTC) - timedelta(minutes=1),
-                       lat=31.4312, lon=119.4821, level="underpass_closure")  # fmt: skip
+                       lat=31.4612, lon=119.5121, level="underpass_closure")  # fmt: skip
     gateway.publish(topic, encode(again))
     assert wait_for(lambda: orders_of(stack, [again.id]), what="the recurrence")[0][0] == order_id  # type: ignore[index]
     (reopens, state, priority), = query(
