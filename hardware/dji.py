@@ -48,7 +48,9 @@ __all__ = [
 
 MAX_MESSAGE_BYTES = 256 * 1024
 """DJI messages are a few kB at most; anything this large is not one."""
-_THING = re.compile(r"^thing/product/([^/]+)/(osd|state|events|events_reply|services|services_reply|requests|requests_reply)$")
+_THING = re.compile(
+    r"^thing/product/([^/]+)/(osd|state|events|events_reply|services|services_reply|requests|requests_reply)$"
+)
 _SYS = re.compile(r"^sys/product/([^/]+)/(status|status_reply)$")
 
 

@@ -98,14 +98,16 @@ def render_patch(
 def _ground(rng: np.random.Generator, width: int, height: int) -> Image:
     """Grass with soft patches and fine noise (green hue, never grey or saturated red/blue)."""
     base = np.array([62, 118, 84], np.float32)
-    coarse = rng.normal(0, 1, (max(2, height // 40), max(2, width // 40), 3)).astype(np.float32)
-    coarse = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    seeds = rng.normal(0, 1, (max(2, height // 40), max(2, width // 40), 3)).astype(np.float32)
+    coarse = cv2.resize(seeds, (width, height), interpolation=cv2.INTER_CUBIC)
     fine = rng.normal(0, 5, (height, width, 1)).astype(np.float32)
     image = base + coarse * np.array([5, 10, 7], np.float32) + fine
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def _to_px(east_m: float, north_m: float, shape: tuple[int, ...], mpp: float) -> tuple[float, float]:
+def _to_px(
+    east_m: float, north_m: float, shape: tuple[int, ...], mpp: float
+) -> tuple[float, float]:
     return shape[1] / 2 + east_m / mpp, shape[0] / 2 - north_m / mpp
 
 

@@ -48,7 +48,9 @@ class Detections:
                 f" {len(xyxy)}, {len(confidence)}, {len(names)}"
             )
         if len(xyxy) and (
-            not np.isfinite(xyxy).all() or (xyxy[:, 2] < xyxy[:, 0]).any() or (xyxy[:, 3] < xyxy[:, 1]).any()
+            not np.isfinite(xyxy).all()
+            or (xyxy[:, 2] < xyxy[:, 0]).any()
+            or (xyxy[:, 3] < xyxy[:, 1]).any()
         ):
             raise ValueError("every box must be finite with x1 <= x2 and y1 <= y2")
         if len(confidence) and ((confidence < 0).any() or (confidence > 1).any()):

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -98,6 +99,16 @@ def run_demo(
         "bridge": spawn(["stream", "bridge"], logs / "bridge.log", env),
     }
     console.print(f"[green]✓[/] started the Faust app and the bridge (logs in {logs})")
+    started_at = datetime.now(UTC)
+    for dock_gateway in (g.id for g in config.devices.gateways if g.kind == "dock"):
+        processes[f"dock {dock_gateway}"] = spawn(
+            ["edge", "dock", "--gateway", dock_gateway, "--duration", str(duration_s)],
+            logs / f"edge-dock-{dock_gateway}.log",
+            env,
+        )
+        console.print(
+            f"[green]✓[/] started the simulated drone dock gateway {dock_gateway} (patrol)"
+        )
     gateways = [
         Gateway(g.id, edge_session(config, g.id, root), build_channels(config, g.id))
         for g in config.devices.gateways
@@ -129,7 +140,10 @@ def run_demo(
                 for g in gateways:
                     g.session.pump()
                 refresh()
-        return _summary(gateways, endpoints.database_url, console)
+        for name, process in processes.items():
+            if name.startswith("dock "):
+                process.wait(timeout=60)
+        return _summary(gateways, endpoints.database_url, console, started_at)
     finally:
         stop.set()
         for gateway in gateways:
@@ -195,22 +209,32 @@ def _view(
     return Group(table, Panel(footer, title="pipeline"))
 
 
-def _summary(gateways: list[Gateway], database_url: str, console: Console) -> int:
+def _summary(
+    gateways: list[Gateway], database_url: str, console: Console, started_at: datetime
+) -> int:
     published = [a for g in gateways for a in g.stats.alerts]
+    with psycopg.connect(database_url) as conn:
+        dock_ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM alerts WHERE device_kind = 'dock' AND received_at >= %s",
+                (started_at,),
+            ).fetchall()
+        ]
     receipts = sum(g.session.receipts for g in gateways)
     pending = sum(_pending_alerts(g) for g in gateways)
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT id, device_id, phase, attributes->>'level', attributes->>'depth_cm', event_time"
+            "SELECT id, device_id, kind, phase, attributes->>'level', attributes->>'depth_cm', event_time"
             " FROM alerts WHERE id = ANY(%s) ORDER BY event_time",
-            ([a.id for a in published],),
+            ([a.id for a in published] + dock_ids,),
         ).fetchall()
     table = Table(title="alerts in the database (published this run)")
-    for column in ("alert id", "sensor", "phase", "level", "depth cm", "event time (UTC)"):
+    for column in ("alert id", "device", "kind", "phase", "level", "depth cm", "event time (UTC)"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row[0], row[1], row[2], row[3] or "", row[4] or "", row[5].strftime("%H:%M:%S")
+            row[0], row[1], row[2], row[3], row[4] or "", row[5] or "", row[6].strftime("%H:%M:%S")
         )
     console.print(table)
     with psycopg.connect(database_url) as conn:
@@ -220,7 +244,7 @@ def _summary(gateways: list[Gateway], database_url: str, console: Console) -> in
                FROM work_orders w WHERE w.id IN (
                    SELECT work_order_id FROM work_order_alerts WHERE alert_id = ANY(%s))
                ORDER BY w.opened_at""",
-            ([a.id for a in published],),
+            ([a.id for a in published] + dock_ids,),
         ).fetchall()
     wo_table = Table(title="work orders (one per problem, however many alerts)")
     for column in (
@@ -241,10 +265,11 @@ def _summary(gateways: list[Gateway], database_url: str, console: Console) -> in
             order[6].strftime("%H:%M:%S") if order[6] else "", str(order[7]), order[8],
         )  # fmt: skip
     console.print(wo_table)
-    ok = len(rows) == len(published) and pending == 0 and len(published) > 0
+    ok = len(rows) == len(published) + len(dock_ids) and pending == 0 and len(published) > 0
     mark = "[green]✓[/]" if ok else "[red]✗[/]"
     console.print(
-        f"{mark} {len(published)} alerts published, {len(rows)} in the database,"
+        f"{mark} {len(published)} sensor alerts published and {len(dock_ids)} from docks;"
+        f" {len(rows)} in the database,"
         f" {receipts} receipts received, {pending} still awaiting a receipt;"
         f" {len(orders)} work orders"
     )

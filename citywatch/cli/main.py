@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citywatch import __version__
+from citywatch.cli.dock_cmds import edge_dock
 from citywatch.cli.sim_cmds import sim_app
 from citywatch.config import ConfigError, check_files, load_config
 from citywatch.config.tree import CitywatchConfig
@@ -244,6 +245,9 @@ def edge_sensor(
         f"{stats.readings} readings, {len(stats.alerts)} alerts, {stats.telemetry} telemetry;"
         f" {len(session.outbox)} still awaiting a receipt"
     )
+
+
+edge_app.command("dock")(edge_dock)
 
 
 # -- stream ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from citywatch.cli.dock_cmds import sim_dock
 from citywatch.config.base import parse_duration
 from citywatch.config.sensor import (
     LorawanTransport,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 console = Console()
 sim_app = typer.Typer(
-    help="Run a device simulator alone (Modbus TCP server, ChirpStack uplinks).",
+    help="Run a device simulator alone (Modbus TCP server, ChirpStack uplinks, DJI dock).",
     no_args_is_help=True,
 )
 
@@ -299,3 +300,6 @@ class UplinkPublisher:
                 )
             self._client.publish(topic, payload, qos=0)
             self.sent += 1
+
+
+sim_app.command("dock")(sim_dock)
