@@ -87,10 +87,6 @@ async def save(
                 " ON CONFLICT DO NOTHING",
                 links,
             )
-            await cursor.executemany(
-                "UPDATE alerts SET work_order_id = %s WHERE id = %s AND work_order_id IS NULL",
-                links,
-            )
 
 
 async def load(

@@ -2,8 +2,6 @@
 -- their audit trail, and the grid placement of alerts for KPIs.
 
 ALTER TABLE alerts ADD COLUMN IF NOT EXISTS district text;
-ALTER TABLE alerts ADD COLUMN IF NOT EXISTS work_order_id text;
-CREATE INDEX IF NOT EXISTS alerts_work_order_idx ON alerts (work_order_id);
 
 CREATE TABLE IF NOT EXISTS work_orders (
     id              text PRIMARY KEY,
