@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -66,3 +67,23 @@ def connect(client: mqtt.Client, broker: BrokerSettings) -> None:
 def refused(reason: object) -> bool:
     """True when a CONNACK reason code says the broker refused the connection."""
     return bool(getattr(reason, "is_failure", False))
+
+
+def third_party_client(
+    client_id: str, url: str, username: str | None, password: str | None
+) -> tuple[mqtt.Client, str, int]:
+    """A plain client for someone else's broker (a DJI dock's, a LoRaWAN network server's).
+
+    Those brokers speak whatever MQTT version their vendor chose, so this stays on paho's
+    default protocol; ``mqtts://`` turns TLS on with the system CAs. Returns the client, not
+    yet connected, and the host and port to connect to.
+    """
+    parts = urlsplit(url)
+    tls = parts.scheme == "mqtts"
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
+    if username:
+        client.username_pw_set(username, password)
+    if tls:
+        client.tls_set()
+    client.reconnect_delay_set(1, 60)
+    return client, parts.hostname or "localhost", parts.port or (8883 if tls else 1883)

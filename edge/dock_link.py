@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import queue
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from citywatch.config.dock import DockConfig, MqttDockLink
+from citywatch.mqtt_client import third_party_client
 
 __all__ = ["MqttLink"]
 
@@ -27,18 +26,9 @@ class MqttLink:
         self.dock = dock
         self.link = link
         self._inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
-        parts = urlsplit(link.url)
-        self._host = parts.hostname or "localhost"
-        tls = parts.scheme == "mqtts"
-        self._port = parts.port or (8883 if tls else 1883)
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"citywatch-dock-{dock.id}"
+        self._client, self._host, self._port = third_party_client(
+            f"citywatch-dock-{dock.id}", link.url, link.username, password
         )
-        if link.username:
-            self._client.username_pw_set(link.username, password)
-        if tls:
-            self._client.tls_set()
-        self._client.reconnect_delay_set(1, 60)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
 

@@ -19,10 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from citywatch.config.secrets import resolve_secret
 from citywatch.config.sensor import (
@@ -35,6 +33,7 @@ from citywatch.config.sensor import (
 from citywatch.hardware.lorawan import UplinkError, parse_uplink, readings_from_uplink
 from citywatch.hardware.modbus import ModbusReadError, ModbusWaterSensor, make_client
 from citywatch.hardware.water_reading import WaterReading
+from citywatch.mqtt_client import third_party_client
 
 __all__ = [
     "Counts",
@@ -171,18 +170,9 @@ class LorawanListener:
     ) -> None:
         self.server = server
         self.router = router
-        parts = urlsplit(server.url)
-        self._host = parts.hostname or "localhost"
-        self._tls = parts.scheme == "mqtts"
-        self._port = parts.port or (8883 if self._tls else 1883)
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id
+        self._client, self._host, self._port = third_party_client(
+            client_id, server.url, server.username, password
         )
-        if server.username:
-            self._client.username_pw_set(server.username, password)
-        if self._tls:
-            self._client.tls_set()
-        self._client.reconnect_delay_set(1, 60)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
 
