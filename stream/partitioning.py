@@ -3,9 +3,11 @@
 Alerts are keyed by a coarse H3 cell of where they happened (resolution 5: cells of about
 250 km², far larger than any dedup radius), so one Faust worker sees all alerts that can
 merge. Fixed devices are placed by their configured position (no payload parsing on the hot
-path); drone docks move, so their alerts are placed by the position in the payload. The rare
-pair of alerts on either side of a cell border is reconciled when the work order is written
-(see ``citywatch.stream.orders``), so correctness never depends on the key.
+path); drone docks move, so their alerts are placed by the position in the payload.
+Two alerts within a dedup radius but on either side of a cell border land on different
+partitions: with one partition (the embedded stack) nothing changes; with several workers
+they may open two work orders for one problem. Cells this large make that rare; merging
+across partitions in the database is not built yet.
 Messages without any position are keyed by device, which keeps each device's order.
 """
 
