@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from citywatch.config.base import ConfigModel
 from citywatch.config.devices import Devices
 from citywatch.config.sensor import LevelPolicy, SensorConfig
@@ -40,5 +38,3 @@ class CitywatchConfig(ConfigModel):
             found += [(kind, d.id) for d in devices if d.gateway == gateway_id]
         return found
 
-
-__all__ = ["CitywatchConfig", "Field"]
