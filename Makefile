@@ -11,7 +11,10 @@ setup:
 demo: setup
 	$(CW) demo
 
+# The suite, after the cheap static checks (ruff, mypy over the installed layout): CI runs this.
 test: setup
+	$(VENV)/bin/ruff check citywatch edge stream hardware models center tests benchmarks
+	bash scripts/typecheck.sh
 	$(VENV)/bin/python -m pytest -q --durations=10
 
 test-fast: setup
