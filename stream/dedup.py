@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from citywatch.config.site import Placement
 from citywatch.config.workflow import DedupPolicy
 from citywatch.contracts.messages import Alert, AlertKind, DeviceRef, Phase
 
@@ -93,6 +94,22 @@ class DedupResult:
     merged: bool
     reopened: bool
     duplicate: bool
+
+
+def alert_position(
+    alert: Alert, placements: Mapping[tuple[str, str], Placement]
+) -> Position | None:
+    """Where an alert happened: its own point (a drone's shot position, a projected box),
+    else its device's configured position (a fixed camera or sensor), else unknown.
+    ``placements`` is :meth:`CitywatchConfig.placements`.
+    """
+    location = alert.location
+    if location.lat is not None and location.lon is not None:
+        return Position(location.lat, location.lon)
+    place = placements.get((alert.device.kind.value, alert.device.id))
+    if place is None or place.position is None:
+        return None
+    return Position(place.position.lat, place.position.lon)
 
 
 def device_key(device: DeviceRef) -> str:

@@ -27,17 +27,11 @@ DevicePositions = Mapping[tuple[str, str], tuple[float, float]]
 
 def device_positions(config: CitywatchConfig) -> dict[tuple[str, str], tuple[float, float]]:
     """(device kind, device id) → configured (lat, lon), for every placed device."""
-    positions: dict[tuple[str, str], tuple[float, float]] = {}
-    for kind, section in (
-        ("camera", config.devices.cameras),
-        ("sensor", config.devices.sensors),
-        ("dock", config.devices.docks),
-    ):
-        for device in section:
-            if device.placement.position is not None:
-                point = device.placement.position
-                positions[(kind, device.id)] = (point.lat, point.lon)
-    return positions
+    return {
+        key: (place.position.lat, place.position.lon)
+        for key, place in config.placements().items()
+        if place.position is not None
+    }
 
 
 def cell_key(lat: float, lon: float) -> bytes:

@@ -20,7 +20,7 @@ from citywatch.config import CitywatchConfig
 from citywatch.config.site import Placement
 from citywatch.contracts import Alert, WorkOrderEvent
 from citywatch.stream import workorder_store
-from citywatch.stream.dedup import DedupEngine, Incident, Position, device_key
+from citywatch.stream.dedup import DedupEngine, Incident, alert_position
 from citywatch.stream.escalation import escalate_due
 from citywatch.stream.priority import priority, route
 from citywatch.stream.sink import AlertRow, insert_alerts
@@ -46,20 +46,6 @@ class Outcome:
     new_alerts: int = 0
 
 
-def placements(config: CitywatchConfig) -> dict[str, Placement]:
-    """Device key (``site/kind/id``) → grid placement, for routing and escalation."""
-    site = config.site.id
-    found: dict[str, Placement] = {}
-    for kind, section in (
-        ("camera", config.devices.cameras),
-        ("sensor", config.devices.sensors),
-        ("dock", config.devices.docks),
-    ):
-        for device in section:
-            found[f"{site}/{kind}/{device.id}"] = device.placement
-    return found
-
-
 class AlertProcessor:
     """The stateful core of one stream worker (dedup engine + open work orders)."""
 
@@ -67,7 +53,7 @@ class AlertProcessor:
         self.config = config
         self.workflow = config.workflow
         self.tz = site_zone(config.site.timezone)
-        self.placements = placements(config)
+        self.placements = config.placements()
         self.default_district = config.site.districts[0].id
         self.max_reopen = max(
             (p.reopen for p in self.workflow.dedup.values()), default=timedelta(days=1)
@@ -88,18 +74,12 @@ class AlertProcessor:
         self.incident_of = {incident.id: incident for _, incident in loaded}
         return len(loaded)
 
-    def district_of(self, alert: Alert) -> str:
-        place = self.placements.get(device_key(alert.device))
-        return place.district if place else self.default_district
+    def placement_of(self, alert: Alert) -> Placement | None:
+        return self.placements.get((alert.device.kind.value, alert.device.id))
 
-    def position_of(self, alert: Alert) -> Position | None:
-        point = alert.location
-        if point.lat is not None and point.lon is not None:
-            return Position(point.lat, point.lon)
-        place = self.placements.get(device_key(alert.device))
-        if place is not None and place.position is not None:
-            return Position(place.position.lat, place.position.lon)
-        return None
+    def district_of(self, alert: Alert) -> str:
+        place = self.placement_of(alert)
+        return place.district if place else self.default_district
 
     async def handle(self, conn: AsyncConnection, rows: Sequence[AlertRow]) -> Outcome:
         """Store a batch of alerts and fold the new ones into work orders (one transaction)."""
@@ -132,7 +112,7 @@ class AlertProcessor:
         return outcome
 
     def _fold(self, alert: Alert) -> tuple[WorkOrder, Incident, list[WorkOrderTransition]]:
-        result = self.engine.add(alert, self.position_of(alert))
+        result = self.engine.add(alert, alert_position(alert, self.placements))
         incident = result.incident
         self.incident_of[incident.id] = incident
         level = incident.attributes.get("level")
@@ -144,9 +124,7 @@ class AlertProcessor:
         )
         order = self.orders.get(incident.id)
         if order is None:
-            place = self.placements.get(device_key(alert.device)) or Placement(
-                district=self.default_district
-            )
+            place = self.placement_of(alert) or Placement(district=self.default_district)
             order = open_work_order(
                 id=incident.id,
                 routing=route(self.workflow, alert.kind),

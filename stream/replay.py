@@ -23,7 +23,7 @@ from pathlib import Path
 from citywatch.config import CitywatchConfig
 from citywatch.config.workflow import Workflow
 from citywatch.contracts import Alert, ContractError, decode
-from citywatch.stream.dedup import DEFAULT_LATENESS, DedupEngine, Incident, Position
+from citywatch.stream.dedup import DEFAULT_LATENESS, DedupEngine, Incident, alert_position
 from citywatch.stream.priority import priority, route
 
 log = logging.getLogger(__name__)
@@ -89,32 +89,6 @@ class ReorderBuffer:
         return held
 
 
-def device_positions(config: CitywatchConfig) -> dict[tuple[str, str, str], Position]:
-    """(site, device kind, device id) → configured position, for every placed device."""
-    positions: dict[tuple[str, str, str], Position] = {}
-    for kind, devices in (
-        ("camera", config.devices.cameras),
-        ("sensor", config.devices.sensors),
-        ("dock", config.devices.docks),
-    ):
-        for device in devices:
-            point = device.placement.position
-            if point is not None:
-                positions[(config.site.id, kind, device.id)] = Position(point.lat, point.lon)
-    return positions
-
-
-def resolve_position(
-    alert: Alert, positions: dict[tuple[str, str, str], Position]
-) -> Position | None:
-    """The alert's own point (a drone's shot position), else its device's configured one."""
-    location = alert.location
-    if location.lat is not None and location.lon is not None:
-        return Position(location.lat, location.lon)
-    device = alert.device
-    return positions.get((device.site, device.kind.value, device.id))
-
-
 def read_alerts(path: Path, bad: list[BadLine]) -> Iterator[Alert]:
     """The valid alerts of a JSONL file in file order; each bad line goes to ``bad``."""
     with path.open("rb") as lines:
@@ -175,7 +149,7 @@ def replay(
     """Dedup the alerts of ``alerts_path`` as the live app would; write the work orders
     (one JSON line per incident, oldest first) to ``out_path``."""
     engine = DedupEngine(config.workflow.dedup, lateness)
-    positions = device_positions(config)
+    placements = config.placements()
     buffer = ReorderBuffer(lateness)
     incidents: dict[str, Incident] = {}
     bad: list[BadLine] = []
@@ -186,7 +160,7 @@ def replay(
         nonlocal duplicates, unpositioned
         # The live app's timer, on event time: close what ended before this alert.
         engine.expire(alert.event_time + lateness)
-        position = resolve_position(alert, positions)
+        position = alert_position(alert, placements)
         unpositioned += position is None
         result = engine.add(alert, position)
         duplicates += result.duplicate

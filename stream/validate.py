@@ -39,12 +39,7 @@ class Registry:
     def from_config(cls, config: CitywatchConfig) -> Registry:
         site = config.site.id
         known = {(site, "gateway", g.id) for g in config.devices.gateways}
-        for kind, section in (
-            ("camera", config.devices.cameras),
-            ("sensor", config.devices.sensors),
-            ("dock", config.devices.docks),
-        ):
-            known |= {(site, kind, device.id) for device in section}
+        known |= {(site, kind, device.id) for kind, device in config.devices.all()}
         return cls(frozenset(known))
 
     def __contains__(self, address: TopicAddress) -> bool:

@@ -6,6 +6,7 @@ lets a gateway write only under its own devices' topic subtrees.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Literal
 
@@ -59,8 +60,21 @@ class Gateway(ConfigModel):
         return self.credentials.username or self.id
 
 
+Device = CameraConfig | SensorConfig | DockConfig
+
+
 class Devices(ConfigModel):
     gateways: tuple[Gateway, ...] = ()
     cameras: tuple[CameraConfig, ...] = ()
     sensors: tuple[SensorConfig, ...] = ()
     docks: tuple[DockConfig, ...] = ()
+
+    def all(self) -> Iterator[tuple[str, Device]]:
+        """Every device behind a gateway with its topic kind (camera, sensor, dock)."""
+        for kind, section in (
+            ("camera", self.cameras),
+            ("sensor", self.sensors),
+            ("dock", self.docks),
+        ):
+            for device in section:
+                yield kind, device

@@ -6,7 +6,7 @@ from citywatch.config.base import ConfigModel
 from citywatch.config.devices import Devices
 from citywatch.config.sensor import LevelPolicy, SensorConfig
 from citywatch.config.services import Services
-from citywatch.config.site import Site
+from citywatch.config.site import Placement, Site
 from citywatch.config.workflow import Workflow
 
 
@@ -29,12 +29,8 @@ class CitywatchConfig(ConfigModel):
 
     def gateway_devices(self, gateway_id: str) -> list[tuple[str, str]]:
         """(device kind, device id) of every device behind a gateway."""
-        found: list[tuple[str, str]] = []
-        for kind, devices in (
-            ("camera", self.devices.cameras),
-            ("sensor", self.devices.sensors),
-            ("dock", self.devices.docks),
-        ):
-            found += [(kind, d.id) for d in devices if d.gateway == gateway_id]
-        return found
+        return [(kind, d.id) for kind, d in self.devices.all() if d.gateway == gateway_id]
 
+    def placements(self) -> dict[tuple[str, str], Placement]:
+        """(device kind, device id) → where it stands in the grid and on the map."""
+        return {(kind, d.id): d.placement for kind, d in self.devices.all()}
