@@ -25,9 +25,7 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +45,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from citywatch.cli.accounts import Endpoints, embedded_stack, resolve_endpoints
+from citywatch.cli.child import CliProcess
 from citywatch.config import CitywatchConfig, load_config
 from citywatch.config.secrets import resolve_secret
 from citywatch.contracts import Alert, Channel, DeviceRef, Location, Telemetry, encode
@@ -174,21 +173,11 @@ def scalar(endpoints: Endpoints, sql: str, *args: object) -> int:
         return int(row[0]) if row and row[0] is not None else 0
 
 
-class Process:
-    def __init__(self, args: list[str], data_dir: Path) -> None:
-        env = {**os.environ, "CITYWATCH_DATA_DIR": str(data_dir), "CITYWATCH_CONFIG": str(CONFIG)}
-        self.log = (data_dir / f"bench-{args[-1]}.log").open("wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "citywatch.cli.main", *args, "--log-level", "WARNING"],
-                                        stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)  # fmt: skip
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.log.close()
+def start_cli(args: list[str], data_dir: Path) -> CliProcess:
+    env = {"CITYWATCH_DATA_DIR": str(data_dir), "CITYWATCH_CONFIG": str(CONFIG)}
+    return CliProcess(
+        [*args, "--log-level", "WARNING"], data_dir / f"bench-{args[-1]}.log", env, cwd=REPO
+    )
 
 
 # -- stages --------------------------------------------------------------------------------------
@@ -219,7 +208,7 @@ def stage_bridge(
     del received
 
     counter = KafkaCounter(endpoints, "citywatch.alerts", b'"b-bridge-')
-    bridge = Process(["stream", "bridge"], data_dir)
+    bridge = start_cli(["stream", "bridge"], data_dir)
     try:
         wait_until(lambda: scalar(endpoints, "SELECT 1") == 1, 10, "db")
         time.sleep(3.0)  # connect and subscribe
@@ -247,7 +236,7 @@ def stage_bridge(
 
 def stage_app(config: CitywatchConfig, endpoints: Endpoints, data_dir: Path, count: int) -> Result:
     """Faust app (validate + store + dedup + work orders) vs a bare consume → COPY loop."""
-    app = Process(["stream", "app"], data_dir)
+    app = start_cli(["stream", "app"], data_dir)
     STATE["app"] = app
     # Let the app join and drain what the bridge stage produced (those become work orders too).
     wait_until(
@@ -424,7 +413,7 @@ def stage_telemetry(config: CitywatchConfig, endpoints: Endpoints, count: int) -
     )
 
 
-STATE: dict[str, Process] = {}
+STATE: dict[str, CliProcess] = {}
 
 
 def main() -> int:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from citywatch.cli import child
 from citywatch.config import CitywatchConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,38 +55,12 @@ def stack(
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-class CliProcess:
-    """A `citywatch` subcommand running in the background, its output in a log file."""
+class CliProcess(child.CliProcess):
+    """A `citywatch` subcommand against the session's stack, with the demo config."""
 
     def __init__(self, args: list[str], data_dir: Path, log_path: Path) -> None:
-        env = {
-            **os.environ,
-            "CITYWATCH_DATA_DIR": str(data_dir),
-            "CITYWATCH_CONFIG": str(DEMO_CONFIG),
-        }
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "citywatch.cli.main", *args],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+        env = {"CITYWATCH_DATA_DIR": str(data_dir), "CITYWATCH_CONFIG": str(DEMO_CONFIG)}
+        super().__init__(args, log_path, env, cwd=REPO)
 
 
 @pytest.fixture(scope="session")

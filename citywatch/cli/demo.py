@@ -7,10 +7,6 @@ checked against the database.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from citywatch.cli.accounts import data_dir_of, embedded_stack, resolve_endpoints
+from citywatch.cli.child import CliProcess
 from citywatch.cli.runtime import edge_session
 from citywatch.config import CitywatchConfig
 from citywatch.edge.sensor_agent import (
@@ -43,29 +40,6 @@ class Gateway:
     channels: list[SensorChannel]
     thread: threading.Thread | None = None
     stats: SensorAgentStats = field(default_factory=SensorAgentStats)
-
-
-def spawn(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start a citywatch subcommand with its output in ``log_path``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "citywatch.cli.main", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def run_demo(
@@ -92,16 +66,16 @@ def run_demo(
         f"[green]✓[/] database schema v{report.current_version}"
         f" ({'TimescaleDB' if report.timescale else 'plain PostgreSQL: timescaledb not available'})"
     )
-    env = {**os.environ, "CITYWATCH_DATA_DIR": str(root), "CITYWATCH_CONFIG": str(config_path)}
+    env = {"CITYWATCH_DATA_DIR": str(root), "CITYWATCH_CONFIG": str(config_path)}
     logs = root / "logs"
     processes = {
-        "stream app": spawn(["stream", "app"], logs / "stream-app.log", env),
-        "bridge": spawn(["stream", "bridge"], logs / "bridge.log", env),
+        "stream app": CliProcess(["stream", "app"], logs / "stream-app.log", env),
+        "bridge": CliProcess(["stream", "bridge"], logs / "bridge.log", env),
     }
     console.print(f"[green]✓[/] started the Faust app and the bridge (logs in {logs})")
     started_at = datetime.now(UTC)
     for dock_gateway in (g.id for g in config.devices.gateways if g.kind == "dock"):
-        processes[f"dock {dock_gateway}"] = spawn(
+        processes[f"dock {dock_gateway}"] = CliProcess(
             ["edge", "dock", "--gateway", dock_gateway, "--duration", str(duration_s)],
             logs / f"edge-dock-{dock_gateway}.log",
             env,
@@ -142,7 +116,7 @@ def run_demo(
                 refresh()
         for name, process in processes.items():
             if name.startswith("dock "):
-                process.wait(timeout=60)
+                process.process.wait(timeout=60)
         return _summary(gateways, endpoints.database_url, console, started_at)
     finally:
         stop.set()
@@ -150,7 +124,7 @@ def run_demo(
             gateway.session.stop()
             gateway.session.outbox.close()
         for process in processes.values():
-            stop_process(process)
+            process.stop()
         if not keep_stack:
             with console.status("stopping the stack…"):
                 stack.down()
@@ -176,7 +150,7 @@ def _view(
     database_url: str,
     elapsed: float,
     duration: float,
-    processes: dict[str, subprocess.Popen[bytes]],
+    processes: dict[str, CliProcess],
 ) -> Group:
     table = Table(title="simulated waterlogging sensors", expand=True)
     for column in ("sensor", "depth cm", "level", "alerts sent", "awaiting receipt"):
@@ -199,7 +173,7 @@ def _view(
         table.add_row(f"[dim]gateway {gateway.id}[/]", "", "", "", str(_pending_alerts(gateway)))
     alerts, telemetry = _db_counts(database_url)
     states = "  ".join(
-        f"{name}: {'[green]running[/]' if p.poll() is None else f'[red]exited {p.returncode}[/]'}"
+        f"{name}: {'[green]running[/]' if p.process.poll() is None else f'[red]exited {p.process.returncode}[/]'}"
         for name, p in processes.items()
     )
     footer = (

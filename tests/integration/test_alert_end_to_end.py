@@ -203,7 +203,9 @@ def test_alert_published_while_the_stream_app_is_down_is_stored_after_restart(
     session.start()
     try:
         assert session.wait_connected(15)
-        stats = run_sensor_agent(build_channels(config, GATEWAY)[:1], session, stop, duration_s=12.0)
+        stats = run_sensor_agent(
+            build_channels(config, GATEWAY)[:1], session, stop, duration_s=12.0
+        )
         alert = next(a for a in stats.alerts if a.phase is Phase.START)
         assert stored_alert(stack.endpoints.database_url, alert.id) == []
         pipeline["app"] = CliProcess(
