@@ -44,7 +44,7 @@ from citywatch.contracts import (
     decode,
     encode,
 )
-from citywatch.contracts.messages import DeviceState
+from citywatch.contracts.messages import DeviceState, Evidence
 from citywatch.edge.backoff import Backoff
 from citywatch.edge.clock import ClockSkew
 from citywatch.edge.outbox import NewMessage, Outbox, PutResult
@@ -244,7 +244,7 @@ class EdgeSession:
     def publish_telemetry(self, telemetry: Telemetry) -> None:
         self.publish_many([telemetry])
 
-    def publish_many(self, messages: Sequence[Alert | Telemetry]) -> PutResult:
+    def publish_many(self, messages: Sequence[Alert | Telemetry | Evidence]) -> PutResult:
         """Store messages in the outbox in one transaction; the pump sends them.
 
         An alert the outbox cannot store (full of alerts) is logged as an error and counted
@@ -422,7 +422,9 @@ class EdgeSession:
         )
 
 
-def _outbox_message(message: Alert | Telemetry) -> NewMessage:
+def _outbox_message(message: Alert | Telemetry | Evidence) -> NewMessage:
+    """Alerts go at QoS 1 and stay until their receipt; telemetry and evidence notices at
+    QoS 0 (the first to be shed when the outbox fills: the evidence files stay on disk)."""
     if isinstance(message, Alert):
         return NewMessage(
             message.id,
@@ -430,6 +432,15 @@ def _outbox_message(message: Alert | Telemetry) -> NewMessage:
             encode(message),
             1,
             "alert",
+            message.device.id,
+        )
+    if isinstance(message, Evidence):
+        return NewMessage(
+            message.id,
+            message.device.address(Channel.EVIDENCE).topic,
+            encode(message),
+            0,
+            "evidence",
             message.device.id,
         )
     return NewMessage(

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-EXTRAS="${CITYWATCH_EXTRAS:-edge,stream,stack,dev}"
+EXTRAS="${CITYWATCH_EXTRAS:-edge,vision,stream,stack,dev}"
 PYTHON="${PYTHON:-python3.11}"
 say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 

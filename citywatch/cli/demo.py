@@ -83,6 +83,19 @@ def run_demo(
         console.print(
             f"[green]✓[/] started the simulated drone dock gateway {dock_gateway} (patrol)"
         )
+    for camera_gateway in (g.id for g in config.devices.gateways if g.kind == "camera"):
+        cameras = [c.id for c in config.devices.cameras if c.gateway == camera_gateway]
+        if not cameras:
+            continue
+        processes[f"cameras {camera_gateway}"] = CliProcess(
+            ["edge", "camera", "--gateway", camera_gateway, "--duration", str(duration_s)],
+            logs / f"edge-camera-{camera_gateway}.log",
+            env,
+        )
+        console.print(
+            f"[green]✓[/] started the camera gateway {camera_gateway}"
+            f" ({', '.join(cameras)}: rendered street scenes through the bundled model)"
+        )
     gateways = [
         Gateway(g.id, edge_session(config, g.id, root), build_channels(config, g.id))
         for g in config.devices.gateways
@@ -115,7 +128,7 @@ def run_demo(
                     g.session.pump()
                 refresh()
         for name, process in processes.items():
-            if name.startswith("dock "):
+            if name.startswith(("dock ", "cameras ")):
                 process.process.wait(timeout=60)
         return _summary(gateways, endpoints.database_url, console, started_at)
     finally:
@@ -191,7 +204,7 @@ def _summary(
         dock_ids = [
             r[0]
             for r in conn.execute(
-                "SELECT id FROM alerts WHERE device_kind = 'dock' AND received_at >= %s",
+                "SELECT id FROM alerts WHERE device_kind IN ('dock', 'camera') AND received_at >= %s",
                 (started_at,),
             ).fetchall()
         ]
@@ -242,7 +255,8 @@ def _summary(
     ok = len(rows) == len(published) + len(dock_ids) and pending == 0 and len(published) > 0
     mark = "[green]✓[/]" if ok else "[red]✗[/]"
     console.print(
-        f"{mark} {len(published)} sensor alerts published and {len(dock_ids)} from docks;"
+        f"{mark} {len(published)} sensor alerts published and {len(dock_ids)} from docks and"
+        " cameras;"
         f" {len(rows)} in the database,"
         f" {receipts} receipts received, {pending} still awaiting a receipt;"
         f" {len(orders)} work orders"

@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from citywatch import __version__
+from citywatch.cli.camera_cmds import edge_camera, edge_detect, edge_replay, sim_camera
 from citywatch.cli.dock_cmds import edge_dock
+from citywatch.cli.model_cmds import model_app
 from citywatch.cli.sim_cmds import sim_app
 from citywatch.config import ConfigError, check_files, load_config
 from citywatch.config.tree import CitywatchConfig
@@ -53,6 +55,7 @@ app.add_typer(edge_app, name="edge")
 app.add_typer(stream_app, name="stream")
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
+app.add_typer(model_app, name="model")
 
 DEFAULT_CONFIG = Path("configs/demo-district.yaml")
 ConfigOpt = Annotated[
@@ -248,6 +251,10 @@ def edge_sensor(
 
 
 edge_app.command("dock")(edge_dock)
+edge_app.command("camera")(edge_camera)
+edge_app.command("replay")(edge_replay)
+edge_app.command("detect")(edge_detect)
+sim_app.command("camera")(sim_camera)
 
 
 # -- stream ------------------------------------------------------------------------------------

@@ -68,6 +68,13 @@ def load_config(path: Path | str) -> CitywatchConfig:
     return config
 
 
+def config_files(path: Path | str) -> list[Path]:
+    """The file and every file it includes: what a hot-reloading agent watches."""
+    path = Path(path)
+    _, locations, _ = _read_merged(path)
+    return sorted({path.resolve()} | {where[0].resolve() for where in locations.values()})
+
+
 def check_files(paths: Iterable[Path]) -> list[ConfigProblem]:
     """Every problem in every file (empty when all are valid), for ``citywatch config check``."""
     problems: list[ConfigProblem] = []

@@ -1,0 +1,240 @@
+"""Detectors: which model a camera runs, how it reads its output, and the smoke second opinion.
+
+The default runs the bundled street model through onnxruntime (no torch on a gateway). A
+model's class names reach citywatch through ``class_map``, so a model trained with other
+names (``automobile``, ``fire_smoke``) serves the same rules without retraining.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from citywatch.config.base import ConfigModel
+
+__all__ = ["BUNDLED_WEIGHTS", "DetectorBackend", "DetectorConfig", "SmokeOpinionConfig"]
+
+DetectorBackend = Literal["onnx", "ultralytics"]
+
+BUNDLED_WEIGHTS: dict[DetectorBackend, str] = {
+    "onnx": "street/citywatch-street.onnx",
+    "ultralytics": "street/citywatch-street.pt",
+}
+"""The bundled street model per backend, relative to the repository's ``models/`` folder."""
+
+
+class DetectorConfig(ConfigModel):
+    """One camera's object detector."""
+
+    backend: DetectorBackend = Field(
+        default="onnx",
+        title="Backend",
+        description=(
+            "'onnx': onnxruntime and numpy only, for light gateways; 'ultralytics': any"
+            " weights ultralytics loads (.pt, .onnx, an OpenVINO folder), needs torch"
+        ),
+    )
+    weights: Path | None = Field(
+        default=None,
+        title="Weights",
+        description=(
+            "model file (or OpenVINO folder); empty = the bundled street model for the backend;"
+            " a relative path is read from the repository's models/ folder"
+        ),
+    )
+    imgsz: int = Field(
+        default=640,
+        ge=32,
+        le=4096,
+        multiple_of=32,
+        title="Inference size",
+        description=(
+            "pixels of the square the image is letterboxed into; a multiple of 32. An ONNX"
+            " model exported with a fixed size uses its own size"
+        ),
+    )
+    confidence: float = Field(
+        default=0.25, ge=0, le=1, title="Confidence", description="drop boxes scored below this"
+    )
+    iou: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        title="NMS IoU",
+        description="overlap above which the weaker of two boxes of one class is dropped",
+    )
+    class_map: dict[str, str] = Field(
+        default_factory=dict,
+        title="Class map",
+        description=(
+            "model class name → citywatch class, e.g. {automobile: car}; names not listed"
+            " keep their own name"
+        ),
+    )
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        title="Threads",
+        description="onnxruntime intra-op threads; empty = onnxruntime's choice (all cores)",
+    )
+    device: Literal["cpu"] = Field(
+        default="cpu", title="Device", description="where inference runs; only 'cpu' for now"
+    )
+
+    @field_validator("class_map")
+    @classmethod
+    def _class_names_not_empty(cls, value: dict[str, str]) -> dict[str, str]:
+        blank = [key for key, target in value.items() if not key.strip() or not target.strip()]
+        if blank:
+            raise ValueError(f"class_map entries need a model name and a class name: {blank}")
+        return value
+
+    def weights_path(self, models_dir: Path) -> Path:
+        """Where the weights are: the configured path, or the bundled model for the backend."""
+        path = self.weights if self.weights is not None else Path(BUNDLED_WEIGHTS[self.backend])
+        return path if path.is_absolute() else models_dir / path
+
+
+class SmokeOpinionConfig(ConfigModel):
+    """Thresholds of the classical smoke detector (motion, colour, texture, persistence).
+
+    Defaults suit a street camera at about 5 detections a second; the detector works on a
+    copy scaled to ``work_width_px`` so the pixel-sized knobs do not depend on the camera.
+    """
+
+    work_width_px: int = Field(
+        default=320,
+        ge=64,
+        le=1920,
+        title="Working width",
+        description="frames are scaled to this width (pixels) before analysis",
+    )
+    background_alpha: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        title="Background learning rate",
+        description="share of a still pixel's new value that enters the background per frame",
+    )
+    foreground_alpha: float = Field(
+        default=0.002,
+        ge=0,
+        le=1,
+        title="Foreground learning rate",
+        description="how fast a lasting change (smoke included) is absorbed into the background",
+    )
+    diff_threshold: int = Field(
+        default=14,
+        ge=1,
+        le=255,
+        title="Motion threshold",
+        description="grey-level change from the background that counts as motion",
+    )
+    max_saturation: int = Field(
+        default=70,
+        ge=0,
+        le=255,
+        title="Maximum saturation",
+        description="HSV saturation (0–255) above which a pixel is too colourful for smoke",
+    )
+    min_brightness: int = Field(
+        default=90,
+        ge=0,
+        le=255,
+        title="Minimum brightness",
+        description="HSV value (0–255) below which a pixel is too dark for grey-white smoke",
+    )
+    min_texture_ratio: float = Field(
+        default=0.08,
+        ge=0,
+        le=1,
+        title="Minimum texture ratio",
+        description=(
+            "local RMS gradient over the background's: below this the background is hidden"
+            " (a solid object), not veiled"
+        ),
+    )
+    max_texture_ratio: float = Field(
+        default=0.85,
+        gt=0,
+        le=2,
+        title="Maximum texture ratio",
+        description="above this the place is as sharp as the background: no veil of smoke",
+    )
+    min_structure_correlation: float = Field(
+        default=0.6,
+        ge=-1,
+        le=1,
+        title="Minimum structure correlation",
+        description=(
+            "correlation of local gradients with the background's: a veil keeps the"
+            " background's edges (near 1), a solid object replaces them (near 0)"
+        ),
+    )
+    min_background_texture: float = Field(
+        default=16.0,
+        ge=0,
+        title="Minimum background texture",
+        description=(
+            "RMS Sobel gradient (grey levels) below which the background is too flat to"
+            " judge a veil; there only new edges rule smoke out. Sensor noise alone gives about 10"
+        ),
+    )
+    persistence_frames: int = Field(
+        default=4,
+        ge=1,
+        le=100,
+        title="Persistence",
+        description="frames a pixel must look like smoke (at the same place) before it counts",
+    )
+    drift_window_frames: int = Field(
+        default=10,
+        ge=2,
+        le=200,
+        title="Drift window",
+        description="frames over which a smoke blob must stay in place",
+    )
+    max_drift: float = Field(
+        default=0.6,
+        ge=0,
+        title="Maximum drift",
+        description=(
+            "how far a smoke blob's centre may travel over the drift window, in blob sizes"
+            " (square root of its area): a plume grows in place, a car moves on"
+        ),
+    )
+    max_outline_sharpness: float = Field(
+        default=40.0,
+        ge=0,
+        title="Maximum outline sharpness",
+        description=(
+            "RMS gradient (grey levels) a blob's outline may add to the background's: a veil"
+            " fades out, a solid object ends in a sharp edge"
+        ),
+    )
+    min_area_fraction: float = Field(
+        default=0.004,
+        gt=0,
+        le=1,
+        title="Minimum area",
+        description="smallest smoke region as a share of the frame",
+    )
+    min_box_fraction: float = Field(
+        default=0.15,
+        gt=0,
+        le=1,
+        title="Second-opinion cover",
+        description="share of another detector's box that must look like smoke to confirm it",
+    )
+
+    @model_validator(mode="after")
+    def _texture_band_is_ordered(self) -> SmokeOpinionConfig:
+        if self.min_texture_ratio >= self.max_texture_ratio:
+            raise ValueError(
+                f"min_texture_ratio ({self.min_texture_ratio}) must be below max_texture_ratio"
+                f" ({self.max_texture_ratio})"
+            )
+        return self

@@ -1,0 +1,515 @@
+"""Back-testing: score the alerts of a replayed recording against labelled truth.
+
+An operator who changes a rule (a shorter dwell, a new zone) replays labelled recordings and
+wants to know, per alert kind, how many real events were found (recall), how many alerts
+were real (precision), how many repeated an alert already raised (duplicates) and how late
+each came. The truth is a JSON-lines file of expected alerts; only ``start`` messages of the
+run are detections, one per episode.
+
+An episode matches a truth event when the kinds are equal, the zones are equal (when both
+are known), the positions lie within a tolerance (when both are known), and the alert
+started within ``[truth start - early_s, truth end + slack_s]``. Matching is one-to-one
+and finds as many pairs as possible, preferring pairs closest to the expected start time;
+an unmatched episode that matches some (already taken) event is a duplicate, any other is a
+false positive. Both count against precision.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from citywatch.contracts.messages import Alert, AlertKind, Phase
+
+__all__ = [
+    "AlertEpisode",
+    "BacktestReport",
+    "Duplicate",
+    "FalsePositive",
+    "KindScore",
+    "Match",
+    "Miss",
+    "TruthEvent",
+    "TruthFileError",
+    "episodes_of",
+    "merge_reports",
+    "parse_truth",
+    "read_truth",
+    "render_report",
+    "render_suite",
+    "score",
+]
+
+Position = tuple[float, float]
+
+
+class TruthFileError(ValueError):
+    """A line of a truth file cannot be read; the message names the file and line."""
+
+
+class TruthEvent(BaseModel):
+    """One expected alert: what, where and from when (video seconds or wall time)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: AlertKind
+    zone: str | None = None
+    start_s: float | None = Field(default=None, ge=0, description="video seconds")
+    start: AwareDatetime | None = Field(default=None, description="wall time, ISO 8601")
+    end_s: float | None = Field(default=None, ge=0)
+    end: AwareDatetime | None = None
+    position: tuple[float, float] | None = Field(default=None, description="[x, y] in 0–1")
+    expected_delay_s: float | None = Field(
+        default=None, ge=0, description="overrides the kind's expected latency"
+    )
+    line: int | None = Field(default=None, description="where in the truth file (reports)")
+
+    @model_validator(mode="after")
+    def _one_start_and_sane_end(self) -> TruthEvent:
+        if (self.start_s is None) == (self.start is None):
+            raise ValueError("give exactly one of start_s (video seconds) or start (wall time)")
+        if self.end_s is not None and self.end is not None:
+            raise ValueError("give at most one of end_s or end")
+        if self.position is not None and not all(0 <= v <= 1 for v in self.position):
+            raise ValueError(f"position {list(self.position)} must be normalised to 0–1")
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError("end is before start")
+        if self.start_s is not None and self.end_s is not None and self.end_s < self.start_s:
+            raise ValueError("end_s is before start_s")
+        return self
+
+    def span_s(self, video_start: datetime) -> tuple[float, float | None]:
+        """(start, end or ``None`` if open) in video seconds."""
+        if self.start_s is not None:
+            start = self.start_s
+        else:
+            assert self.start is not None  # the validator guarantees one of the two
+            start = _seconds(self.start, video_start)
+        if self.end_s is not None:
+            end: float | None = self.end_s
+        elif self.end is not None:
+            end = _seconds(self.end, video_start)
+        else:
+            end = None
+        if end is not None and end < start:
+            raise ValueError(f"truth event {self.describe()} ends before it starts")
+        return start, end
+
+    def describe(self) -> str:
+        where = f" line {self.line}" if self.line is not None else ""
+        zone = f" in {self.zone}" if self.zone else ""
+        at = f" at ({self.position[0]:.2f}, {self.position[1]:.2f})" if self.position else ""
+        when = f"{self.start_s:g}s" if self.start_s is not None else f"{self.start}"
+        return f"{self.kind.value}{zone}{at} from {when}{where}"
+
+
+def _seconds(time: datetime, video_start: datetime) -> float:
+    return (time - video_start).total_seconds()
+
+
+def parse_truth(lines: Iterable[str], *, source: str = "<truth>") -> list[TruthEvent]:
+    """Truth events from JSON lines; blank lines and ``#`` comments are skipped."""
+    events = []
+    for number, text in enumerate(lines, start=1):
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TruthFileError(f"{source}:{number}: not valid JSON: {exc.msg}") from None
+        if not isinstance(raw, dict):
+            raise TruthFileError(f"{source}:{number}: each line is a JSON object")
+        try:
+            events.append(TruthEvent.model_validate({**raw, "line": number}))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}"
+                for err in exc.errors(include_url=False)
+            )
+            raise TruthFileError(f"{source}:{number}: {problems}") from None
+    return events
+
+
+def read_truth(path: Path | str) -> list[TruthEvent]:
+    """Read a truth file; see :func:`parse_truth`."""
+    path = Path(path)
+    with path.open(encoding="utf-8") as file:
+        return parse_truth(file, source=str(path))
+
+
+class AlertEpisode(BaseModel):
+    """One detection of the run: the first ``start`` message of an episode."""
+
+    model_config = ConfigDict(frozen=True)
+
+    episode_id: str
+    kind: AlertKind
+    zone: str | None
+    start_s: float
+    position: Position | None
+
+
+def episodes_of(alerts: Iterable[Alert], video_start: datetime) -> list[AlertEpisode]:
+    """The episodes that started in ``alerts`` (resent starts count once), by start time."""
+    first: dict[str, Alert] = {}
+    for alert in alerts:
+        if alert.phase is not Phase.START:
+            continue
+        known = first.get(alert.episode_id)
+        if known is None or alert.event_time < known.event_time:
+            first[alert.episode_id] = alert
+    episodes = [
+        AlertEpisode(
+            episode_id=alert.episode_id,
+            kind=alert.kind,
+            zone=alert.location.zone,
+            start_s=_seconds(alert.event_time, video_start),
+            position=_anchor(alert),
+        )
+        for alert in first.values()
+    ]
+    return sorted(episodes, key=lambda e: (e.start_s, e.episode_id))
+
+
+def _anchor(alert: Alert) -> Position | None:
+    x, y = alert.attributes.get("anchor_x"), alert.attributes.get("anchor_y")
+    if isinstance(x, int | float) and isinstance(y, int | float) and not isinstance(x, bool):
+        return float(x), float(y)
+    return None
+
+
+class Match(BaseModel):
+    scenario: str = ""
+    truth_index: int = Field(description="position in the truth list")
+    episode_id: str
+    truth: str
+    delay_s: float = Field(description="alert start - (truth start + expected latency)")
+
+
+class Duplicate(BaseModel):
+    scenario: str = ""
+    truth_index: int = Field(description="position in the truth list")
+    episode_id: str
+    truth: str
+
+
+class Miss(BaseModel):
+    scenario: str = ""
+    truth_index: int = Field(description="position in the truth list")
+    truth: str
+
+
+class FalsePositive(BaseModel):
+    scenario: str = ""
+    episode_id: str
+    kind: AlertKind
+    zone: str | None
+    start_s: float
+
+
+class KindScore(BaseModel):
+    """Counts for one kind (or all); rates are derived so merged scores stay exact."""
+
+    kind: str
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    duplicates: int = 0
+    delay_sum_s: float = 0.0
+    delay_max_s: float | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def precision(self) -> float | None:
+        """Matched episodes over all episodes; ``None`` when the run raised none."""
+        raised = self.tp + self.fp + self.duplicates
+        return self.tp / raised if raised else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def recall(self) -> float | None:
+        """Found events over all truth events; ``None`` when there were none."""
+        expected = self.tp + self.fn
+        return self.tp / expected if expected else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def delay_mean_s(self) -> float | None:
+        return self.delay_sum_s / self.tp if self.tp else None
+
+    def plus(self, other: KindScore, kind: str | None = None) -> KindScore:
+        maxima = [m for m in (self.delay_max_s, other.delay_max_s) if m is not None]
+        return KindScore(
+            kind=kind or self.kind,
+            tp=self.tp + other.tp,
+            fp=self.fp + other.fp,
+            fn=self.fn + other.fn,
+            duplicates=self.duplicates + other.duplicates,
+            delay_sum_s=self.delay_sum_s + other.delay_sum_s,
+            delay_max_s=max(maxima) if maxima else None,
+        )
+
+
+class BacktestReport(BaseModel):
+    """The score of one run (or of a suite of runs, see :func:`merge_reports`)."""
+
+    scenario: str = ""
+    kinds: dict[str, KindScore]
+    total: KindScore
+    matches: list[Match] = []
+    duplicates: list[Duplicate] = []
+    false_positives: list[FalsePositive] = []
+    misses: list[Miss] = []
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def failures(self, min_precision: float, min_recall: float) -> list[str]:
+        """What falls short, per kind and in total; empty when the run passes."""
+        found = []
+        for score in [*self.kinds.values(), self.total]:
+            if score.precision is not None and score.precision < min_precision:
+                found.append(f"{score.kind}: precision {score.precision:.2f} < {min_precision}")
+            if score.recall is not None and score.recall < min_recall:
+                found.append(f"{score.kind}: recall {score.recall:.2f} < {min_recall}")
+        return found
+
+    def passes(self, min_precision: float, min_recall: float) -> bool:
+        """Whether every kind and the total reach both rates (an undefined rate passes)."""
+        return not self.failures(min_precision, min_recall)
+
+
+def score(
+    alerts: Iterable[Alert],
+    truth: Sequence[TruthEvent],
+    *,
+    video_start: datetime,
+    latency_s: Mapping[AlertKind, float] | None = None,
+    position_tolerance: float = 0.08,
+    slack_s: float = 10.0,
+    early_s: float = 0.0,
+    scenario: str = "",
+) -> BacktestReport:
+    """Score the alerts of one run against its truth (see the module docstring).
+
+    ``video_start`` is the wall time of video second 0, used to place alert times and
+    wall-time truth on the video's clock; ``latency_s`` is how long after the condition
+    began each kind is expected to alert (the rule's dwell, a smoke window × fraction).
+    """
+    latency_s = latency_s or {}
+    episodes = episodes_of(alerts, video_start)
+    spans = [event.span_s(video_start) for event in truth]
+    expected = [
+        start
+        + (
+            event.expected_delay_s
+            if event.expected_delay_s is not None
+            else latency_s.get(event.kind, 0.0)
+        )
+        for event, (start, _) in zip(truth, spans, strict=True)
+    ]
+
+    def fits(episode: AlertEpisode, t: int) -> bool:
+        event, (start, end) = truth[t], spans[t]
+        if episode.kind is not event.kind:
+            return False
+        if episode.zone and event.zone and episode.zone != event.zone:
+            return False
+        if episode.position and event.position:
+            dx = episode.position[0] - event.position[0]
+            dy = episode.position[1] - event.position[1]
+            if math.hypot(dx, dy) > position_tolerance:
+                return False
+        latest = math.inf if end is None else end + slack_s
+        return start - early_s <= episode.start_s <= latest
+
+    def nearest_first(episode: AlertEpisode) -> list[int]:
+        fitting = [t for t in range(len(truth)) if fits(episode, t)]
+        return sorted(fitting, key=lambda t: abs(episode.start_s - expected[t]))
+
+    candidates = [nearest_first(e) for e in episodes]
+    owner = _max_matching(candidates, len(truth))
+
+    report = BacktestReport(scenario=scenario, kinds={}, total=KindScore(kind="total"))
+    scores: dict[str, KindScore] = {
+        kind.value: KindScore(kind=kind.value)
+        for kind in sorted({e.kind for e in episodes} | {t.kind for t in truth})
+    }
+    matched_episode = {e: t for t, e in enumerate(owner) if e is not None}
+    for index, episode in enumerate(episodes):
+        kind_score = scores[episode.kind.value]
+        t = matched_episode.get(index)
+        if t is not None:
+            delay = episode.start_s - expected[t]
+            kind_score.tp += 1
+            kind_score.delay_sum_s += delay
+            kind_score.delay_max_s = max(delay, kind_score.delay_max_s or -math.inf)
+            report.matches.append(
+                Match(
+                    scenario=scenario,
+                    episode_id=episode.episode_id,
+                    truth_index=t,
+                    truth=truth[t].describe(),
+                    delay_s=delay,
+                )
+            )
+        elif candidates[index]:
+            kind_score.duplicates += 1
+            report.duplicates.append(
+                Duplicate(
+                    scenario=scenario,
+                    episode_id=episode.episode_id,
+                    truth_index=candidates[index][0],
+                    truth=truth[candidates[index][0]].describe(),
+                )
+            )
+        else:
+            kind_score.fp += 1
+            report.false_positives.append(
+                FalsePositive(
+                    scenario=scenario,
+                    episode_id=episode.episode_id,
+                    kind=episode.kind,
+                    zone=episode.zone,
+                    start_s=episode.start_s,
+                )
+            )
+    for t, event in enumerate(truth):
+        if owner[t] is None:
+            scores[event.kind.value].fn += 1
+            report.misses.append(Miss(scenario=scenario, truth_index=t, truth=event.describe()))
+    report.kinds = scores
+    report.total = _total(scores.values())
+    return report
+
+
+def _max_matching(candidates: list[list[int]], truth_count: int) -> list[int | None]:
+    """Maximum one-to-one matching of episodes to truth events (augmenting paths).
+
+    Episodes are taken in start order and try their candidates nearest the expected time
+    first, so among equally large matchings the time-closest pairs are preferred. Returns,
+    per truth event, the index of its episode or ``None``.
+    """
+    owner: list[int | None] = [None] * truth_count
+
+    def augment(episode: int, seen: set[int]) -> bool:
+        for t in candidates[episode]:
+            if t in seen:
+                continue
+            seen.add(t)
+            current = owner[t]
+            if current is None or augment(current, seen):
+                owner[t] = episode
+                return True
+        return False
+
+    for episode in range(len(candidates)):
+        augment(episode, set())
+    return owner
+
+
+def _total(scores: Iterable[KindScore]) -> KindScore:
+    total = KindScore(kind="total")
+    for kind_score in scores:
+        total = total.plus(kind_score, kind="total")
+    return total
+
+
+def merge_reports(reports: Iterable[BacktestReport], scenario: str = "suite") -> BacktestReport:
+    """One report over many scenarios: counts and delays summed, rates recomputed."""
+    merged = BacktestReport(scenario=scenario, kinds={}, total=KindScore(kind="total"))
+    for report in reports:
+        for kind, kind_score in report.kinds.items():
+            known = merged.kinds.get(kind)
+            merged.kinds[kind] = kind_score if known is None else known.plus(kind_score)
+        merged.matches.extend(report.matches)
+        merged.duplicates.extend(report.duplicates)
+        merged.false_positives.extend(report.false_positives)
+        merged.misses.extend(report.misses)
+    merged.kinds = dict(sorted(merged.kinds.items()))
+    merged.total = _total(merged.kinds.values())
+    return merged
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _delay(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.1f}"
+
+
+def _score_row(table: Table, label: str, s: KindScore, *, style: str = "") -> None:
+    table.add_row(
+        label,
+        str(s.tp),
+        str(s.fp),
+        str(s.fn),
+        str(s.duplicates),
+        _rate(s.precision),
+        _rate(s.recall),
+        _delay(s.delay_mean_s),
+        _delay(s.delay_max_s),
+        style=style,
+    )
+
+
+def _score_table(title: str, first: str) -> Table:
+    table = Table(title=title)
+    table.add_column(first)
+    for name in ("TP", "FP", "FN", "dup", "precision", "recall", "delay mean s", "delay max s"):
+        table.add_column(name, justify="right")
+    return table
+
+
+def render_report(report: BacktestReport, console: Console, *, details: bool = True) -> None:
+    """Print the per-kind table and, with ``details``, what was missed or raised in error."""
+    table = _score_table(f"Back-test {report.scenario}".strip(), "kind")
+    for kind, kind_score in report.kinds.items():
+        _score_row(table, kind, kind_score)
+    _score_row(table, "total", report.total, style="bold")
+    console.print(table)
+    if not details:
+        return
+    for miss in report.misses:
+        console.print(f"[red]missed[/red] {_where(miss.scenario)}{miss.truth}")
+    for fp in report.false_positives:
+        console.print(
+            f"[yellow]false alarm[/yellow] {_where(fp.scenario)}{fp.episode_id}"
+            f" {fp.kind.value} {escape(fp.zone or '')} at {fp.start_s:.1f}s"
+        )
+    for dup in report.duplicates:
+        console.print(
+            f"[yellow]duplicate[/yellow] {_where(dup.scenario)}{dup.episode_id} of {dup.truth}"
+        )
+
+
+def _where(scenario: str) -> str:
+    return escape(f"[{scenario}] ") if scenario else ""
+
+
+def render_suite(reports: Sequence[BacktestReport], console: Console) -> BacktestReport:
+    """Print one row per scenario and the merged total; return the merged report."""
+    table = _score_table("Back-test suite", "scenario")
+    for report in reports:
+        _score_row(table, report.scenario or "?", report.total)
+    merged = merge_reports(reports)
+    _score_row(table, "all", merged.total, style="bold")
+    console.print(table)
+    return merged

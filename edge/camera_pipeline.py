@@ -1,0 +1,289 @@
+"""One camera's path from a frame to the messages it causes, shared by the live agent and
+``citywatch edge replay``.
+
+frame → detector (or rows of a detection file) → optional classical smoke opinion → rule
+engine (tracking, zones, dwell, persistence) → alert messages, with evidence written at the
+start of each episode. The wall-clock time of a frame is ``start_time + pts_s``: the live
+agent sets ``start_time`` when the source opens, replay takes it from ``--start``; that is
+why a replay of a recording yields exactly the alerts the live agent published.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from citywatch.config.camera import CameraConfig, EvidenceConfig, SmokeRule
+from citywatch.contracts import Alert, DeviceKind, DeviceRef
+from citywatch.contracts.messages import Evidence, EvidenceRef, Phase
+from citywatch.edge.camera_alerts import alert_for, episode_id
+from citywatch.edge.camera_rules import CameraRules, RuleEvent
+from citywatch.edge.evidence import (
+    ClipReady,
+    ClipRecorder,
+    EvidenceStore,
+    FrameRing,
+    annotate,
+    evidence_label,
+    zone_overlays,
+)
+from citywatch.hardware.frames import Frame
+from citywatch.models.detections import Detections, Detector
+from citywatch.models.smoke_classical import ClassicalSmokeDetector
+
+__all__ = ["CameraOutput", "CameraPipeline", "PipelineStats"]
+
+log = logging.getLogger(__name__)
+
+SMOKE = "smoke"
+
+
+@dataclass
+class CameraOutput:
+    """What one step produced: alerts (QoS 1, until receipted) and evidence notices."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+
+    def extend(self, other: CameraOutput) -> None:
+        self.alerts += other.alerts
+        self.evidence += other.evidence
+
+    @property
+    def messages(self) -> list[Alert | Evidence]:
+        return [*self.alerts, *self.evidence]
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0
+    detections: int = 0
+    alerts: int = 0
+    inference_s: float = 0.0
+    pipeline_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    """A clip from ``before_s`` before an episode starts to ``after_s`` after."""
+
+    before_s: float = 4.0
+    after_s: float = 4.0
+    width_px: int = 640
+    """Frames are kept (JPEG) at this width: a clip illustrates, the snapshot is full size."""
+
+    @classmethod
+    def of(cls, config: EvidenceConfig) -> ClipSettings:
+        return cls(
+            config.clip_before.total_seconds(),
+            config.clip_after.total_seconds(),
+            config.clip_width_px,
+        )
+
+
+class CameraPipeline:
+    """Frames in, messages out, for one camera. Not thread-safe: one per camera thread."""
+
+    def __init__(
+        self,
+        *,
+        site_id: str,
+        camera: CameraConfig,
+        tz: str,
+        start_time: datetime,
+        detector: Detector | None = None,
+        evidence: EvidenceStore | None = None,
+        clips: ClipSettings | None = None,
+        on_detections: Callable[[Frame, Detections], None] | None = None,
+    ) -> None:
+        if start_time.tzinfo is None:
+            raise ValueError("start_time must be timezone-aware")
+        self.site_id = site_id
+        self.camera = camera
+        self.tz = tz
+        self.start_time = start_time
+        self.detector = detector
+        self.evidence = evidence
+        self.clip_settings = clips
+        self.on_detections = on_detections
+        """Sees every frame's detections: how a run is recorded as a detection file."""
+        self.stats = PipelineStats()
+        self._rules: CameraRules | None = None
+        self._smoke_opinion: ClassicalSmokeDetector | None = self._opinion_for(camera)
+        self._clips: ClipRecorder | None = None
+        self._clip_ids: dict[str, str] = {}
+        """Clip name → the alert id it illustrates (for the Evidence notice)."""
+        self._last_frame: Frame | None = None
+        self._best: dict[str, float] = {}
+        """Episode → confidence of its last snapshot (a better frame replaces it)."""
+        if evidence is not None and clips is not None:
+            self._clips = ClipRecorder(
+                evidence,
+                before_s=clips.before_s,
+                after_s=clips.after_s,
+                ring=FrameRing(max_age_s=clips.before_s + 1.0, max_frames=256),
+            )
+
+    # -- time ----------------------------------------------------------------------------------
+    def wall_time(self, pts_s: float) -> datetime:
+        """The aware UTC time of the frame at ``pts_s`` (video seconds)."""
+        return self.start_time + timedelta(seconds=pts_s)
+
+    @property
+    def device(self) -> DeviceRef:
+        return DeviceRef(site=self.site_id, kind=DeviceKind.CAMERA, id=self.camera.id)
+
+    @property
+    def open_episodes(self) -> int:
+        return len(self._rules.open_episodes) if self._rules is not None else 0
+
+    # -- processing ----------------------------------------------------------------------------
+    def process(self, frame: Frame, detections: Detections | None = None) -> CameraOutput:
+        """Evaluate one frame; ``detections`` given (replay of a detection file) skip the
+        detector."""
+        begun = time.perf_counter()
+        if detections is None:
+            if self.detector is None:
+                raise ValueError(f"camera {self.camera.id}: no detector and no detections")
+            detections = self.detector.detect(frame.image)
+            self.stats.inference_s += time.perf_counter() - begun
+        if self.on_detections is not None:
+            self.on_detections(frame, detections)
+        rules = self._rules_for(frame)
+        smoke_confirmed = self._smoke_confirmed(frame, detections)
+        events = rules.step(frame.pts_s, self.wall_time(frame.pts_s), detections, smoke_confirmed)
+        out = self._emit(events, frame)
+        if self._clips is not None:
+            out.extend(self._clip_notices(self._clips.push(self._clip_frame(frame))))
+        self._last_frame = frame
+        self.stats.frames += 1
+        self.stats.detections += len(detections)
+        self.stats.pipeline_s += time.perf_counter() - begun
+        return out
+
+    def finish(self) -> CameraOutput:
+        """End every open episode and finish pending clips (the stream ended)."""
+        out = CameraOutput()
+        if self._rules is not None and self._last_frame is not None:
+            pts = self._last_frame.pts_s
+            out = self._emit(self._rules.flush(pts, self.wall_time(pts)), self._last_frame)
+        if self._clips is not None:
+            out.extend(self._clip_notices(self._clips.flush()))
+        return out
+
+    def reconfigure(self, camera: CameraConfig) -> CameraOutput:
+        """Apply changed zones and rules without losing the objects' dwell clocks."""
+        if camera.id != self.camera.id:
+            raise ValueError(f"cannot reconfigure camera {self.camera.id} as {camera.id}")
+        self.camera = camera
+        if self._opinion_for(camera) is None:
+            self._smoke_opinion = None
+        elif self._smoke_opinion is None:
+            self._smoke_opinion = self._opinion_for(camera)
+        if self._rules is None or self._last_frame is None:
+            self._rules = None
+            return CameraOutput()
+        return self._emit(self._rules.update_config(camera), self._last_frame)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _rules_for(self, frame: Frame) -> CameraRules:
+        if self._rules is None:
+            self._rules = CameraRules(self.camera, frame.width, frame.height, self.tz)
+        return self._rules
+
+    @staticmethod
+    def _opinion_for(camera: CameraConfig) -> ClassicalSmokeDetector | None:
+        wanted = any(isinstance(r, SmokeRule) and r.confirm_with_classical for r in camera.rules)
+        return ClassicalSmokeDetector() if wanted else None
+
+    def _smoke_confirmed(self, frame: Frame, detections: Detections) -> bool | None:
+        if self._smoke_opinion is None:
+            return None
+        keep = [i for i, name in enumerate(detections.class_name) if name == SMOKE]
+        smoke = Detections(
+            detections.xyxy[keep], detections.confidence[keep], tuple([SMOKE] * len(keep))
+        )
+        return bool(self._smoke_opinion.opinion(frame.image, smoke).any())
+
+    def _emit(self, events: list[RuleEvent], frame: Frame) -> CameraOutput:
+        out = CameraOutput()
+        for event in events:
+            refs = self._evidence_for(event, frame)
+            alert = alert_for(event, site=self.site_id, camera=self.camera, evidence=refs)
+            out.alerts.append(alert)
+            if event.phase is Phase.END:
+                self._best.pop(alert.episode_id, None)
+        self.stats.alerts += len(out.alerts)
+        return out
+
+    def _evidence_for(self, event: RuleEvent, frame: Frame) -> tuple[EvidenceRef, ...]:
+        """Snapshot and crop at the start (and when a clearly better frame comes along);
+        the clip is announced by an :class:`Evidence` message once it is written."""
+        store = self.evidence
+        if store is None or event.phase is Phase.END:
+            return ()
+        episode = episode_id(self.camera.id, event)
+        best = self._best.get(episode)
+        if event.phase is Phase.UPDATE and (best is None or event.confidence < best + 0.1):
+            return ()
+        self._best[episode] = event.confidence
+        name = f"{episode}.{event.seq}"
+        zones = zone_overlays(
+            [z for z in self.camera.zones if z.name == event.zone or z.mask],
+            frame.width,
+            frame.height,
+        )
+        label = evidence_label(event.class_name, event.confidence, event.dwell_s)
+        try:
+            snapshot = store.write_snapshot(
+                name, event.time, annotate(frame.image, zones, event.xyxy, label)
+            )
+            crop = store.write_crop(name, event.time, frame.image, event.xyxy)
+        except OSError as exc:
+            log.error(
+                "camera %s: cannot write evidence for %s: %s (the alert goes without it)",
+                self.camera.id,
+                name,
+                exc,
+                extra={"camera": self.camera.id, "alert_id": name},
+            )
+            return ()
+        refs = [snapshot, crop]
+        if event.phase is Phase.START and self._clips is not None:
+            self._clip_ids[name] = name
+            self._clips.trigger(name, event.pts_s, event.time)
+        return tuple(refs)
+
+    def _clip_frame(self, frame: Frame) -> Frame:
+        settings = self.clip_settings
+        if settings is None or frame.width <= settings.width_px:
+            return frame
+        import cv2
+
+        scale = settings.width_px / frame.width
+        small = cv2.resize(
+            frame.image,
+            (settings.width_px, round(frame.height * scale)),
+            interpolation=cv2.INTER_AREA,
+        )
+        return Frame(np.asarray(small, dtype=np.uint8), frame.index, frame.pts_s)
+
+    def _clip_notices(self, ready: list[ClipReady]) -> CameraOutput:
+        out = CameraOutput()
+        for clip in ready:
+            alert_id = self._clip_ids.pop(clip.name, clip.name)
+            out.evidence.append(
+                Evidence(
+                    id=f"{alert_id}.clip",
+                    device=self.device,
+                    alert_id=alert_id,
+                    ref=clip.ref,
+                    event_time=self.wall_time(clip.end_s),
+                )
+            )
+        return out

@@ -1,0 +1,249 @@
+"""The onnx backend: a YOLO model exported by ultralytics, run with onnxruntime and numpy only.
+
+For light gateways that cannot carry torch. Pre- and post-processing repeat ultralytics'
+own (letterbox with grey 114 padding, best class per anchor, class-aware NMS, boxes scaled
+back with the letterbox's rounding), so on the same weights both backends report the same
+boxes; a test pins it. This module must never import torch or ultralytics (a test reads
+its imports).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from citywatch.models.detections import Detections, Image
+from citywatch.models.detector_factory import (
+    ModelClasses,
+    ModelFormatError,
+    check_weights,
+    drop_empty_boxes,
+    require_classes,
+)
+
+__all__ = ["Letterbox", "OnnxDetector", "letterbox", "nms"]
+
+log = logging.getLogger(__name__)
+
+MAX_DET = 300
+"""Boxes kept per image after NMS, as ultralytics."""
+_CLASS_OFFSET_PX = 7680.0
+"""Shift per class index that keeps NMS from suppressing across classes (ultralytics' max_wh)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    """Where an image went inside the model input: scale per axis and top-left padding."""
+
+    gain_x: float
+    gain_y: float
+    pad_x: int
+    pad_y: int
+
+
+def letterbox(
+    image: Image, size_hw: tuple[int, int], pad_value: int = 114
+) -> tuple[NDArray[np.uint8], Letterbox]:
+    """Resize keeping the aspect ratio, then pad centred to ``size_hw`` (ultralytics' rounding)."""
+    h, w = image.shape[:2]
+    out_h, out_w = size_hw
+    r = min(out_h / h, out_w / w)
+    new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+    if (new_w, new_h) != (w, h):
+        image = np.asarray(cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR))
+    dw, dh = (out_w - new_w) / 2, (out_h - new_h) / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    padded = cv2.copyMakeBorder(
+        image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3
+    )
+    return np.asarray(padded, np.uint8), Letterbox(new_w / w, new_h / h, left, top)
+
+
+def nms(
+    boxes: NDArray[np.float32], scores: NDArray[np.float32], iou_threshold: float
+) -> NDArray[np.intp]:
+    """Indices kept by greedy NMS, best first; drops boxes overlapping a kept one by > iou."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        union = areas[i] + areas[rest] - inter
+        overlap = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        order = rest[overlap <= iou_threshold]
+    return np.asarray(keep, dtype=np.intp)
+
+
+class OnnxDetector:
+    """A YOLO detection model exported to ONNX by ultralytics, on onnxruntime's CPU provider."""
+
+    def __init__(
+        self,
+        weights: Path,
+        *,
+        imgsz: int = 640,
+        confidence: float = 0.25,
+        iou: float = 0.5,
+        class_map: Mapping[str, str] | None = None,
+        threads: int | None = None,
+        config_key: str = "detector.weights",
+    ) -> None:
+        self.weights = check_weights(Path(weights), config_key)
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(
+                str(self.weights), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph
+            raise ModelFormatError(
+                f"onnxruntime cannot load {self.weights} ({exc}); check that it is a complete"
+                " ONNX file exported by ultralytics (format='onnx')"
+            ) from exc
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self._mapping = ModelClasses.build(
+            _metadata_names(meta, self.weights), class_map or {}, source=str(self.weights)
+        )
+        if meta.get("task", "detect") != "detect":
+            raise ModelFormatError(
+                f"{self.weights} is a {meta['task']!r} model; citywatch needs a 'detect' model"
+            )
+        self._end2end = meta.get("end2end", "False") == "True"
+        model_input = self._session.get_inputs()[0]
+        self._input_name = model_input.name
+        self.input_hw = _input_size(model_input.shape, imgsz, meta, self.weights)
+        self.confidence = confidence
+        self.iou = iou
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self._mapping.classes
+
+    @property
+    def model_classes(self) -> tuple[str, ...]:
+        """The model's own class names, by class index."""
+        return self._mapping.model_names
+
+    def require_classes(self, names: Iterable[str], context: str = "a rule") -> None:
+        require_classes(self, names, context)
+
+    def detect(self, image: Image) -> Detections:
+        padded, placement = letterbox(image, self.input_hw)
+        blob = padded[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        output = self._session.run(None, {self._input_name: np.ascontiguousarray(blob)})[0]
+        if self._end2end:
+            boxes, scores, class_ids = self._decode_end2end(np.asarray(output[0]))
+        else:
+            boxes, scores, class_ids = self._decode(np.asarray(output[0]))
+        if not len(boxes):
+            return Detections.empty()
+        boxes = _undo_letterbox(boxes, placement, image.shape[:2])
+        names = tuple(self._mapping.names[int(c)] for c in class_ids)
+        return drop_empty_boxes(Detections(boxes, np.clip(scores, 0.0, 1.0), names))
+
+    def _decode(
+        self, raw: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.intp]]:
+        """(4 + nc, N) rows of cx, cy, w, h and class scores → boxes after NMS."""
+        nc = len(self._mapping.model_names)
+        if raw.shape[0] != 4 + nc and raw.shape[1] == 4 + nc:
+            raw = raw.T
+        if raw.shape[0] != 4 + nc:
+            raise ModelFormatError(
+                f"{self.weights}: output of shape {raw.shape} does not match 4 + {nc} classes;"
+                " re-export the model with ultralytics (format='onnx', nms=False)"
+            )
+        class_scores = raw[4:]
+        class_ids = class_scores.argmax(axis=0)
+        scores = class_scores[class_ids, np.arange(raw.shape[1])]
+        keep = scores > self.confidence
+        cx, cy, w, h = raw[:4, keep]
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        scores, class_ids = scores[keep], class_ids[keep]
+        shifted = boxes + (class_ids[:, None] * _CLASS_OFFSET_PX).astype(np.float32)
+        kept = nms(shifted, scores, self.iou)[:MAX_DET]
+        return boxes[kept].astype(np.float32), scores[kept].astype(np.float32), class_ids[kept]
+
+    def _decode_end2end(
+        self, raw: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.intp]]:
+        """(N, 6) rows of x1, y1, x2, y2, score, class from a model with NMS built in."""
+        keep = raw[:, 4] > self.confidence
+        rows = raw[keep][:MAX_DET]
+        return (
+            rows[:, :4].astype(np.float32),
+            rows[:, 4].astype(np.float32),
+            rows[:, 5].astype(np.intp),
+        )
+
+
+def _undo_letterbox(
+    boxes: NDArray[np.float32], placement: Letterbox, shape_hw: tuple[int, ...]
+) -> NDArray[np.float32]:
+    out = boxes.astype(np.float32, copy=True)
+    out[:, [0, 2]] = (out[:, [0, 2]] - placement.pad_x) / placement.gain_x
+    out[:, [1, 3]] = (out[:, [1, 3]] - placement.pad_y) / placement.gain_y
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, shape_hw[1])
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, shape_hw[0])
+    return out
+
+
+def _metadata_names(meta: Mapping[str, str], weights: Path) -> dict[int, str]:
+    """The ``names`` ultralytics writes into the ONNX metadata: a Python dict literal."""
+    text = meta.get("names")
+    if text is None:
+        raise ModelFormatError(
+            f"{weights} has no 'names' metadata, so its classes are unknown; export it with"
+            " ultralytics (yolo export format=onnx) or use backend 'ultralytics'"
+        )
+    try:
+        names = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as exc:
+        raise ModelFormatError(f"{weights}: unreadable 'names' metadata {text[:80]!r}") from exc
+    if isinstance(names, list | tuple):
+        names = dict(enumerate(names))
+    if not isinstance(names, dict) or not names:
+        raise ModelFormatError(f"{weights}: 'names' metadata is not a class dict: {text[:80]!r}")
+    return {int(k): str(v) for k, v in names.items()}
+
+
+def _input_size(
+    shape: list[int | str | None], imgsz: int, meta: Mapping[str, str], weights: Path
+) -> tuple[int, int]:
+    """The model's own (h, w) when exported with a fixed size, else ``imgsz`` square."""
+    if len(shape) != 4:
+        raise ModelFormatError(f"{weights}: input of shape {shape} is not NCHW")
+    h, w = shape[2], shape[3]
+    if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
+        if (h, w) != (imgsz, imgsz):
+            log.info(
+                "%s was exported at %dx%d; using that instead of detector.imgsz %d",
+                weights,
+                w,
+                h,
+                imgsz,
+            )
+        return h, w
+    stride = int(meta.get("stride", "32"))
+    if imgsz % stride:
+        raise ModelFormatError(
+            f"detector.imgsz {imgsz} is not a multiple of the model stride {stride}"
+        )
+    return imgsz, imgsz

@@ -1,0 +1,136 @@
+"""The camera gateway's shell: model loading errors, hot reload, telemetry, a full run."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from citywatch.cli.main import app
+from citywatch.config import load_config
+from citywatch.contracts import Alert, Telemetry
+from citywatch.contracts.messages import Evidence
+from citywatch.edge.camera_agent import CameraGateway
+from citywatch.edge.outbox import PutResult
+from tests.conftest import REPO
+
+runner = CliRunner()
+CAMERA = "cam-parked-car"
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.messages: list[Alert | Telemetry | Evidence] = []
+
+    def publish_many(self, messages: Sequence[Alert | Telemetry | Evidence]) -> PutResult:
+        self.messages += messages
+        return PutResult(stored=len(messages), duplicates=0, shed=0, refused=())
+
+
+@pytest.fixture
+def suite_copy(tmp_path: Path) -> Path:
+    """A private copy of the suite config to edit: (main file, cameras file)."""
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    return tmp_path / "configs" / "scenario-suite.yaml"
+
+
+def _cameras_file(config: Path) -> Path:
+    return config.parent / "scenario-suite" / "cameras.yaml"
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def _gateway(config: Path, publisher: Collected | None = None) -> CameraGateway:
+    return CameraGateway(
+        load_config(config), "gw-suite", publisher or Collected(), config_path=config
+    )
+
+
+def test_a_changed_rule_reaches_the_running_cameras(suite_copy: Path) -> None:
+    gateway = _gateway(suite_copy)
+    _edit(_cameras_file(suite_copy), "dwell: 20s", "dwell: 45s")
+    assert gateway.check_reload()
+    worker = gateway.workers[CAMERA]
+    assert worker._pending is not None
+    assert worker._pending.rules[0].dwell.total_seconds() == 45  # type: ignore[union-attr]
+
+
+def test_an_invalid_change_is_refused_with_file_line_and_field(
+    suite_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = _gateway(suite_copy)
+    _edit(_cameras_file(suite_copy), "dwell: 20s", "dwell: soon")
+    assert not gateway.check_reload()
+    assert gateway.reload_failures == 1
+    assert gateway.workers[CAMERA]._pending is None
+    refused = [r.getMessage() for r in caplog.records if "config change rejected" in r.getMessage()]
+    assert refused and "cameras.yaml:" in refused[0] and "dwell" in refused[0]
+
+
+def test_a_rule_for_a_class_the_model_lacks_is_refused_on_reload(suite_copy: Path) -> None:
+    gateway = _gateway(suite_copy)
+    _edit(
+        _cameras_file(suite_copy),
+        "zones: [no-parking-curb], dwell: 20s,",
+        "zones: [no-parking-curb], dwell: 20s, classes: [tractor],",
+    )
+    assert not gateway.check_reload()
+    assert gateway.reload_failures == 1
+
+
+def test_nothing_changed_means_no_reload(suite_copy: Path) -> None:
+    gateway = _gateway(suite_copy)
+    assert not gateway.check_reload()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("source: {url: \"synthetic:parked-car\", detect_fps: 5}",
+          "source: {url: \"synthetic:parked-car\", detect_fps: 5}\n      detector: {weights: /nowhere/model.onnx}"),
+         "/nowhere/model.onnx"),
+        (("zones: [no-parking-curb], dwell: 20s,", "zones: [no-parking-curb], dwell: 20s, classes: [tractor],"),
+         "tractor"),
+    ],
+)  # fmt: skip
+def test_the_agent_refuses_to_start_without_its_model_or_classes(
+    suite_copy: Path, edit: tuple[str, str], message: str
+) -> None:
+    _edit(_cameras_file(suite_copy), *edit)
+    result = runner.invoke(
+        app, ["edge", "camera", "--gateway", "gw-suite", "--config", str(suite_copy)]
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_one_camera_runs_its_scene_and_reports_telemetry(suite_copy: Path) -> None:
+    """The whole agent path on one short scene, played as fast as the model goes."""
+    cameras = _cameras_file(suite_copy)
+    _edit(cameras, 'source: {url: "synthetic:parked-car", detect_fps: 5}',
+          'source: {url: "synthetic:parked-car", detect_fps: 1, speed: 0}')  # fmt: skip
+    config = load_config(suite_copy)
+    only = tuple(c for c in config.devices.cameras if c.id == CAMERA)
+    config = config.model_copy(
+        update={"devices": config.devices.model_copy(update={"cameras": only})}
+    )
+    collected = Collected()
+    gateway = CameraGateway(config, "gw-suite", collected, telemetry_interval_s=3600)
+    gateway.run(duration_s=120)
+    worker = gateway.workers[CAMERA]
+    assert worker.stats.finished and worker.stats.errors == 0
+    assert worker.stats.frames == pytest.approx(
+        config.devices.cameras[0].source.detect_fps * 60, abs=20
+    )
+    telemetry = [m for m in collected.messages if isinstance(m, Telemetry)]
+    assert telemetry and telemetry[-1].metrics["frames_read"] > worker.stats.frames
+    assert {"fps", "inference_ms", "dropped_frames", "last_frame_age_s"} <= set(
+        telemetry[-1].metrics
+    )

@@ -1,0 +1,140 @@
+"""Stationary objects: robust to jitter, a dwell clock in video seconds, a memory when lost."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from citywatch.edge.stationary import StationaryObjects, StationaryParams
+from citywatch.edge.tracking import TrackedObject
+
+FPS = 5
+PARAMS = StationaryParams(window_s=5, max_displacement=0.15, lost_grace_s=10)
+CAR = (400.0, 300.0, 600.0, 410.0)  # diagonal ≈ 228 px; 0.15 of it ≈ 34 px
+
+
+def track(track_id: int, box: Box, conf: float = 0.8) -> TrackedObject:
+    return TrackedObject(track_id, box, conf, "car")
+
+
+Box = tuple[float, float, float, float]
+
+
+def shifted(box: Box, dx: float, dy: float = 0.0) -> Box:
+    return (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
+
+
+@pytest.mark.parametrize(
+    ("jitter_px", "speed_px_s", "stationary"),
+    [
+        (0, 0, True),
+        (5, 0, True),  # ±2 % of the diagonal per frame
+        (12, 0, True),  # ±5 %: a shaky box at night
+        (0, 30, False),  # a car creeping through a jam
+        (5, 120, False),  # a car driving past
+    ],
+)
+def test_stationary_despite_jitter_but_not_when_moving(
+    jitter_px: float, speed_px_s: float, stationary: bool
+) -> None:
+    """The anchor's median drift and spread decide, not one frame's box."""
+    rng = np.random.default_rng(1)
+    objects = StationaryObjects(PARAMS, {"car"})
+    for i in range(10 * FPS):
+        pts = i / FPS
+        dx, dy = rng.normal(0, jitter_px, 2) if jitter_px else (0.0, 0.0)
+        objects.update(pts, [track(1, shifted(CAR, speed_px_s * pts + dx, dy))])
+    (obj,) = objects.objects
+    assert obj.is_stationary is stationary
+
+
+def test_dwell_clock_counts_video_seconds_since_it_stood_still() -> None:
+    """Stationary once a full window is still; the dwell counts from the window's start."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    for i in range(5 * FPS):
+        objects.update(i / FPS, [track(1, CAR)])
+    (obj,) = objects.objects
+    assert not obj.is_stationary and obj.dwell_s(4.8) == 0
+    objects.update(5.0, [track(1, CAR)])
+    assert obj.is_stationary and obj.stationary_since_s == 0.0
+    assert obj.dwell_s(65.0) == 65.0
+
+
+def test_stationary_object_that_drives_away_is_no_longer_stationary() -> None:
+    """Once the median of the last half window leaves the parked position, it moved."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    for i in range(20 * FPS):
+        pts = i / FPS
+        objects.update(pts, [track(1, shifted(CAR, max(0.0, pts - 10) * 100))])
+        if pts < 10:
+            assert objects.objects[0].is_stationary is (pts >= 5)
+    assert not objects.objects[0].is_stationary
+
+
+def test_lost_stationary_object_is_remembered_for_the_grace_then_forgotten() -> None:
+    """Missing for up to lost_grace it keeps its clock; after that update() returns it."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    for i in range(10 * FPS):
+        objects.update(i / FPS, [track(1, CAR)])
+    assert objects.update(19.6, []) == []
+    assert objects.objects[0].dwell_s(19.6) == 19.6
+    (forgotten,) = objects.update(20.0, [])
+    assert forgotten.object_id == 1 and objects.objects == []
+
+
+@pytest.mark.parametrize(
+    ("new_box", "inherits"),
+    [
+        (CAR, True),
+        (shifted(CAR, 20), True),  # IoU ≈ 0.82
+        (shifted(CAR, 120), False),  # IoU ≈ 0.25: another place
+    ],
+)
+def test_new_track_on_the_same_place_inherits_identity_and_dwell(
+    new_box: Box, inherits: bool
+) -> None:
+    """A new id where a lost stationary object stood takes over its identity and clock."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    for i in range(10 * FPS):
+        objects.update(i / FPS, [track(1, CAR)])
+    objects.update(14.0, [track(7, new_box)])
+    ids = [obj.object_id for obj in objects.objects]
+    if inherits:
+        (obj,) = objects.objects
+        assert (obj.object_id, obj.track_id, obj.stationary_since_s) == (1, 7, 0.0)
+    else:
+        assert ids == [1, 7]
+
+
+def test_moving_object_is_not_inherited() -> None:
+    """Only stationary objects are handed to a new track (a moving one is a new object)."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    for i in range(2 * FPS):
+        objects.update(i / FPS, [track(1, CAR)])
+    objects.update(3.0, [track(2, CAR)])
+    assert [obj.object_id for obj in objects.objects] == [1, 2]
+
+
+def test_revived_old_id_does_not_split_the_object() -> None:
+    """When both the old and the new id of one object report, it is still one object."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    for i in range(10 * FPS):
+        objects.update(i / FPS, [track(1, CAR)])
+    objects.update(12.0, [track(5, CAR)])
+    objects.update(12.2, [track(1, CAR), track(5, CAR)])
+    assert [obj.object_id for obj in objects.objects] == [1]
+
+
+def test_other_classes_are_ignored() -> None:
+    """An instance watches its rule's classes only."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    objects.update(0.0, [TrackedObject(3, CAR, 0.9, "person")])
+    assert objects.objects == []
+
+
+def test_one_low_confidence_frame_barely_moves_the_smoothed_confidence() -> None:
+    """The exponential average keeps a 0.8 object above 0.4 through a 0.1 frame."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    for i, conf in enumerate([0.8, 0.8, 0.8, 0.1, 0.8]):
+        objects.update(i / FPS, [track(1, CAR, conf)])
+        assert objects.objects[0].confidence > 0.55
