@@ -3,8 +3,9 @@
 An operator who changes a rule (a shorter dwell, a new zone) replays labelled recordings and
 wants to know, per alert kind, how many real events were found (recall), how many alerts
 were real (precision), how many repeated an alert already raised (duplicates) and how late
-each came. The truth is a JSON-lines file of expected alerts; only ``start`` messages of the
-run are detections, one per episode.
+each came. The truth is a JSON-lines file of expected alerts (read by
+:mod:`~citywatch.edge.truth_file`); only ``start`` messages of the run are detections, one per
+episode. :mod:`~citywatch.edge.backtest_report` prints the result.
 
 An episode matches a truth event when the kinds are equal, the zones are equal (when both
 are known), the positions lie within a tolerance (when both are known), and the alert
@@ -16,26 +17,14 @@ false positive. Both count against precision.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    computed_field,
-    model_validator,
-)
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from citywatch.contracts.messages import Alert, AlertKind, Phase
+from citywatch.edge.truth_file import TruthEvent, video_seconds
 
 __all__ = [
     "AlertEpisode",
@@ -45,112 +34,12 @@ __all__ = [
     "KindScore",
     "Match",
     "Miss",
-    "TruthEvent",
-    "TruthFileError",
     "episodes_of",
     "merge_reports",
-    "parse_truth",
-    "read_truth",
-    "render_report",
-    "render_suite",
     "score",
 ]
 
 Position = tuple[float, float]
-
-
-class TruthFileError(ValueError):
-    """A line of a truth file cannot be read; the message names the file and line."""
-
-
-class TruthEvent(BaseModel):
-    """One expected alert: what, where and from when (video seconds or wall time)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: AlertKind
-    zone: str | None = None
-    start_s: float | None = Field(default=None, ge=0, description="video seconds")
-    start: AwareDatetime | None = Field(default=None, description="wall time, ISO 8601")
-    end_s: float | None = Field(default=None, ge=0)
-    end: AwareDatetime | None = None
-    position: tuple[float, float] | None = Field(default=None, description="[x, y] in 0–1")
-    expected_delay_s: float | None = Field(
-        default=None, ge=0, description="overrides the kind's expected latency"
-    )
-    line: int | None = Field(default=None, description="where in the truth file (reports)")
-
-    @model_validator(mode="after")
-    def _one_start_and_sane_end(self) -> TruthEvent:
-        if (self.start_s is None) == (self.start is None):
-            raise ValueError("give exactly one of start_s (video seconds) or start (wall time)")
-        if self.end_s is not None and self.end is not None:
-            raise ValueError("give at most one of end_s or end")
-        if self.position is not None and not all(0 <= v <= 1 for v in self.position):
-            raise ValueError(f"position {list(self.position)} must be normalised to 0–1")
-        if self.start is not None and self.end is not None and self.end < self.start:
-            raise ValueError("end is before start")
-        if self.start_s is not None and self.end_s is not None and self.end_s < self.start_s:
-            raise ValueError("end_s is before start_s")
-        return self
-
-    def span_s(self, video_start: datetime) -> tuple[float, float | None]:
-        """(start, end or ``None`` if open) in video seconds."""
-        if self.start_s is not None:
-            start = self.start_s
-        else:
-            assert self.start is not None  # the validator guarantees one of the two
-            start = _seconds(self.start, video_start)
-        if self.end_s is not None:
-            end: float | None = self.end_s
-        elif self.end is not None:
-            end = _seconds(self.end, video_start)
-        else:
-            end = None
-        if end is not None and end < start:
-            raise ValueError(f"truth event {self.describe()} ends before it starts")
-        return start, end
-
-    def describe(self) -> str:
-        where = f" line {self.line}" if self.line is not None else ""
-        zone = f" in {self.zone}" if self.zone else ""
-        at = f" at ({self.position[0]:.2f}, {self.position[1]:.2f})" if self.position else ""
-        when = f"{self.start_s:g}s" if self.start_s is not None else f"{self.start}"
-        return f"{self.kind.value}{zone}{at} from {when}{where}"
-
-
-def _seconds(time: datetime, video_start: datetime) -> float:
-    return (time - video_start).total_seconds()
-
-
-def parse_truth(lines: Iterable[str], *, source: str = "<truth>") -> list[TruthEvent]:
-    """Truth events from JSON lines; blank lines and ``#`` comments are skipped."""
-    events = []
-    for number, text in enumerate(lines, start=1):
-        if not text.strip() or text.lstrip().startswith("#"):
-            continue
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TruthFileError(f"{source}:{number}: not valid JSON: {exc.msg}") from None
-        if not isinstance(raw, dict):
-            raise TruthFileError(f"{source}:{number}: each line is a JSON object")
-        try:
-            events.append(TruthEvent.model_validate({**raw, "line": number}))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}"
-                for err in exc.errors(include_url=False)
-            )
-            raise TruthFileError(f"{source}:{number}: {problems}") from None
-    return events
-
-
-def read_truth(path: Path | str) -> list[TruthEvent]:
-    """Read a truth file; see :func:`parse_truth`."""
-    path = Path(path)
-    with path.open(encoding="utf-8") as file:
-        return parse_truth(file, source=str(path))
 
 
 class AlertEpisode(BaseModel):
@@ -179,7 +68,7 @@ def episodes_of(alerts: Iterable[Alert], video_start: datetime) -> list[AlertEpi
             episode_id=alert.episode_id,
             kind=alert.kind,
             zone=alert.location.zone,
-            start_s=_seconds(alert.event_time, video_start),
+            start_s=video_seconds(alert.event_time, video_start),
             position=_anchor(alert),
         )
         for alert in first.values()
@@ -444,72 +333,4 @@ def merge_reports(reports: Iterable[BacktestReport], scenario: str = "suite") ->
         merged.misses.extend(report.misses)
     merged.kinds = dict(sorted(merged.kinds.items()))
     merged.total = _total(merged.kinds.values())
-    return merged
-
-
-def _rate(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
-
-
-def _delay(value: float | None) -> str:
-    return "—" if value is None else f"{value:+.1f}"
-
-
-def _score_row(table: Table, label: str, s: KindScore, *, style: str = "") -> None:
-    table.add_row(
-        label,
-        str(s.tp),
-        str(s.fp),
-        str(s.fn),
-        str(s.duplicates),
-        _rate(s.precision),
-        _rate(s.recall),
-        _delay(s.delay_mean_s),
-        _delay(s.delay_max_s),
-        style=style,
-    )
-
-
-def _score_table(title: str, first: str) -> Table:
-    table = Table(title=title)
-    table.add_column(first)
-    for name in ("TP", "FP", "FN", "dup", "precision", "recall", "delay mean s", "delay max s"):
-        table.add_column(name, justify="right")
-    return table
-
-
-def render_report(report: BacktestReport, console: Console, *, details: bool = True) -> None:
-    """Print the per-kind table and, with ``details``, what was missed or raised in error."""
-    table = _score_table(f"Back-test {report.scenario}".strip(), "kind")
-    for kind, kind_score in report.kinds.items():
-        _score_row(table, kind, kind_score)
-    _score_row(table, "total", report.total, style="bold")
-    console.print(table)
-    if not details:
-        return
-    for miss in report.misses:
-        console.print(f"[red]missed[/red] {_where(miss.scenario)}{miss.truth}")
-    for fp in report.false_positives:
-        console.print(
-            f"[yellow]false alarm[/yellow] {_where(fp.scenario)}{fp.episode_id}"
-            f" {fp.kind.value} {escape(fp.zone or '')} at {fp.start_s:.1f}s"
-        )
-    for dup in report.duplicates:
-        console.print(
-            f"[yellow]duplicate[/yellow] {_where(dup.scenario)}{dup.episode_id} of {dup.truth}"
-        )
-
-
-def _where(scenario: str) -> str:
-    return escape(f"[{scenario}] ") if scenario else ""
-
-
-def render_suite(reports: Sequence[BacktestReport], console: Console) -> BacktestReport:
-    """Print one row per scenario and the merged total; return the merged report."""
-    table = _score_table("Back-test suite", "scenario")
-    for report in reports:
-        _score_row(table, report.scenario or "?", report.total)
-    merged = merge_reports(reports)
-    _score_row(table, "all", merged.total, style="bold")
-    console.print(table)
     return merged

@@ -23,8 +23,8 @@ import citywatch.hardware.synthetic_capture  # noqa: F401  (registers synthetic:
 from citywatch.config import CitywatchConfig, ConfigError, load_config
 from citywatch.config.camera import CameraConfig, StreetVendingRule
 from citywatch.config.loader import config_files
-from citywatch.contracts import Alert, DeviceKind, DeviceRef, Telemetry
-from citywatch.contracts.messages import Evidence
+from citywatch.contracts import Alert, DeviceKind, DeviceRef, Status, Telemetry
+from citywatch.contracts.messages import DeviceState, Evidence
 from citywatch.edge.camera_pipeline import CameraPipeline, ClipSettings
 from citywatch.edge.camera_source import ReconnectingSource
 from citywatch.edge.evidence import EvidenceStore
@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
-    def publish_many(self, messages: Sequence[Alert | Telemetry | Evidence]) -> PutResult: ...
+    def publish_many(
+        self, messages: Sequence[Alert | Telemetry | Evidence | Status]
+    ) -> PutResult: ...
 
 
 class SharedDetector:
@@ -121,6 +123,7 @@ class CameraWorker:
         )
         self.pipeline: CameraPipeline | None = None
         self._pending: CameraConfig | None = None
+        self._was_dark = False
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._main, name=f"camera-{camera.id}", daemon=True)
 
@@ -230,6 +233,28 @@ class CameraWorker:
         if messages:
             self.gateway.publisher.publish_many(list(messages))
 
+    def outage_changed(self) -> bool:
+        """Whether the camera went into or out of an outage since the last call."""
+        dark = self.source.in_outage
+        changed = dark != self._was_dark
+        self._was_dark = dark
+        return changed
+
+    def status(self) -> Status:
+        dark = self.source.in_outage or (self.stats.finished and self.stats.last_error is not None)
+        return Status(
+            device=self.device,
+            state=DeviceState.OFFLINE if dark else DeviceState.ONLINE,
+            event_time=datetime.now(UTC),
+            detail=self.stats.last_error if dark else None,
+        )
+
+    @property
+    def device(self) -> DeviceRef:
+        return DeviceRef(
+            site=self.gateway.config.site.id, kind=DeviceKind.CAMERA, id=self.camera.id
+        )
+
     def telemetry(self, now: float) -> Telemetry:
         """fps, inference and pipeline ms, dropped frames and last-frame age since the last call."""
         stats, src = self.stats, self.source.stats
@@ -333,6 +358,7 @@ class CameraGateway:
                 if now - last_telemetry >= self.telemetry_interval_s:
                     self.send_telemetry(now)
                     last_telemetry = now
+                self.watch_outages()
                 if self.reload_requested.is_set() or now - last_check >= self.reload_check_s:
                     self.check_reload()
                     last_check = now
@@ -344,7 +370,26 @@ class CameraGateway:
             self.send_telemetry(clock())
 
     def send_telemetry(self, now: float) -> None:
-        self.publisher.publish_many([w.telemetry(now) for w in self.workers.values()])
+        """Per-camera telemetry and status (online while frames arrive), and keep the
+        evidence on disk within each camera's ``evidence.max_disk``."""
+        messages: list[Alert | Telemetry | Evidence | Status] = []
+        for worker in self.workers.values():
+            messages.append(worker.telemetry(now))
+            messages.append(worker.status())
+            store = self.evidence_store(worker.camera.id)
+            if store is not None:
+                removed = store.prune(max_bytes=worker.camera.evidence.max_disk)
+                if removed:
+                    log.info(
+                        "camera %s: pruned %d old evidence files", worker.camera.id, len(removed)
+                    )
+        self.publisher.publish_many(messages)
+
+    def watch_outages(self) -> None:
+        """Announce a camera going dark or coming back as soon as it happens."""
+        changed = [w.status() for w in self.workers.values() if w.outage_changed()]
+        if changed:
+            self.publisher.publish_many(changed)
 
     # -- hot reload ----------------------------------------------------------------------------
     def _mtimes(self) -> dict[Path, float]:

@@ -13,7 +13,7 @@ from datetime import datetime
 from citywatch.config.camera import CameraConfig
 from citywatch.contracts import Alert, DeviceKind, DeviceRef, Location
 from citywatch.contracts.messages import AttributeValue, EvidenceRef
-from citywatch.edge.camera_rules import RuleEvent
+from citywatch.edge.camera_episodes import RuleEvent
 
 __all__ = ["alert_for", "episode_id"]
 

@@ -21,18 +21,15 @@ import numpy as np
 from citywatch.config.camera import CameraConfig, EvidenceConfig, SmokeRule
 from citywatch.contracts import Alert, DeviceKind, DeviceRef
 from citywatch.contracts.messages import Evidence, EvidenceRef, Phase
+from citywatch.edge.annotate import annotate, evidence_label, zone_overlays
 from citywatch.edge.camera_alerts import alert_for, episode_id
-from citywatch.edge.camera_rules import CameraRules, RuleEvent
-from citywatch.edge.evidence import (
-    ClipReady,
-    ClipRecorder,
-    EvidenceStore,
-    FrameRing,
-    annotate,
-    evidence_label,
-    zone_overlays,
-)
+from citywatch.edge.camera_episodes import RuleEvent
+from citywatch.edge.camera_rules import CameraRules
+from citywatch.edge.clips import ClipReady, ClipRecorder
+from citywatch.edge.evidence import EvidenceStore
+from citywatch.edge.frame_ring import FrameRing
 from citywatch.hardware.frames import Frame
+from citywatch.hardware.video_source import DetectionCadence
 from citywatch.models.detections import Detections, Detector
 from citywatch.models.smoke_classical import ClassicalSmokeDetector
 
@@ -76,6 +73,8 @@ class ClipSettings:
     after_s: float = 4.0
     width_px: int = 640
     """Frames are kept (JPEG) at this width: a clip illustrates, the snapshot is full size."""
+    fps: float = 5.0
+    """Frames kept per second: encoding every detected frame would cost the detector time."""
 
     @classmethod
     def of(cls, config: EvidenceConfig) -> ClipSettings:
@@ -83,6 +82,7 @@ class ClipSettings:
             config.clip_before.total_seconds(),
             config.clip_after.total_seconds(),
             config.clip_width_px,
+            config.clip_fps,
         )
 
 
@@ -121,6 +121,7 @@ class CameraPipeline:
         self._last_frame: Frame | None = None
         self._best: dict[str, float] = {}
         """Episode → confidence of its last snapshot (a better frame replaces it)."""
+        self._clip_cadence = DetectionCadence(clips.fps if clips else None)
         if evidence is not None and clips is not None:
             self._clips = ClipRecorder(
                 evidence,
@@ -158,7 +159,7 @@ class CameraPipeline:
         smoke_confirmed = self._smoke_confirmed(frame, detections)
         events = rules.step(frame.pts_s, self.wall_time(frame.pts_s), detections, smoke_confirmed)
         out = self._emit(events, frame)
-        if self._clips is not None:
+        if self._clips is not None and self._clip_cadence.due(frame.pts_s, 1e-3):
             out.extend(self._clip_notices(self._clips.push(self._clip_frame(frame))))
         self._last_frame = frame
         self.stats.frames += 1

@@ -21,14 +21,15 @@ import numpy as np
 
 from citywatch.config import CitywatchConfig
 from citywatch.config.camera import CameraConfig
-from citywatch.contracts import Alert, Telemetry
+from citywatch.contracts import Alert, Status, Telemetry
 from citywatch.contracts.messages import Evidence
-from citywatch.edge.backtest import BacktestReport, TruthEvent, parse_truth, score
+from citywatch.edge.backtest import BacktestReport, score
 from citywatch.edge.camera_agent import CameraGateway
 from citywatch.edge.camera_pipeline import CameraPipeline
 from citywatch.edge.camera_replay import expected_latency_s, replay_detections
 from citywatch.edge.detection_file import write_detections
 from citywatch.edge.outbox import PutResult
+from citywatch.edge.truth_file import TruthEvent, parse_truth
 from citywatch.hardware.frames import Frame
 from citywatch.hardware.street_scenario import Scenario, ScenarioPlayer, load_scenario
 from citywatch.hardware.video_source import DetectionCadence
@@ -89,7 +90,7 @@ class _Collector:
         self.run = run
         self._lock = threading.Lock()
 
-    def publish_many(self, messages: Sequence[Alert | Telemetry | Evidence]) -> PutResult:
+    def publish_many(self, messages: Sequence[Alert | Telemetry | Evidence | Status]) -> PutResult:
         with self._lock:
             for message in messages:
                 if isinstance(message, Alert):

@@ -244,7 +244,7 @@ class EdgeSession:
     def publish_telemetry(self, telemetry: Telemetry) -> None:
         self.publish_many([telemetry])
 
-    def publish_many(self, messages: Sequence[Alert | Telemetry | Evidence]) -> PutResult:
+    def publish_many(self, messages: Sequence[Alert | Telemetry | Evidence | Status]) -> PutResult:
         """Store messages in the outbox in one transaction; the pump sends them.
 
         An alert the outbox cannot store (full of alerts) is logged as an error and counted
@@ -422,9 +422,19 @@ class EdgeSession:
         )
 
 
-def _outbox_message(message: Alert | Telemetry | Evidence) -> NewMessage:
-    """Alerts go at QoS 1 and stay until their receipt; telemetry and evidence notices at
-    QoS 0 (the first to be shed when the outbox fills: the evidence files stay on disk)."""
+def _outbox_message(message: Alert | Telemetry | Evidence | Status) -> NewMessage:
+    """Alerts go at QoS 1 and stay until their receipt; a device's status, telemetry and
+    evidence notices at QoS 0 (the first to be shed when the outbox fills: a status is
+    repeated by the agent, the evidence files stay on disk)."""
+    if isinstance(message, Status):
+        return NewMessage(
+            f"{message.device.id}.status.{int(message.event_time.timestamp() * 1000)}",
+            message.device.address(Channel.STATUS).topic,
+            encode(message),
+            0,
+            "status",
+            message.device.id,
+        )
     if isinstance(message, Alert):
         return NewMessage(
             message.id,

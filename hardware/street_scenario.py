@@ -52,29 +52,27 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from citywatch.hardware.street_scene import (
-    DEFAULT_LAYOUT,
-    LIGHTING_PRESETS,
-    SHAKE_MARGIN_PX,
-    Actor,
+from citywatch.hardware.street_actors import (
     CarBody,
     FlashLook,
-    Image,
-    Lane,
-    Lighting,
     PersonLook,
     SmokeLook,
     StallLook,
-    StreetLayout,
-    TruthBox,
     VehicleLook,
     random_person,
     random_smoke,
     random_stall,
     random_vehicle,
-    render_street,
+)
+from citywatch.hardware.street_layout import DEFAULT_LAYOUT, Lane, StreetLayout
+from citywatch.hardware.street_lighting import (
+    LIGHTING_PRESETS,
+    SHAKE_MARGIN_PX,
+    Lighting,
     shake_offset,
 )
+from citywatch.hardware.street_palette import Image
+from citywatch.hardware.street_scene import Actor, TruthBox, render_street
 
 __all__ = [
     "SCENARIO_DIR",

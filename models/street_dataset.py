@@ -22,23 +22,18 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from ruamel.yaml import YAML
 
-from citywatch.hardware.street_scene import (
-    LIGHTING_PRESETS,
-    STREET_CLASSES,
-    Actor,
+from citywatch.hardware.street_actors import (
     FlashLook,
-    Lane,
-    Lighting,
     SmokeLook,
-    StreetLayout,
-    TruthBox,
     VehicleKind,
     random_person,
     random_smoke,
     random_stall,
     random_vehicle,
-    render_street,
 )
+from citywatch.hardware.street_layout import Lane, StreetLayout
+from citywatch.hardware.street_lighting import LIGHTING_PRESETS, Lighting
+from citywatch.hardware.street_scene import STREET_CLASSES, Actor, TruthBox, render_street
 
 __all__ = ["MIN_BOX_PX", "SceneSpec", "random_scene", "render_dataset", "yolo_lines"]
 

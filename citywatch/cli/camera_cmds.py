@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from citywatch.config import CitywatchConfig
     from citywatch.config.camera import CameraConfig
-    from citywatch.contracts import Alert, Telemetry
+    from citywatch.contracts import Alert, Status, Telemetry
     from citywatch.contracts.messages import Evidence
     from citywatch.edge.outbox import PutResult
 
@@ -34,7 +34,7 @@ def _camera(cfg: CitywatchConfig, camera_id: str) -> CameraConfig:
 
 
 class _NoPublisherYet:
-    def publish_many(self, messages: Sequence[Alert | Telemetry | Evidence]) -> PutResult:
+    def publish_many(self, messages: Sequence[Alert | Telemetry | Evidence | Status]) -> PutResult:
         raise RuntimeError("the camera gateway published before its MQTT session existed")
 
 
@@ -137,7 +137,8 @@ def edge_replay(
     """
     from citywatch.cli.main import _load
     from citywatch.contracts import encode
-    from citywatch.edge.backtest import read_truth, render_report, score
+    from citywatch.edge.backtest import score
+    from citywatch.edge.backtest_report import render_report
     from citywatch.edge.camera_pipeline import CameraPipeline
     from citywatch.edge.camera_replay import (
         expected_latency_s,
@@ -146,6 +147,7 @@ def edge_replay(
         start_of,
     )
     from citywatch.edge.evidence import EvidenceStore
+    from citywatch.edge.truth_file import read_truth
     from citywatch.hardware.video_source import VideoSourceError
     from citywatch.models.detector_factory import DetectorError, load_detector, require_classes
 

@@ -207,6 +207,12 @@ class EvidenceConfig(ConfigModel):
     clip_width_px: int = Field(
         default=640, ge=160, le=3840, description="clip frames are scaled down to this width"
     )
+    clip_fps: float = Field(
+        default=5.0,
+        gt=0,
+        le=30,
+        description="frames per second kept for clips (at most the detection rate)",
+    )
     max_disk: int = Field(
         default=2_000_000_000,
         ge=10_000_000,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -11,11 +13,12 @@ from typer.testing import CliRunner
 
 from citywatch.cli.main import app
 from citywatch.config import load_config
-from citywatch.contracts import Alert, Telemetry
+from citywatch.contracts import Alert, Status, Telemetry
 from citywatch.contracts.messages import Evidence
 from citywatch.edge.camera_agent import CameraGateway
 from citywatch.edge.outbox import PutResult
 from tests.conftest import REPO
+from tests.unit.test_video_source import MjpegServer
 
 runner = CliRunner()
 CAMERA = "cam-parked-car"
@@ -23,9 +26,9 @@ CAMERA = "cam-parked-car"
 
 class Collected:
     def __init__(self) -> None:
-        self.messages: list[Alert | Telemetry | Evidence] = []
+        self.messages: list[Alert | Telemetry | Evidence | Status] = []
 
-    def publish_many(self, messages: Sequence[Alert | Telemetry | Evidence]) -> PutResult:
+    def publish_many(self, messages: Sequence[Alert | Telemetry | Evidence | Status]) -> PutResult:
         self.messages += messages
         return PutResult(stored=len(messages), duplicates=0, shed=0, refused=())
 
@@ -134,3 +137,53 @@ def test_one_camera_runs_its_scene_and_reports_telemetry(suite_copy: Path) -> No
     assert {"fps", "inference_ms", "dropped_frames", "last_frame_age_s"} <= set(
         telemetry[-1].metrics
     )
+
+
+@pytest.fixture
+def http_camera() -> Iterator[MjpegServer]:
+    server = MjpegServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_camera_that_vanishes_goes_offline_and_comes_back_online(
+    suite_copy: Path, http_camera: MjpegServer
+) -> None:
+    """An HTTP camera stops for a few seconds: its status turns offline, then online again
+    once the agent has reconnected; frames keep coming afterwards."""
+    config = load_config(suite_copy)
+    camera = next(c for c in config.devices.cameras if c.id == CAMERA)
+    live = camera.model_copy(
+        update={"source": camera.source.model_copy(update={"url": http_camera.url})}
+    )
+    config = config.model_copy(
+        update={"devices": config.devices.model_copy(update={"cameras": (live,)})}
+    )
+    collected = Collected()
+    gateway = CameraGateway(config, "gw-suite", collected, telemetry_interval_s=3600)
+    runner_thread = threading.Thread(target=gateway.run, kwargs={"duration_s": 60}, daemon=True)
+    runner_thread.start()
+    worker = gateway.workers[CAMERA]
+
+    def states() -> list[str]:
+        return [m.state.value for m in collected.messages if isinstance(m, Status)]
+
+    def wait(predicate: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 25
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {states()}"
+            time.sleep(0.1)
+
+    try:
+        wait(lambda: worker.stats.frames >= 3, "first frames")
+        http_camera.stop()
+        wait(lambda: "offline" in states(), "the offline status")
+        http_camera.start()
+        wait(lambda: states()[-1:] == ["online"], "the online status")
+        frames = worker.stats.frames
+        wait(lambda: worker.stats.frames > frames + 3, "frames after the reconnect")
+    finally:
+        gateway.stop.set()
+        runner_thread.join(timeout=30)
+    assert worker.source.stats.reconnects >= 1

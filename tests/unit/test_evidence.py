@@ -14,18 +14,10 @@ import pytest
 
 from citywatch.config.camera import Zone
 from citywatch.contracts.messages import EvidenceKind, EvidenceRef
-from citywatch.edge.evidence import (
-    BestFrame,
-    ClipRecorder,
-    EvidenceError,
-    EvidenceStore,
-    FrameRing,
-    annotate,
-    crop,
-    evidence_label,
-    prune,
-    zone_overlays,
-)
+from citywatch.edge.annotate import annotate, evidence_label, zone_overlays
+from citywatch.edge.clips import ClipRecorder
+from citywatch.edge.evidence import EvidenceError, EvidenceStore, crop, prune
+from citywatch.edge.frame_ring import BestFrame, FrameRing
 from citywatch.hardware.frames import Frame
 
 W, H = 160, 120

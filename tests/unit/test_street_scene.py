@@ -9,22 +9,17 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon, box
 
-from citywatch.hardware.street_scene import (
-    DAY,
-    DEFAULT_LAYOUT,
-    NIGHT,
-    REGIONS,
-    STREET_CLASSES,
-    Actor,
+from citywatch.hardware.street_actors import (
     SmokeLook,
     VehicleKind,
     VehicleLook,
     random_person,
     random_stall,
     random_vehicle,
-    render_street,
-    shake_offset,
 )
+from citywatch.hardware.street_layout import DEFAULT_LAYOUT, REGIONS
+from citywatch.hardware.street_lighting import DAY, NIGHT, shake_offset
+from citywatch.hardware.street_scene import STREET_CLASSES, Actor, render_street
 
 SIZE = (1280, 720)
 RED_CAR = VehicleLook("car", "sedan", 4.7, 1.45, (40, 40, 190), (40, 40, 190))

@@ -1,0 +1,75 @@
+"""The camera edge benchmark's helpers on a handful of frames (benchmarks/edge.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from citywatch.config.detector import BUNDLED_WEIGHTS, DetectorConfig
+from citywatch.models.detector_factory import MODELS_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(
+    not (MODELS_DIR / BUNDLED_WEIGHTS["onnx"]).exists(), reason="no bundled onnx street model"
+)
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_edge", REPO / "benchmarks" / "edge.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_edge"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def video(bench: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, int]:
+    vars(bench)["CACHE"] = tmp_path_factory.mktemp("bench-edge-cache")
+    result: tuple[Path, float, int] = bench.rendered_video("street-day", 0.4)
+    return result
+
+
+def test_bench_camera_detects_every_frame_as_fast_as_possible(
+    bench: ModuleType, video: tuple[Path, float, int]
+) -> None:
+    """The benchmark camera plays the file at full speed, detecting every frame, no schedule."""
+    path, fps, _ = video
+    config = bench.bench_config(path, fps, DetectorConfig(backend="onnx", imgsz=320), cameras=2)
+    cameras = [c for c in config.devices.cameras if c.gateway == bench.GATEWAY]
+    assert [c.id for c in cameras] == ["cam-bench-0", "cam-bench-1"]
+    for camera in cameras:
+        assert camera.source.url == str(path)
+        assert camera.source.detect_fps == fps
+        assert camera.source.speed == 0
+        assert all(rule.schedule is None for rule in camera.rules)
+
+
+def test_bare_loop_and_agent_see_the_same_frames(
+    bench: ModuleType, video: tuple[Path, float, int], tmp_path: Path
+) -> None:
+    """Both loops process every frame of the video; the agent publishes into its outbox."""
+    path, fps, frames = video
+    bare = bench.bare_onnx(path, 320, lambda **_: None)
+    config = bench.bench_config(path, fps, DetectorConfig(backend="onnx", imgsz=320))
+    agent = bench.agent(config, tmp_path, True, lambda **_: None)
+    assert bare.frames == agent.frames == frames
+    assert agent.outbox >= 1  # the gateway's closing telemetry, at least
+    assert 0 < agent.detect_s <= agent.pipeline_s <= agent.wall_s
+
+
+def test_rss_child_reports_peak_and_no_torch(
+    bench: ModuleType, video: tuple[Path, float, int], tmp_path: Path
+) -> None:
+    """The RSS probe runs the onnx agent in a fresh process that never imports torch."""
+    path, fps, frames = video
+    result = bench.measure_rss(path, fps, 320, 1, tmp_path)
+    assert result["frames"] == frames
+    assert result["peak_rss_mb"] > 0
+    assert result["torch_imported"] is False
