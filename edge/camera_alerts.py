@@ -14,6 +14,7 @@ from citywatch.config.camera import CameraConfig
 from citywatch.contracts import Alert, DeviceKind, DeviceRef, Location
 from citywatch.contracts.messages import AttributeValue, EvidenceRef
 from citywatch.edge.camera_episodes import RuleEvent
+from citywatch.edge.ground import GroundProjection
 
 __all__ = ["alert_for", "episode_id"]
 
@@ -42,10 +43,16 @@ def alert_for(
     site: str,
     camera: CameraConfig,
     evidence: tuple[EvidenceRef, ...] = (),
+    ground: GroundProjection | None = None,
 ) -> Alert:
-    """The alert message announcing ``event`` of ``camera`` at ``site``."""
+    """The alert message announcing ``event`` of ``camera`` at ``site``: at the ground
+    position of the object when the camera is calibrated, else at the camera's."""
     episode = episode_id(camera.id, event)
     position = camera.placement.position
+    lat, lon, accuracy_m = (position.lat, position.lon, None) if position else (None, None, None)
+    if ground is not None:
+        lat, lon = ground.lat_lon(*event.anchor)
+        accuracy_m = ground.accuracy_m
     x1, y1, x2, y2 = event.box
     attributes: dict[str, AttributeValue] = {
         "rule_type": event.kind.value,
@@ -70,11 +77,7 @@ def alert_for(
         rule=event.rule,
         phase=event.phase,
         event_time=event.time,
-        location=Location(
-            zone=event.zone,
-            lat=position.lat if position else None,
-            lon=position.lon if position else None,
-        ),
+        location=Location(zone=event.zone, lat=lat, lon=lon, accuracy_m=accuracy_m),
         confidence=event.confidence,
         track_id=str(event.object_id) if event.object_id is not None else None,
         evidence=evidence,

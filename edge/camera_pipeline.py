@@ -28,6 +28,7 @@ from citywatch.edge.camera_rules import CameraRules
 from citywatch.edge.clips import ClipReady, ClipRecorder
 from citywatch.edge.evidence import EvidenceStore
 from citywatch.edge.frame_ring import FrameRing
+from citywatch.edge.ground import GroundProjection
 from citywatch.hardware.frames import Frame
 from citywatch.hardware.video_source import DetectionCadence
 from citywatch.models.detections import Detections, Detector
@@ -115,6 +116,7 @@ class CameraPipeline:
         self.stats = PipelineStats()
         self._rules: CameraRules | None = None
         self._smoke_opinion: ClassicalSmokeDetector | None = self._opinion_for(camera)
+        self._ground = self._ground_for(camera)
         self._clips: ClipRecorder | None = None
         self._clip_ids: dict[str, str] = {}
         """Clip name → the alert id it illustrates (for the Evidence notice)."""
@@ -182,6 +184,7 @@ class CameraPipeline:
         if camera.id != self.camera.id:
             raise ValueError(f"cannot reconfigure camera {self.camera.id} as {camera.id}")
         self.camera = camera
+        self._ground = self._ground_for(camera)
         if self._opinion_for(camera) is None:
             self._smoke_opinion = None
         elif self._smoke_opinion is None:
@@ -196,6 +199,13 @@ class CameraPipeline:
         if self._rules is None:
             self._rules = CameraRules(self.camera, frame.width, frame.height, self.tz)
         return self._rules
+
+    @staticmethod
+    def _ground_for(camera: CameraConfig) -> GroundProjection | None:
+        position = camera.placement.position
+        if camera.calibration is None or position is None:
+            return None
+        return GroundProjection(camera.calibration, position.lat, position.lon)
 
     @staticmethod
     def _opinion_for(camera: CameraConfig) -> ClassicalSmokeDetector | None:
@@ -215,7 +225,9 @@ class CameraPipeline:
         out = CameraOutput()
         for event in events:
             refs = self._evidence_for(event, frame)
-            alert = alert_for(event, site=self.site_id, camera=self.camera, evidence=refs)
+            alert = alert_for(
+                event, site=self.site_id, camera=self.camera, evidence=refs, ground=self._ground
+            )
             out.alerts.append(alert)
             if event.phase is Phase.END:
                 self._best.pop(alert.episode_id, None)

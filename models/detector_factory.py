@@ -109,6 +109,24 @@ class ModelClasses:
         return tuple(dict.fromkeys(self.names))
 
 
+class MappedClassesMixin:
+    """What both YOLO backends say about their classes, from their :class:`ModelClasses`."""
+
+    _mapping: ModelClasses
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self._mapping.classes
+
+    @property
+    def model_classes(self) -> tuple[str, ...]:
+        """The model's own class names, by class index."""
+        return self._mapping.model_names
+
+    def require_classes(self, names: Iterable[str], context: str = "a rule") -> None:
+        require_classes(self, names, context)  # type: ignore[arg-type]
+
+
 def drop_empty_boxes(detections: Detections) -> Detections:
     """Without boxes of zero width or height: those lying wholly in the letterbox padding,
     clipped flat at the image edge. Both backends apply it, so they still agree."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +22,11 @@ from numpy.typing import NDArray
 
 from citywatch.models.detections import Detections, Image
 from citywatch.models.detector_factory import (
+    MappedClassesMixin,
     ModelClasses,
     ModelFormatError,
     check_weights,
     drop_empty_boxes,
-    require_classes,
 )
 
 __all__ = ["Letterbox", "OnnxDetector", "letterbox", "nms"]
@@ -89,7 +89,7 @@ def nms(
     return np.asarray(keep, dtype=np.intp)
 
 
-class OnnxDetector:
+class OnnxDetector(MappedClassesMixin):
     """A YOLO detection model exported to ONNX by ultralytics, on onnxruntime's CPU provider."""
 
     def __init__(
@@ -131,18 +131,6 @@ class OnnxDetector:
         self.input_hw = _input_size(model_input.shape, imgsz, meta, self.weights)
         self.confidence = confidence
         self.iou = iou
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self._mapping.classes
-
-    @property
-    def model_classes(self) -> tuple[str, ...]:
-        """The model's own class names, by class index."""
-        return self._mapping.model_names
-
-    def require_classes(self, names: Iterable[str], context: str = "a rule") -> None:
-        require_classes(self, names, context)
 
     def detect(self, image: Image) -> Detections:
         padded, placement = letterbox(image, self.input_hw)

@@ -8,7 +8,7 @@ error here rather than a silent fetch from the internet at a street cabinet.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,11 @@ import numpy as np
 from citywatch.models.detections import Detections, Image
 from citywatch.models.detector_factory import (
     BackendUnavailable,
+    MappedClassesMixin,
     ModelClasses,
     ModelFormatError,
     check_weights,
     drop_empty_boxes,
-    require_classes,
 )
 
 __all__ = ["UltralyticsDetector"]
@@ -41,7 +41,7 @@ def _import_yolo() -> Any:
     return YOLO
 
 
-class UltralyticsDetector:
+class UltralyticsDetector(MappedClassesMixin):
     """A YOLO detection model run by ultralytics on the CPU."""
 
     def __init__(
@@ -75,18 +75,6 @@ class UltralyticsDetector:
         self.confidence = confidence
         self.iou = iou
         self.device = device
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self._mapping.classes
-
-    @property
-    def model_classes(self) -> tuple[str, ...]:
-        """The model's own class names, by class index."""
-        return self._mapping.model_names
-
-    def require_classes(self, names: Iterable[str], context: str = "a rule") -> None:
-        require_classes(self, names, context)
 
     def detect(self, image: Image) -> Detections:
         result = self._model.predict(

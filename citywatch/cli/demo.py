@@ -74,28 +74,24 @@ def run_demo(
     }
     console.print(f"[green]✓[/] started the Faust app and the bridge (logs in {logs})")
     started_at = datetime.now(UTC)
-    for dock_gateway in (g.id for g in config.devices.gateways if g.kind == "dock"):
-        processes[f"dock {dock_gateway}"] = CliProcess(
-            ["edge", "dock", "--gateway", dock_gateway, "--duration", str(duration_s)],
-            logs / f"edge-dock-{dock_gateway}.log",
-            env,
-        )
-        console.print(
-            f"[green]✓[/] started the simulated drone dock gateway {dock_gateway} (patrol)"
-        )
-    for camera_gateway in (g.id for g in config.devices.gateways if g.kind == "camera"):
-        cameras = [c.id for c in config.devices.cameras if c.gateway == camera_gateway]
-        if not cameras:
+    # The dock and camera gateways run as their own processes, as they would on their boxes.
+    for gateway_config in config.devices.gateways:
+        kind, gateway_id = gateway_config.kind, gateway_config.id
+        if kind == "dock":
+            what = "the simulated drone dock gateway (patrol)"
+        elif kind == "camera":
+            cameras = [c.id for c in config.devices.cameras if c.gateway == gateway_id]
+            if not cameras:
+                continue
+            what = f"the camera gateway ({', '.join(cameras)}: rendered scenes, bundled model)"
+        else:
             continue
-        processes[f"cameras {camera_gateway}"] = CliProcess(
-            ["edge", "camera", "--gateway", camera_gateway, "--duration", str(duration_s)],
-            logs / f"edge-camera-{camera_gateway}.log",
+        processes[f"{kind} {gateway_id}"] = CliProcess(
+            ["edge", kind, "--gateway", gateway_id, "--duration", str(duration_s)],
+            logs / f"edge-{kind}-{gateway_id}.log",
             env,
         )
-        console.print(
-            f"[green]✓[/] started the camera gateway {camera_gateway}"
-            f" ({', '.join(cameras)}: rendered street scenes through the bundled model)"
-        )
+        console.print(f"[green]✓[/] started {gateway_id}: {what}")
     gateways = [
         Gateway(g.id, edge_session(config, g.id, root), build_channels(config, g.id))
         for g in config.devices.gateways
@@ -128,7 +124,7 @@ def run_demo(
                     g.session.pump()
                 refresh()
         for name, process in processes.items():
-            if name.startswith(("dock ", "cameras ")):
+            if name.startswith(("dock ", "camera ")):
                 process.process.wait(timeout=60)
         return _summary(gateways, endpoints.database_url, console, started_at)
     finally:

@@ -220,6 +220,33 @@ class EvidenceConfig(ConfigModel):
     )
 
 
+class GroundCalibration(ConfigModel):
+    """Where points of the image lie on the ground, so an alert carries the position of
+    its object rather than of the camera: two cars parked 50 m apart in one view must not
+    merge into one work order. At least four image points and their ground positions in
+    metres east and north of the camera's ``placement.position`` (from a site plan or a
+    tape), none three of them on one line."""
+
+    image: tuple[Point, ...] = Field(
+        min_length=4, description="[x, y] image points in 0–1 of width/height"
+    )
+    ground_m: tuple[tuple[float, float], ...] = Field(
+        min_length=4, description="[east, north] metres from the camera, one per image point"
+    )
+    accuracy_m: float = Field(
+        default=3.0, gt=0, description="how far a projected position may be off (sent with alerts)"
+    )
+
+    @model_validator(mode="after")
+    def _paired(self) -> GroundCalibration:
+        if len(self.image) != len(self.ground_m):
+            raise ValueError(
+                f"calibration needs one ground point per image point:"
+                f" {len(self.image)} image, {len(self.ground_m)} ground"
+            )
+        return self
+
+
 class TrackerConfig(ConfigModel):
     """ByteTrack settings: how long a lost track is kept and how detections are matched."""
 
@@ -260,6 +287,10 @@ class CameraConfig(ConfigModel):
     evidence: EvidenceConfig = Field(
         default_factory=EvidenceConfig, description="snapshots, crops and clips kept per alert"
     )
+    calibration: GroundCalibration | None = Field(
+        default=None,
+        description="image → ground points; without it alerts carry the camera's position",
+    )
     zones: tuple[Zone, ...] = Field(default=(), description="zones and masks drawn on the image")
     rules: tuple[CameraRule, ...] = Field(default=(), description="rules evaluated per zone")
 
@@ -269,10 +300,20 @@ class CameraConfig(ConfigModel):
         verify_rules_do_not_watch_masks(self)
         verify_names_unique(self)
         verify_tracker_tracks_what_rules_accept(self)
+        verify_calibration_has_an_origin(self)
         return self
 
 
 # Cross-checks: small named functions, each with its own test.
+
+
+def verify_calibration_has_an_origin(camera: CameraConfig) -> None:
+    """Calibrated ground points are metres from the camera: it needs a position."""
+    if camera.calibration is not None and camera.placement.position is None:
+        raise ValueError(
+            f"camera {camera.id!r} has a calibration but no placement.position to measure"
+            " its ground points from"
+        )
 
 
 def verify_zone_polygon(zone: Zone) -> None:
