@@ -49,7 +49,9 @@ def alert_for(
     position of the object when the camera is calibrated, else at the camera's."""
     episode = episode_id(camera.id, event)
     position = camera.placement.position
-    lat, lon, accuracy_m = (position.lat, position.lon, None) if position else (None, None, None)
+    lat: float | None = position.lat if position else None
+    lon: float | None = position.lon if position else None
+    accuracy_m: float | None = None
     if ground is not None:
         lat, lon = ground.lat_lon(*event.anchor)
         accuracy_m = ground.accuracy_m
