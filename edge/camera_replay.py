@@ -27,8 +27,6 @@ from citywatch.models.detections import Detections
 
 __all__ = ["ReplayResult", "expected_latency_s", "replay_detections", "replay_video"]
 
-_BLANK = np.zeros((1, 1, 3), np.uint8)
-
 
 @dataclass
 class ReplayResult:
@@ -64,14 +62,14 @@ def detection_frames(
     by_number = {row.frame: row.detections for row in rows}
     end = max([last_frame or 0, *by_number]) if by_number or last_frame else 0
     width, height = frame_size
-    image = np.broadcast_to(_BLANK, (height, width, 3))
+    image = np.zeros((height, width, 3), np.uint8)  # no video: evidence shows the boxes only
     cadence = DetectionCadence(detect_fps)
     for number in range(1, end + 1):
         pts_s = (number - 1) / video_fps
         if not cadence.due(pts_s, 0.25 / video_fps):
             continue
         detections = by_number.get(number, Detections.empty())
-        yield Frame(np.asarray(image), number - 1, pts_s), detections
+        yield Frame(image, number - 1, pts_s), detections
 
 
 def replay_detections(

@@ -6,14 +6,18 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cv2
 import pytest
 from typer.testing import CliRunner
 
 from citywatch.cli.main import app
 from citywatch.config import load_config
 from citywatch.contracts import AlertKind, decode
-from citywatch.edge.camera_replay import detection_frames, expected_latency_s
+from citywatch.contracts.messages import EvidenceKind
+from citywatch.edge.camera_pipeline import CameraPipeline, ClipSettings
+from citywatch.edge.camera_replay import detection_frames, expected_latency_s, replay_detections
 from citywatch.edge.detection_file import DetectionFrame, write_detections
+from citywatch.edge.evidence import EvidenceStore
 from citywatch.edge.scenario_suite import suite_cases, truth_detections
 from citywatch.hardware.video_source import DetectionCadence
 from citywatch.models.detections import Detections
@@ -120,3 +124,32 @@ def test_replay_of_a_truncated_video_names_the_problem(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 2
     assert "cut.mp4" in result.output
+
+
+def test_an_episode_start_carries_snapshot_and_crop_and_its_clip_follows(
+    parked_car_rows: tuple[Path, Path], tmp_path: Path
+) -> None:
+
+    config = load_config(SUITE)
+    camera = next(c for c in config.devices.cameras if c.id == "cam-parked-car")
+    pipeline = CameraPipeline(
+        site_id=config.site.id,
+        camera=camera,
+        tz=config.site.timezone,
+        start_time=datetime(2026, 5, 12, 2, 0, tzinfo=UTC),
+        evidence=EvidenceStore(tmp_path / "evidence", camera.id),
+        clips=ClipSettings(before_s=3, after_s=3, width_px=320, fps=5),
+    )
+    result = replay_detections(pipeline, parked_car_rows[0], video_fps=25, frame_size=(1280, 720))
+    start = next(a for a in result.alerts if a.phase.value == "start")
+    kinds = {ref.kind for ref in start.evidence}
+    assert kinds == {EvidenceKind.SNAPSHOT, EvidenceKind.CROP}
+    for ref in start.evidence:
+        path = Path(ref.uri.removeprefix("file://"))
+        assert path.stat().st_size > 0 and ref.sha256 is not None
+    clips = [e for e in result.output.evidence if e.alert_id == start.id]
+    assert len(clips) == 1 and clips[0].ref.kind is EvidenceKind.CLIP
+    video = cv2.VideoCapture(clips[0].ref.uri.removeprefix("file://"))
+    frames = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+    video.release()
+    assert 25 <= frames <= 35  # 3 s before + 3 s after at 5 fps
