@@ -249,5 +249,67 @@ def sim_camera(
 
     loaded = load_scenario(scenario)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = render_video(loaded, out_dir / f"{loaded.name}.mp4", out_dir / f"{loaded.name}.gt.csv")
-    console.print(f"rendered {loaded.name}: {paths}")
+    rendered = render_video(
+        loaded,
+        out_dir / f"{loaded.name}.mp4",
+        out_dir / f"{loaded.name}.gt.csv",
+        out_dir / f"{loaded.name}.truth.jsonl",
+    )
+    console.print(
+        f"rendered {loaded.name}: {rendered.frames} frames\n"
+        f"  video              {rendered.video}\n"
+        f"  ground-truth boxes {rendered.truth} (MOTChallenge rows)\n"
+        f"  expected events    {rendered.expect} (for `citywatch edge replay --truth`)"
+    )
+
+
+def edge_suite(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Suite config.")] = Path(
+        "configs/scenario-suite.yaml"
+    ),
+    scenario: Annotated[
+        list[str] | None, typer.Option(help="Only these scenarios (repeatable).")
+    ] = None,
+    oracle: Annotated[
+        bool, typer.Option(help="Use the renderer's own boxes instead of the model.")
+    ] = False,
+    min_precision: Annotated[float, typer.Option(help="Exit 1 below this, per kind.")] = 0.95,
+    min_recall: Annotated[float, typer.Option(help="Exit 1 below this, per kind.")] = 0.95,
+) -> None:
+    """Score the rendered scenario suite: through the live agent path (all cameras at once,
+    as fast as the model goes) and again as detection files through replay."""
+    import tempfile
+
+    from citywatch.cli.main import _load
+    from citywatch.edge.backtest_report import render_report, render_suite
+    from citywatch.edge.scenario_suite import (
+        SuiteRun,
+        run_live,
+        run_replay,
+        suite_cases,
+        truth_detections,
+    )
+
+    cfg = _load(config)
+    cases = suite_cases(cfg, scenario or ())
+    if not cases:
+        raise typer.BadParameter("no synthetic cameras (or none of the named scenarios)")
+    work = Path(tempfile.mkdtemp(prefix="citywatch-suite-"))
+    if oracle:
+        live = SuiteRun()
+        for case in cases:
+            live.detections[case.camera.id] = truth_detections(
+                case.scenario, case.camera.source.detect_fps
+            )
+    else:
+        with console.status(f"running {len(cases)} scenarios through the camera agent…"):
+            live = run_live(cfg, cases, evidence_dir=work / "evidence")
+        console.print("[bold]live agent path[/]")
+        render_report(render_suite(live.reports, console), console, details=False)
+    replayed = run_replay(cfg, cases, live, work / "detections")
+    console.print("[bold]replay --detections[/]" + (" (perfect detector)" if oracle else ""))
+    merged = render_suite(replayed.reports, console)
+    render_report(merged, console, details=False)
+    console.print(f"detection files and evidence in {work}")
+    if not merged.passes(min_precision, min_recall):
+        raise typer.Exit(1)

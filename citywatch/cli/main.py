@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citywatch import __version__
-from citywatch.cli.camera_cmds import edge_camera, edge_detect, edge_replay, sim_camera
+from citywatch.cli.camera_cmds import edge_camera, edge_detect, edge_replay, edge_suite, sim_camera
 from citywatch.cli.dock_cmds import edge_dock
 from citywatch.cli.model_cmds import model_app
 from citywatch.cli.sim_cmds import sim_app
@@ -254,6 +254,7 @@ edge_app.command("dock")(edge_dock)
 edge_app.command("camera")(edge_camera)
 edge_app.command("replay")(edge_replay)
 edge_app.command("detect")(edge_detect)
+edge_app.command("suite")(edge_suite)
 sim_app.command("camera")(sim_camera)
 
 

@@ -45,14 +45,15 @@ class DetectorConfig(ConfigModel):
         ),
     )
     imgsz: int = Field(
-        default=640,
+        default=320,
         ge=32,
         le=4096,
         multiple_of=32,
         title="Inference size",
         description=(
-            "pixels of the square the image is letterboxed into; a multiple of 32. An ONNX"
-            " model exported with a fixed size uses its own size"
+            "pixels of the square the image is letterboxed into; a multiple of 32 (the bundled"
+            " model was trained at 320; set your model's size). An ONNX model exported with a"
+            " fixed size uses its own size"
         ),
     )
     confidence: float = Field(
