@@ -43,7 +43,8 @@ class TrainSettings:
     workers: int = 2
     mosaic: float = 1.0
     close_mosaic: int = 4
-    lr0: float = 0.01
+    optimizer: str = "AdamW"
+    lr0: float = 0.001
     patience: int = 100
 
 
@@ -97,6 +98,7 @@ def train(
         val=False,
         mosaic=settings.mosaic,
         close_mosaic=settings.close_mosaic,
+        optimizer=settings.optimizer,
         lr0=settings.lr0,
         patience=settings.patience,
         project=str(work_dir / "runs"),
@@ -175,7 +177,7 @@ day/dusk/night lighting, sensor noise and camera shake. The evaluation scenarios
 
 ## Training
 `citywatch model train` (this recipe, `models/train_street.py`): imgsz {s.imgsz},
-{s.epochs} epochs, batch {s.batch}, SGD lr0 {s.lr0}, mosaic {s.mosaic} (off for the last
+{s.epochs} epochs, batch {s.batch}, {s.optimizer} lr0 {s.lr0}, mosaic {s.mosaic} (off for the last
 {s.close_mosaic} epochs), CPU only ({platform.processor() or platform.machine()},
 {os.cpu_count()} cores): rendering {result.render_s / 60:.1f} min, training
 {result.train_s / 60:.1f} min.
