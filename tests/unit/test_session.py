@@ -292,3 +292,34 @@ def test_tls_settings_reach_the_client(tmp_path: Path) -> None:
     context = session._client._ssl_context
     assert context is not None
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_camera_status_and_evidence_notices_travel_at_qos_0_on_their_own_topics() -> None:
+    """Only alerts wait for a receipt; a status is repeated by the agent and an evidence
+    notice only points at a file the gateway keeps, so both may be shed."""
+    from datetime import UTC, datetime
+
+    from citywatch.contracts import DeviceKind, DeviceRef, Status
+    from citywatch.contracts.messages import DeviceState, Evidence, EvidenceKind, EvidenceRef
+    from citywatch.edge.session import _outbox_message
+
+    camera = DeviceRef(site="demo", kind=DeviceKind.CAMERA, id="cam-1")
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    status = _outbox_message(
+        Status(device=camera, state=DeviceState.OFFLINE, event_time=now, detail="no video")
+    )
+    evidence = _outbox_message(
+        Evidence(
+            id="a.0.clip",
+            device=camera,
+            alert_id="a.0",
+            ref=EvidenceRef(kind=EvidenceKind.CLIP, uri="file:///e/a.mp4"),
+            event_time=now,
+        )
+    )
+    assert (status.kind, status.qos, status.topic) == (
+        "status", 0, "citywatch/v1/demo/camera/cam-1/status",
+    )  # fmt: skip
+    assert (evidence.kind, evidence.qos, evidence.topic) == (
+        "evidence", 0, "citywatch/v1/demo/camera/cam-1/evidence",
+    )  # fmt: skip
