@@ -24,7 +24,7 @@ def model_train(
     ] = Path(".cache/street-train"),
     n_train: Annotated[int, typer.Option("--train", help="Training images to render.")] = 1600,
     n_val: Annotated[int, typer.Option("--val", help="Validation images to render.")] = 300,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
     imgsz: Annotated[int, typer.Option(help="Training image size (multiple of 32).")] = 320,
     seed: Annotated[int, typer.Option(help="Dataset and training seed.")] = 20261123,
 ) -> None:
