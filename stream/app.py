@@ -36,13 +36,14 @@ from citywatch.contracts import (
     TopicAddress,
     encode,
 )
-from citywatch.contracts.messages import WireModel
+from citywatch.contracts.messages import Evidence, WireModel
 from citywatch.stream.deadletter import DeadLetter, header_map
 from citywatch.stream.processor import AlertProcessor, Outcome
 from citywatch.stream.settings import StreamSettings
 from citywatch.stream.sink import (
     AlertRow,
     KafkaPosition,
+    insert_evidence,
     insert_telemetry,
     open_pool,
     upsert_status,
@@ -91,8 +92,8 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
             name, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw"
         )
 
-    alerts_in, telemetry_in, status_in = (
-        raw_topic(n) for n in (topics.alerts, topics.telemetry, topics.status)
+    alerts_in, telemetry_in, status_in, evidence_in = (
+        raw_topic(n) for n in (topics.alerts, topics.telemetry, topics.status, topics.evidence)
     )
     receipts_out, dead_letters = raw_topic(topics.receipts), raw_topic(topics.dead_letters)
     workorder_events_out = raw_topic(topics.workorder_events)
@@ -247,6 +248,15 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         await with_db_retry(f"{len(statuses)} statuses", transact)
         counters["status.stored"] += len(statuses)
 
+    async def handle_evidence(batch: list[tuple[faust.EventT, WireModel]]) -> None:
+        notices = [m for _, m in batch if isinstance(m, Evidence)]
+
+        async def transact() -> int:
+            async with pool.connection() as conn, conn.transaction():
+                return await insert_evidence(conn, notices)
+
+        counters["evidence.stored"] += await with_db_retry(f"{len(notices)} evidence", transact)
+
     def batched(
         handler: Callable[[list[tuple[faust.EventT, WireModel]]], Awaitable[None]],
     ) -> Callable[[faust.StreamT], Awaitable[None]]:
@@ -261,6 +271,7 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
     app.agent(alerts_in, name="alerts")(batched(handle_alerts))
     app.agent(telemetry_in, name="telemetry")(batched(handle_telemetry))
     app.agent(status_in, name="status")(batched(handle_status))
+    app.agent(evidence_in, name="evidence")(batched(handle_evidence))
 
     @app.timer(interval=TICK_S)
     async def sla_and_quiet_timer() -> None:

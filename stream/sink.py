@@ -19,6 +19,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from citywatch.contracts import Alert, Status, Telemetry
+from citywatch.contracts.messages import Evidence
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,24 @@ async def insert_telemetry(conn: AsyncConnection, batch: Sequence[Telemetry]) ->
         " ON CONFLICT (id, time) DO NOTHING"
     )
     return cursor.rowcount
+
+
+async def insert_evidence(conn: AsyncConnection, notices: list[Evidence]) -> int:
+    """Store evidence notices (idempotent by id); the number that were new."""
+    if not notices:
+        return 0
+    cursor = conn.cursor()
+    await cursor.executemany(
+        """INSERT INTO evidence (id, alert_id, device_id, kind, uri, content_type, sha256,
+                                 event_time)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
+        [
+            (n.id, n.alert_id, n.device.id, n.ref.kind.value, n.ref.uri, n.ref.content_type,
+             n.ref.sha256, n.event_time)
+            for n in notices
+        ],
+    )  # fmt: skip
+    return max(cursor.rowcount, 0)
 
 
 async def upsert_status(conn: AsyncConnection, status: Status) -> None:

@@ -113,5 +113,14 @@ def test_camera_gateway_stores_vending_and_smoke_with_evidence_and_reloads_rules
             " ON a.work_order_id = w.id WHERE a.alert_id = ANY(%s)",
             ([r[2] for r in starts],),
         ).fetchall()
+        clips = conn.execute(
+            "SELECT alert_id, uri FROM evidence WHERE kind = 'clip' AND alert_id = ANY(%s)",
+            ([r[2] for r in starts],),
+        ).fetchall()
     assert metrics is not None and {"fps", "inference_ms", "last_frame_age_s"} <= set(metrics[0])
+    # Each episode's clip follows its alert as an evidence notice, stored for the center.
+    assert {c[0] for c in clips} == {r[2] for r in starts}
+    clip = cv2.VideoCapture(clips[0][1].removeprefix("file://"))
+    assert clip.isOpened() and clip.get(cv2.CAP_PROP_FRAME_COUNT) > 10
+    clip.release()
     assert {o[0] for o in orders} >= {"street_vending", "smoke"}
