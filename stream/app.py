@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import faust
 import psycopg
+from psycopg import AsyncConnection
 
 from citywatch.config import CitywatchConfig
 from citywatch.contracts import (
@@ -56,6 +57,7 @@ BATCH_MAX = 5000
 BATCH_WITHIN_S = 0.1
 TICK_S = 2.0
 T = TypeVar("T")
+M = TypeVar("M", bound=WireModel)
 
 
 def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
@@ -228,34 +230,32 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         counters["alerts.stored"] += outcome.new_alerts
         counters["alerts.redelivered"] += len(rows) - outcome.new_alerts
 
-    async def handle_telemetry(batch: list[tuple[faust.EventT, WireModel]]) -> None:
-        readings = [m for _, m in batch if isinstance(m, Telemetry)]
+    def storing(
+        kind: type[M],
+        insert: Callable[[AsyncConnection, list[M]], Awaitable[int]],
+        name: str,
+    ) -> Callable[[list[tuple[faust.EventT, WireModel]]], Awaitable[None]]:
+        """A batch handler that stores the messages of ``kind`` in one transaction."""
 
-        async def transact() -> int:
-            async with pool.connection() as conn, conn.transaction():
-                return await insert_telemetry(conn, readings)
+        async def handle(batch: list[tuple[faust.EventT, WireModel]]) -> None:
+            items = [m for _, m in batch if isinstance(m, kind)]
 
-        counters["telemetry.stored"] += await with_db_retry(f"{len(readings)} readings", transact)
+            async def transact() -> int:
+                async with pool.connection() as conn, conn.transaction():
+                    return await insert(conn, items)
 
-    async def handle_status(batch: list[tuple[faust.EventT, WireModel]]) -> None:
-        statuses = [m for _, m in batch if isinstance(m, Status)]
+            counters[f"{name}.stored"] += await with_db_retry(f"{len(items)} {name}", transact)
 
-        async def transact() -> None:
-            async with pool.connection() as conn, conn.transaction():
-                for status in statuses:
-                    await upsert_status(conn, status)
+        return handle
 
-        await with_db_retry(f"{len(statuses)} statuses", transact)
-        counters["status.stored"] += len(statuses)
+    async def upsert_statuses(conn: AsyncConnection, statuses: list[Status]) -> int:
+        for status in statuses:
+            await upsert_status(conn, status)
+        return len(statuses)
 
-    async def handle_evidence(batch: list[tuple[faust.EventT, WireModel]]) -> None:
-        notices = [m for _, m in batch if isinstance(m, Evidence)]
-
-        async def transact() -> int:
-            async with pool.connection() as conn, conn.transaction():
-                return await insert_evidence(conn, notices)
-
-        counters["evidence.stored"] += await with_db_retry(f"{len(notices)} evidence", transact)
+    handle_telemetry = storing(Telemetry, insert_telemetry, "telemetry")
+    handle_status = storing(Status, upsert_statuses, "status")
+    handle_evidence = storing(Evidence, insert_evidence, "evidence")
 
     def batched(
         handler: Callable[[list[tuple[faust.EventT, WireModel]]], Awaitable[None]],
