@@ -219,11 +219,13 @@ class CameraWorker:
             if pending is not None:
                 self.camera = pending
             return
-        if pending.source != self.camera.source:
-            log.warning(
-                "camera %s: a changed source applies after a restart; zones and rules apply now",
-                self.camera.id,
-            )
+        for part in ("source", "detector"):
+            if getattr(pending, part) != getattr(self.camera, part):
+                log.warning(
+                    "camera %s: a changed %s applies after a restart; zones and rules apply now",
+                    self.camera.id,
+                    part,
+                )
         out = self.pipeline.reconfigure(pending)
         self.camera = pending
         self.stats.reloads += 1
