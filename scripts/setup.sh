@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-EXTRAS="${CITYWATCH_EXTRAS:-edge,vision,stream,stack,dev}"
+EXTRAS="${CITYWATCH_EXTRAS:-edge,vision,stream,center,stack,dev}"
 PYTHON="${PYTHON:-python3.11}"
 say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
@@ -26,6 +26,14 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 [ "$fallback" = 1 ] && EXTRAS="$EXTRAS,stack-fallback"
+# Debian's Chromium for the console's browser test (playwright drives it; it never downloads
+# a browser of its own). Without root the test says how to install it and fails.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  say "installing Debian's chromium for the console's browser test"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 
 if ! command -v "$PYTHON" >/dev/null 2>&1; then PYTHON=python3; fi
 if [ ! -x .venv/bin/python ]; then

@@ -50,6 +50,7 @@ from citywatch.stream.sink import (
     upsert_status,
 )
 from citywatch.stream.validate import MQTT_TOPIC_HEADER, Registry, validate_record
+from citywatch.workorder.store import StaleWorkOrders
 
 log = logging.getLogger(__name__)
 RETRY_MAX_S = 30.0
@@ -125,6 +126,11 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
             try:
                 await ensure_ready()
                 return await action()
+            except StaleWorkOrders as exc:
+                # A person acted on these orders (command center) since this worker read
+                # them: start over from what the database holds, at once.
+                log.info("%s; reloading work orders from the database and retrying", exc)
+                ready.clear()
             except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
                 log.error(
                     "database unavailable while storing %s (%s); retrying in %.1fs",

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 from citywatch.config.workflow import EscalationStep, Sla
-from citywatch.stream.workorders import (
+from citywatch.workorder.lifecycle import (
     GRID_LEVELS,
     SYSTEM_ACTOR,
     WorkOrder,

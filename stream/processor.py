@@ -22,16 +22,16 @@ from citywatch.contracts import Alert, WorkOrderEvent
 from citywatch.stream import workorder_store
 from citywatch.stream.dedup import DedupEngine, Incident, alert_position
 from citywatch.stream.escalation import escalate_due
-from citywatch.stream.priority import priority, route
 from citywatch.stream.sink import AlertRow, insert_alerts
-from citywatch.stream.sla import site_zone
-from citywatch.stream.workorders import (
+from citywatch.workorder.lifecycle import (
     WorkOrder,
     WorkOrderTransition,
     as_message,
     open_work_order,
     recur,
 )
+from citywatch.workorder.priority import priority, route
+from citywatch.workorder.sla import site_zone
 
 log = logging.getLogger(__name__)
 SYSTEM = "citywatch"

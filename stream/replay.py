@@ -24,7 +24,7 @@ from citywatch.config import CitywatchConfig
 from citywatch.config.workflow import Workflow
 from citywatch.contracts import Alert, ContractError, decode
 from citywatch.stream.dedup import DEFAULT_LATENESS, DedupEngine, Incident, alert_position
-from citywatch.stream.priority import priority, route
+from citywatch.workorder.priority import priority, route
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ engine and the work orders from the database alone. All writes are upserts keyed
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, tzinfo
 
@@ -18,8 +19,17 @@ from psycopg.rows import dict_row
 from citywatch.config.workflow import Workflow
 from citywatch.contracts import AlertKind
 from citywatch.stream.dedup import Incident, Position
-from citywatch.stream.sla import SlaClock
-from citywatch.stream.workorders import WorkOrder, WorkOrderState, WorkOrderTransition
+from citywatch.workorder.lifecycle import WorkOrder, WorkOrderTransition
+from citywatch.workorder.store import (
+    ALERT_IDS,
+    StaleWorkOrders,
+    UnknownTier,
+    insert_events,
+    lock_current,
+    order_from_row,
+)
+
+__all__ = ["StaleWorkOrders", "load", "save"]
 
 _UPSERT = """
 INSERT INTO work_orders (id, kind, category_code, category_name, department, priority, state,
@@ -64,23 +74,20 @@ async def save(
     events: Sequence[WorkOrderTransition],
     links: Sequence[tuple[str, str]],
 ) -> None:
-    """Upsert work orders, insert their new events and alert links (all idempotent)."""
+    """Upsert work orders, insert their new events and alert links (all idempotent).
+
+    First locks the stored rows and checks that nobody acted on them since this worker read
+    them (their seq is what it was before this batch's events): :class:`StaleWorkOrders`
+    otherwise, and the caller rebuilds its state from the database and retries.
+    """
+    changed = list(changed)
+    new_events = Counter(e.work_order_id for e in events)
+    await lock_current(conn, {o.id: o.seq - new_events[o.id] for o, _ in changed})
     rows = [_row(order, incident) for order, incident in changed]
     async with conn.cursor() as cursor:
         if rows:
             await cursor.executemany(_UPSERT, rows)
-        if events:
-            await cursor.executemany(
-                """INSERT INTO workorder_events (id, work_order_id, seq, event, from_state,
-                       to_state, actor, time, reason, data)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
-                [
-                    (e.id, e.work_order_id, e.seq, e.event,
-                     e.from_state.value if e.from_state else None, e.to_state.value, e.actor,
-                     e.time, e.reason, json.dumps(e.data, default=str))
-                    for e in events
-                ],
-            )  # fmt: skip
+        await insert_events(cursor, events)
         if links:
             await cursor.executemany(
                 "INSERT INTO work_order_alerts (work_order_id, alert_id) VALUES (%s, %s)"
@@ -93,21 +100,18 @@ async def load(
     conn: AsyncConnection, workflow: Workflow, tz: tzinfo, closed_since: datetime
 ) -> list[tuple[WorkOrder, Incident]]:
     """Work orders whose incident is open or closed after ``closed_since`` (still reopenable)."""
-    tiers = {tier.id: tier for tier in workflow.sla.tiers}
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(
-            """SELECT w.*, COALESCE(
-                   (SELECT array_agg(alert_id ORDER BY added_at, alert_id) FROM work_order_alerts a
-                    WHERE a.work_order_id = w.id), '{}') AS alert_ids
-               FROM work_orders w
-               WHERE incident_state = 'open' OR incident_closed_at >= %s""",
+            f"""SELECT w.*, {ALERT_IDS} FROM work_orders w
+                WHERE incident_state = 'open' OR incident_closed_at >= %s""",
             (closed_since,),
         )
         records = await cursor.fetchall()
     restored = []
     for r in records:
-        tier = tiers.get(r["sla_tier"])
-        if tier is None:
+        try:
+            order = order_from_row(r, workflow, tz)
+        except UnknownTier:
             continue  # the tier was removed from config; the order stays in the DB for people
         incident = Incident(
             id=r["id"], kind=AlertKind(r["kind"]),
@@ -118,16 +122,6 @@ async def load(
             alert_ids=list(r["alert_ids"]), sources=set(r["sources"]),
             reopen_count=r["reopen_count"], max_confidence=r["max_confidence"],
             attributes=dict(r["attributes"]),
-        )  # fmt: skip
-        order = WorkOrder(
-            id=r["id"], kind=AlertKind(r["kind"]), category_code=r["category_code"],
-            department=r["department"], priority=r["priority"], state=WorkOrderState(r["state"]),
-            opened_at=r["opened_at"], due_at=r["due_at"], clock_started_at=r["clock_started_at"],
-            sla=SlaClock(tier, workflow.sla.calendar, tz), district=r["district"],
-            street=r["street"], community=r["community"], category_name=r["category_name"],
-            escalation_level=r["escalation_level"], escalated_levels=list(r["escalated_levels"]),
-            alert_ids=list(r["alert_ids"]), reopen_count=r["reopen_count"],
-            resolved_at=r["resolved_at"], closed_at=r["closed_at"], seq=r["seq"],
         )  # fmt: skip
         restored.append((order, incident))
     return restored

@@ -22,6 +22,7 @@ FOLDERS = {
     "citywatch.contracts": REPO / "citywatch" / "contracts",
     "citywatch.config": REPO / "citywatch" / "config",
     "citywatch.stack": REPO / "citywatch" / "stack",
+    "citywatch.workorder": REPO / "citywatch" / "workorder",
 }
 STAGES = (
     "citywatch.edge",
@@ -68,6 +69,11 @@ CONTRACTS = [
         "citywatch.stream",
         ("citywatch.edge", "citywatch.center"),
         "the stream tier does not run gateway code",
+    ),
+    (
+        "citywatch.workorder",
+        (*STAGES, "citywatch.stack", "citywatch.cli", "faust", "fastapi"),
+        "the work order is shared by the stream tier and the center, and imports neither",
     ),
 ]
 

@@ -9,7 +9,7 @@ import pytest
 from citywatch.config import CitywatchConfig
 from citywatch.config.workflow import Category, Department, Workflow
 from citywatch.contracts.messages import Alert, AlertKind, DeviceKind, DeviceRef, Location, Phase
-from citywatch.stream.priority import (
+from citywatch.workorder.priority import (
     PriorityPolicy,
     RoutingError,
     priority,

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from citywatch.config.workflow import SlaTier, WorkingCalendar
-from citywatch.stream.sla import (
+from citywatch.workorder.sla import (
     CalendarError,
     SlaClock,
     add_working_time,

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from citywatch.config.site import Placement
 from citywatch.config.workflow import SlaTier, WorkingCalendar
 from citywatch.contracts.messages import AlertKind
-from citywatch.stream import workorders as wo
-from citywatch.stream.priority import Routing
-from citywatch.stream.workorders import (
+from citywatch.workorder import lifecycle as wo
+from citywatch.workorder.priority import Routing
+from citywatch.workorder.lifecycle import (
     ActionArgumentError,
     TransitionRefused,
     WorkOrder,

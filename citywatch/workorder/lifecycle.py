@@ -39,8 +39,8 @@ from typing import Any, Literal
 from citywatch.config.site import Placement
 from citywatch.config.workflow import WorkingCalendar
 from citywatch.contracts.messages import AlertKind, WorkOrderEvent
-from citywatch.stream.priority import HIGHEST, LOWEST, Routing
-from citywatch.stream.sla import SlaClock
+from citywatch.workorder.priority import HIGHEST, LOWEST, Routing
+from citywatch.workorder.sla import SlaClock
 
 SYSTEM_ACTOR = "citywatch"
 GRID_LEVELS = ("community", "street", "district")
