@@ -56,6 +56,7 @@ def secret_refs(config: CitywatchConfig) -> list[str]:
     refs += [config.services.mqtt.bridge.password, config.services.mqtt.center.password]
     if config.services.database.password:
         refs.append(config.services.database.password)
+    refs += [user.token for user in config.center.users if user.token]
     return refs
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from citywatch.config.base import ConfigModel
+from citywatch.config.center import CenterConfig
 from citywatch.config.devices import Devices
 from citywatch.config.sensor import LevelPolicy, SensorConfig
 from citywatch.config.services import Services
@@ -22,6 +23,7 @@ class CitywatchConfig(ConfigModel):
     waterlogging: Waterlogging = Waterlogging()
     workflow: Workflow
     services: Services = Services()
+    center: CenterConfig = CenterConfig()
 
     def level_policy(self, sensor: SensorConfig) -> LevelPolicy:
         """The sensor's own level policy, or the site's."""

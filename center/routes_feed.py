@@ -1,0 +1,57 @@
+"""``GET /api/v1/feed``: work-order events as server-sent events (see :mod:`.feed`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, status
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from citywatch.center.deps import State, Viewer
+from citywatch.center.feed import stream
+
+router = APIRouter(prefix="/api/v1", tags=["feed"])
+RETRY_MS = 2000
+
+
+def _position(value: str | None, what: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        position = int(value)
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, f"{what} must be a feed position (an integer)"
+        ) from None
+    if position < 0:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{what} must be ≥ 0")
+    return position
+
+
+@router.get("/feed", response_class=EventSourceResponse)
+async def feed(
+    state: State,
+    user: Viewer,
+    last_event_id: Annotated[str | None, Header(description="resume after this event")] = None,
+    after: Annotated[
+        str | None, Query(description="resume after this feed position (0: from the start)")
+    ] = None,
+) -> EventSourceResponse:
+    """Work-order events as they happen (`event: workorder`, `id:` the feed position).
+
+    Reconnect with `Last-Event-ID` (browsers do it by themselves) to receive every event
+    after it exactly once; without it the feed starts now.
+    """
+    start = _position(last_event_id, "Last-Event-ID")
+    if start is None:
+        start = _position(after, "after")
+
+    async def events():  # type: ignore[no-untyped-def]
+        async for event in stream(state.feed, start):
+            yield ServerSentEvent(
+                data=event.data, id=str(event.feed_id), event="workorder", retry=RETRY_MS
+            )
+
+    return EventSourceResponse(
+        events(), ping=state.settings.config.center.feed_keepalive_s, send_timeout=30
+    )
