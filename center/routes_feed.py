@@ -21,10 +21,10 @@ def _position(value: str | None, what: str) -> int | None:
         position = int(value)
     except ValueError:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"{what} must be a feed position (an integer)"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what} must be a feed position (an integer)"
         ) from None
     if position < 0:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{what} must be ≥ 0")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what} must be ≥ 0")
     return position
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from citywatch import __version__
 from citywatch.cli.camera_cmds import edge_camera, edge_detect, edge_replay, edge_suite, sim_camera
+from citywatch.cli.center_cmds import center_app
 from citywatch.cli.dock_cmds import edge_dock
 from citywatch.cli.model_cmds import model_app
 from citywatch.cli.sim_cmds import sim_app
@@ -56,6 +57,7 @@ app.add_typer(stream_app, name="stream")
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(model_app, name="model")
+app.add_typer(center_app, name="center")
 
 DEFAULT_CONFIG = Path("configs/demo-district.yaml")
 ConfigOpt = Annotated[

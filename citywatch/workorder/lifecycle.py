@@ -445,12 +445,17 @@ def start(order: WorkOrder, *, actor: str, time: datetime) -> WorkOrderTransitio
     return _record(order, "started", S.IN_PROGRESS, actor=actor, time=time)
 
 
-def resolve(order: WorkOrder, *, actor: str, time: datetime, note: str) -> WorkOrderTransition:
-    """处置完成: the department reports the problem handled; the SLA clock stops."""
+def resolve(
+    order: WorkOrder, *, actor: str, time: datetime, note: str, photo: str | None = None
+) -> WorkOrderTransition:
+    """处置完成: the department reports the problem handled; the SLA clock stops. ``photo``
+    names an attachment showing the result (处置后照片), kept in the event's data.
+    """
     time = _check(order, Action.RESOLVE, actor, time)
     _text(note, "a resolution note")
     order.resolved_at = time
-    return _record(order, "resolved", S.RESOLVED, actor=actor, time=time, reason=note)
+    data: EventData = {"photo_id": photo} if photo else {}
+    return _record(order, "resolved", S.RESOLVED, actor=actor, time=time, reason=note, data=data)
 
 
 def verify(

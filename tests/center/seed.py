@@ -70,11 +70,11 @@ def seed_order(
          order.clock_started_at, district, street, community, lat, lon, opened_at, alerts,
          order.seq, json.dumps([device_id])),
     )  # fmt: skip
-    conn.executemany(
+    conn.cursor().executemany(
         "INSERT INTO work_order_alerts (work_order_id, alert_id) VALUES (%s, %s)",
         [(order.id, a) for a in alert_ids],
     )
-    conn.executemany(
+    conn.cursor().executemany(
         """INSERT INTO workorder_events (id, work_order_id, seq, event, from_state, to_state,
                actor, time, reason, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
         [(e.id, e.work_order_id, e.seq, e.event, e.from_state.value, e.to_state.value, e.actor,
