@@ -276,7 +276,7 @@ def test_paging_by_cursor_visits_every_order_once(client, listed) -> None:  # ty
         ({"bbox": "1,2,3"}, "bbox"),
         ({"priority": 9}, "priority"),
         ({"since": "2026-01-01T00:00:00"}, "since"),
-    ],  # fmt: skip
+    ],
 )
 def test_bad_list_queries_are_422(client, query, says) -> None:  # type: ignore[no-untyped-def]
     response = client.get("/api/v1/work-orders", params=query, headers=auth("viewer"))
