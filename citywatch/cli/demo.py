@@ -7,8 +7,11 @@ checked against the database.
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,10 +22,11 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from citywatch.cli.accounts import data_dir_of, embedded_stack, resolve_endpoints
+from citywatch.cli.accounts import data_dir_of, embedded_stack, resolve_endpoints, secrets_dir_of
 from citywatch.cli.child import CliProcess
 from citywatch.cli.runtime import edge_session
 from citywatch.config import CitywatchConfig
+from citywatch.config.secrets import resolve_secret
 from citywatch.edge.sensor_agent import (
     SensorAgentStats,
     SensorChannel,
@@ -49,6 +53,7 @@ def run_demo(
     duration_s: float,
     keep_stack: bool,
     console: Console,
+    linger_s: float = 0.0,
 ) -> int:
     root = data_dir_of(config, data_dir)
     stack = embedded_stack(config, root)
@@ -73,6 +78,12 @@ def run_demo(
         "bridge": CliProcess(["stream", "bridge"], logs / "bridge.log", env),
     }
     console.print(f"[green]✓[/] started the Faust app and the bridge (logs in {logs})")
+    center_url, login = _start_center(config, root, env, logs, processes)
+    console.print(
+        f"[green]✓[/] command center: [bold]{center_url}[/] — log in with the token"
+        f" [bold]{login}[/] (work orders appear there live; API docs at {center_url}docs)",
+        highlight=False,
+    )
     started_at = datetime.now(UTC)
     # The dock and camera gateways run as their own processes, as they would on their boxes.
     for gateway_config in config.devices.gateways:
@@ -126,7 +137,12 @@ def run_demo(
         for name, process in processes.items():
             if name.startswith(("dock ", "camera ")):
                 process.process.wait(timeout=60)
-        return _summary(gateways, endpoints.database_url, console, started_at)
+        code = _summary(gateways, endpoints.database_url, console, started_at)
+        code |= _center_check(center_url, login, endpoints.database_url, started_at, console)
+        if linger_s > 0:
+            console.print(f"the command center stays up for {linger_s:.0f}s at {center_url} …")
+            time.sleep(linger_s)
+        return code
     finally:
         stop.set()
         for gateway in gateways:
@@ -256,5 +272,69 @@ def _summary(
         f" {len(rows)} in the database,"
         f" {receipts} receipts received, {pending} still awaiting a receipt;"
         f" {len(orders)} work orders"
+    )
+    return 0 if ok else 1
+
+
+def _start_center(
+    config: CitywatchConfig, root: Path, env: dict[str, str], logs: Path,
+    processes: dict[str, CliProcess],
+) -> tuple[str, str]:  # fmt: skip
+    """Start the command center (its configured port, or a free one when that is taken) and
+    return its URL and the token of the config's first operator (else admin)."""
+    port = config.center.port
+    with socket.socket() as probe:
+        if probe.connect_ex((config.center.listen, port)) == 0:
+            with socket.socket() as free:
+                free.bind((config.center.listen, 0))
+                port = free.getsockname()[1]
+    processes["center"] = CliProcess(
+        ["center", "serve", "--port", str(port)], logs / "center.log", env
+    )
+    url = f"http://{config.center.listen}:{port}/"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "healthz", timeout=1):
+                break
+        except OSError:
+            if processes["center"].process.poll() is not None:
+                output = processes["center"].output()
+                raise SystemExit(f"the command center exited:\n{output}") from None
+            time.sleep(0.3)
+    actors = sorted(
+        (u for u in config.center.users if u.role in ("operator", "admin") and u.token),
+        key=lambda u: u.role != "operator",  # a duty officer's token, else an admin's
+    )
+    login = "(no operator token in center.users: `citywatch center token add NAME`)"
+    if actors:
+        login = resolve_secret(actors[0].token or "", secrets_dir_of(root))
+    return url, login
+
+
+def _center_check(
+    url: str, token: str, database_url: str, started_at: datetime, console: Console
+) -> int:
+    """Ask the command center's API for this run's work orders, as the console does."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM work_orders WHERE updated_at >= %s", (started_at,)
+        ).fetchone()
+    expected = row[0] if row else 0
+    request = urllib.request.Request(
+        url + f"api/v1/work-orders?limit=500&since={started_at.isoformat()}".replace("+", "%2B"),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            listed = len(json.load(response)["items"])
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]✗[/] the command center's API did not answer: {exc}")
+        return 1
+    ok = listed > 0
+    mark = "[green]✓[/]" if ok else "[red]✗[/]"
+    console.print(
+        f"{mark} the command center lists {listed} work orders opened this run"
+        f" ({expected} touched in the database)"
     )
     return 0 if ok else 1

@@ -350,6 +350,9 @@ def demo(
     data_dir: DataDirOpt = None,
     duration: Annotated[float, typer.Option(help="Seconds to run the simulated gateways.")] = 75.0,
     keep_stack: Annotated[bool, typer.Option(help="Leave the stack running afterwards.")] = False,
+    linger: Annotated[
+        float, typer.Option(help="Keep the command center up this many seconds after the run.")
+    ] = 0.0,
 ) -> None:
     """Run the whole pipeline on the embedded stack with the simulated gateways of CONFIG.
 
@@ -360,7 +363,7 @@ def demo(
     from citywatch.cli.demo import run_demo
 
     cfg = _load(config)
-    code = run_demo(cfg, config, data_dir, duration, keep_stack, console)
+    code = run_demo(cfg, config, data_dir, duration, keep_stack, console, linger)
     raise typer.Exit(code)
 
 
