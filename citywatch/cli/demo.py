@@ -315,26 +315,28 @@ def _start_center(
 def _center_check(
     url: str, token: str, database_url: str, started_at: datetime, console: Console
 ) -> int:
-    """Ask the command center's API for this run's work orders, as the console does."""
+    """Ask the command center's API for this run's work orders, as the console does: every
+    work order the run touched must be in its list."""
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM work_orders WHERE updated_at >= %s", (started_at,)
-        ).fetchone()
-    expected = row[0] if row else 0
+        rows = conn.execute(
+            "SELECT id FROM work_orders WHERE updated_at >= %s", (started_at,)
+        ).fetchall()
+    touched = {r[0] for r in rows}
     request = urllib.request.Request(
-        url + f"api/v1/work-orders?limit=500&since={started_at.isoformat()}".replace("+", "%2B"),
-        headers={"Authorization": f"Bearer {token}"},
+        url + "api/v1/work-orders?limit=500", headers={"Authorization": f"Bearer {token}"}
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            listed = len(json.load(response)["items"])
-    except (OSError, ValueError) as exc:
+            listed = {item["id"] for item in json.load(response)["items"]}
+    except (OSError, ValueError, KeyError) as exc:
         console.print(f"[red]✗[/] the command center's API did not answer: {exc}")
         return 1
-    ok = listed > 0
+    missing = touched - listed
+    ok = bool(touched) and not missing
     mark = "[green]✓[/]" if ok else "[red]✗[/]"
     console.print(
-        f"{mark} the command center lists {listed} work orders opened this run"
-        f" ({expected} touched in the database)"
+        f"{mark} the command center's API lists {len(touched & listed)} of the"
+        f" {len(touched)} work orders this run opened or changed"
+        + (f"; missing: {', '.join(sorted(missing))}" if missing else "")
     )
     return 0 if ok else 1
