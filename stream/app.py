@@ -35,9 +35,11 @@ from citywatch.contracts import (
     Status,
     Telemetry,
     TopicAddress,
+    WorkOrderEvent,
     encode,
 )
 from citywatch.contracts.messages import Evidence, WireModel
+from citywatch.stream.center_relay import relay_once
 from citywatch.stream.deadletter import DeadLetter, header_map
 from citywatch.stream.processor import AlertProcessor, Outcome
 from citywatch.stream.settings import StreamSettings
@@ -57,6 +59,7 @@ RETRY_MAX_S = 30.0
 BATCH_MAX = 5000
 BATCH_WITHIN_S = 0.1
 TICK_S = 2.0
+RELAY_S = 1.0
 T = TypeVar("T")
 M = TypeVar("M", bound=WireModel)
 
@@ -291,6 +294,28 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
             await publish(await with_db_retry("the SLA tick", transact))
         except Exception:  # never let the timer die
             log.exception("SLA tick failed; will retry")
+
+    async def send_events(events: list[WorkOrderEvent]) -> None:
+        pending = [
+            await workorder_events_out.send(key=e.work_order_id.encode(), value=encode(e))
+            for e in events
+        ]
+        await asyncio.gather(*pending)  # the broker's acks, before the position moves on
+
+    @app.timer(interval=RELAY_S)
+    async def relay_peoples_events() -> None:
+        """Send the command center's (people's) work-order events to Kafka as well."""
+        if not ready.is_set():
+            return
+
+        async def transact() -> int:
+            async with pool.connection() as conn, conn.transaction():
+                return await relay_once(conn, send_events)
+
+        try:
+            counters["workorder_events.relayed"] += await with_db_retry("the relay", transact)
+        except Exception:  # never let the timer die
+            log.exception("relaying people's work-order events failed; will retry")
 
     @app.timer(interval=30.0)
     async def report_counters() -> None:

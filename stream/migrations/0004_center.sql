@@ -12,7 +12,7 @@ WITH ordered AS (
     FROM workorder_events WHERE feed_id IS NULL
 )
 UPDATE workorder_events e SET feed_id = ordered.n FROM ordered WHERE e.id = ordered.id;
-SELECT setval('workorder_feed_seq', GREATEST(1, (SELECT max(feed_id) FROM workorder_events)));
+SELECT setval('workorder_feed_seq', COALESCE((SELECT max(feed_id) FROM workorder_events), 0) + 1, false);
 CREATE UNIQUE INDEX IF NOT EXISTS workorder_events_feed_idx ON workorder_events (feed_id);
 CREATE INDEX IF NOT EXISTS workorder_events_order_idx ON workorder_events (work_order_id, seq);
 
@@ -73,3 +73,15 @@ CREATE INDEX IF NOT EXISTS work_orders_department_idx ON work_orders (department
 CREATE INDEX IF NOT EXISTS work_orders_district_idx ON work_orders (district, opened_at DESC);
 CREATE INDEX IF NOT EXISTS work_orders_open_due_idx ON work_orders (due_at)
     WHERE state NOT IN ('resolved', 'verified', 'closed', 'false_positive');
+
+-- 5. How far the stream tier has relayed people's work-order events (written by the API) to
+--    Kafka, so that integrators consuming citywatch.workorder-events see them too.
+CREATE TABLE IF NOT EXISTS feed_relays (
+    name     text PRIMARY KEY,
+    feed_id  bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- Relaying starts with this version: every person's event from now on reaches Kafka.
+INSERT INTO feed_relays (name, feed_id)
+SELECT 'kafka-workorder-events', COALESCE(max(feed_id), 0) FROM workorder_events
+ON CONFLICT (name) DO NOTHING;
