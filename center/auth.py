@@ -32,7 +32,7 @@ def new_token() -> str:
 
 def allows(have: str, need: Role) -> bool:
     """Whether role ``have`` includes role ``need`` (admin ⊃ operator ⊃ viewer)."""
-    return ROLES.index(have) >= ROLES.index(need)  # type: ignore[arg-type]
+    return ROLES.index(have) >= ROLES.index(need)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ class CenterSettings:
         """(name, role, display name, token SHA-256) of every user the config lists."""
         from citywatch.center.auth import hash_token
 
-        users = []
+        users: list[tuple[str, str, str, str]] = []
         for user in self.config.center.users:
             digest = user.token_sha256
             if digest is None:

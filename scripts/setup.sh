@@ -26,13 +26,13 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 [ "$fallback" = 1 ] && EXTRAS="$EXTRAS,stack-fallback"
-# Debian's Chromium for the console's browser test (playwright drives it; it never downloads
+# Debian's Chromium (and a CJK font, so screenshots show the Chinese labels) for the console's browser test (playwright drives it; it never downloads
 # a browser of its own). Without root the test says how to install it and fails.
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+if { [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/wqy ]; } && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   say "installing Debian's chromium for the console's browser test"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei >/dev/null
 fi
 
 if ! command -v "$PYTHON" >/dev/null 2>&1; then PYTHON=python3; fi
@@ -50,3 +50,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x .venv/bin/cit
 else
   say ".venv is up to date"
 fi
+# The console's front-end libraries (Leaflet, uPlot) from the npm registry, checked by hash
+bash scripts/vendor_console.sh

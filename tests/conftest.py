@@ -68,15 +68,25 @@ def pipeline(
     stack: RunningStack, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, CliProcess]]:
     """The stream tier (Faust app and bridge) running against the session's stack."""
+    from citywatch.stream.migrate import migrate
+
+    migrate(stack.endpoints.database_url)  # the schema is there before any test queries it
     logs = tmp_path_factory.mktemp("pipeline-logs")
     processes = {
         "app": CliProcess(["stream", "app"], stack.data_dir, logs / "stream-app.log"),
         "bridge": CliProcess(["stream", "bridge"], stack.data_dir, logs / "bridge.log"),
     }
-    time.sleep(1.0)
-    for name, proc in processes.items():
-        if proc.process.poll() is not None:
-            pytest.fail(f"{name} exited at start:\n{proc.output()}")
+    # Ready means subscribed (a QoS 1 message published before the bridge's shared
+    # subscription exists has no subscriber and is dropped) and the worker restored its state.
+    ready_lines = {"bridge": "bridge connected", "app": "restored "}
+    deadline = time.monotonic() + 90
+    while not all(line in processes[n].output() for n, line in ready_lines.items()):
+        for name, proc in processes.items():
+            if proc.process.poll() is not None:
+                pytest.fail(f"{name} exited at start:\n{proc.output()}")
+        if time.monotonic() > deadline:
+            pytest.fail("the stream tier did not become ready in 90 s")
+        time.sleep(0.2)
     try:
         yield processes
     finally:

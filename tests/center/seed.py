@@ -82,3 +82,55 @@ def seed_order(
     )  # fmt: skip
     conn.commit()
     return order
+
+
+def act_on(
+    conn: psycopg.Connection, order: WorkOrder, action: str, *, time: datetime,
+    actor: str = "tester", **args: object,
+) -> WorkOrder:  # fmt: skip
+    """Apply one lifecycle action at ``time`` (history with chosen times, e.g. a resolution
+    after the due time) and store it the way the center's API does, committed."""
+    from citywatch.workorder.lifecycle import apply
+
+    before = len(order.events)
+    apply(order, action, actor=actor, time=time, **args)
+    conn.execute(
+        """UPDATE work_orders SET state = %s, department = %s, due_at = %s,
+               clock_started_at = %s, escalated_levels = %s, escalation_level = %s,
+               resolved_at = %s, closed_at = %s, reopen_count = %s, seq = %s
+           WHERE id = %s""",
+        (order.state.value, order.department, order.due_at, order.clock_started_at,
+         json.dumps(order.escalated_levels), order.escalation_level, order.resolved_at,
+         order.closed_at, order.reopen_count, order.seq, order.id),
+    )  # fmt: skip
+    conn.cursor().executemany(
+        """INSERT INTO workorder_events (id, work_order_id, seq, event, from_state, to_state,
+               actor, time, reason, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        [(e.id, e.work_order_id, e.seq, e.event, e.from_state.value, e.to_state.value, e.actor,
+          e.time, e.reason, json.dumps(e.data, default=str)) for e in order.events[before:]],
+    )  # fmt: skip
+    conn.commit()
+    return order
+
+
+def insert_telemetry(
+    conn: psycopg.Connection, device_id: str, readings: list[tuple[datetime, dict[str, float]]]
+) -> None:
+    """Telemetry rows of one device as the stream's sink writes them (committed)."""
+    with conn.cursor().copy("COPY telemetry (id, time, device_id, metrics) FROM STDIN") as copy:
+        for time, metrics in readings:
+            copy.write_row((f"{device_id}:tm:{time.timestamp():.3f}", time, device_id,
+                            json.dumps(metrics)))  # fmt: skip
+    conn.commit()
+
+
+def set_device_state(
+    conn: psycopg.Connection, device_id: str, kind: str, state: str, last_seen: datetime
+) -> None:
+    """A device's online/offline row, as its last retained status message leaves it."""
+    conn.execute(
+        """INSERT INTO devices (id, site, kind, state, last_seen) VALUES (%s, 'demo', %s, %s, %s)
+           ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, last_seen = EXCLUDED.last_seen""",
+        (device_id, kind, state, last_seen),
+    )
+    conn.commit()

@@ -19,8 +19,8 @@ from citywatch.stream.escalation import (
     escalation_schedule,
     next_escalation_at,
 )
-from citywatch.workorder.priority import Routing
 from citywatch.workorder.lifecycle import WorkOrder, apply, open_work_order
+from citywatch.workorder.priority import Routing
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 9, 14, 10, tzinfo=SHANGHAI)  # Monday 10:00 local

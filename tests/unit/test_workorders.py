@@ -15,7 +15,6 @@ from citywatch.config.site import Placement
 from citywatch.config.workflow import SlaTier, WorkingCalendar
 from citywatch.contracts.messages import AlertKind
 from citywatch.workorder import lifecycle as wo
-from citywatch.workorder.priority import Routing
 from citywatch.workorder.lifecycle import (
     ActionArgumentError,
     TransitionRefused,
@@ -25,6 +24,7 @@ from citywatch.workorder.lifecycle import (
     apply,
     open_work_order,
 )
+from citywatch.workorder.priority import Routing
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CALENDAR = WorkingCalendar()

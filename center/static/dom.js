@@ -1,0 +1,80 @@
+// Small DOM and formatting helpers. Text always goes in as text nodes (never innerHTML), so
+// names and notes from the API cannot inject markup.
+
+/** h("div", {class: "x", "data-testid": "y", onclick: fn}, child, "text", [more]) */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") {
+      el.addEventListener(key.slice(2), value);
+    } else if (key === "class") {
+      el.className = value;
+    } else if (key in el && typeof value !== "string") {
+      el[key] = value;
+    } else {
+      el.setAttribute(key, value === true ? "" : String(value));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    if (Array.isArray(child)) append(el, child);
+    else el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+export function clear(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+let siteZone = undefined;
+
+/** Show times in the site's zone (the center may be viewed from elsewhere). */
+export function setSiteZone(zone) {
+  siteZone = zone;
+}
+
+export function siteZoneName() {
+  return siteZone;
+}
+
+export function fmtTime(iso, { date = true } = {}) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const opts = { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false, timeZone: siteZone };
+  if (date) Object.assign(opts, { month: "2-digit", day: "2-digit" });
+  return new Intl.DateTimeFormat("zh-CN", opts).format(d);
+}
+
+/** 3725 → "1h 02m"; 59 → "59s"; 90000 → "1d 01h". */
+export function fmtDuration(seconds) {
+  const s = Math.max(0, Math.round(Math.abs(seconds)));
+  const d = Math.floor(s / 86400);
+  const hh = Math.floor((s % 86400) / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  const ss = s % 60;
+  const p = (n) => String(n).padStart(2, "0");
+  if (d) return `${d}d ${p(hh)}h`;
+  if (hh) return `${hh}h ${p(mm)}m`;
+  if (mm) return `${mm}m ${p(ss)}s`;
+  return `${ss}s`;
+}
+
+export function fmtAgo(iso) {
+  if (!iso) return "—";
+  return `${fmtDuration((Date.now() - new Date(iso).getTime()) / 1000)}`;
+}
+
+export function fmtNumber(value, digits = 1) {
+  if (value === null || value === undefined || value === "") return "—";
+  if (typeof value !== "number") return String(value);
+  return Number.isInteger(value) ? String(value) : value.toFixed(digits);
+}
