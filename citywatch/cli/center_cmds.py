@@ -110,7 +110,7 @@ def token_add(
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
     settings = center_settings(config, data_dir)
-    token = _run(settings, lambda conn: add_token(conn, name, role, label=label))  # type: ignore[arg-type]
+    token = _run(settings, lambda conn: add_token(conn, name, role, label=label))
     console.print(f"token for {name} ({role}); shown once, keep it safe:")
     print(token)
 
