@@ -32,6 +32,7 @@ from citywatch.contracts import (
     encode,
 )
 from citywatch.stream.migrate import migrate
+from tests.integration.test_work_orders import wait_for
 
 from .conftest import TOKENS, LiveServer, center_config, start_server
 
@@ -90,16 +91,6 @@ def order_of_alert(stack, alert_id: str) -> str | None:  # type: ignore[no-untyp
             "SELECT work_order_id FROM work_order_alerts WHERE alert_id = %s", (alert_id,)
         ).fetchone()
     return found[0] if found else None
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
