@@ -14,7 +14,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
-from citywatch.center import console, routes_feed, routes_insight, routes_workorders
+from citywatch.center import (
+    console,
+    routes_admin,
+    routes_feed,
+    routes_insight,
+    routes_workorders,
+)
 from citywatch.center.auth import TokenCache, User, sync_config_users
 from citywatch.center.deps import CenterState, Viewer
 from citywatch.center.feed import Broadcaster
@@ -67,5 +73,6 @@ def create_app(settings: CenterSettings) -> FastAPI:
     app.include_router(routes_workorders.router)
     app.include_router(routes_feed.router)
     app.include_router(routes_insight.router)
+    app.include_router(routes_admin.router)
     app.include_router(console.router)
     return app

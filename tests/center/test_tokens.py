@@ -68,3 +68,24 @@ def test_a_role_that_does_not_exist_is_refused_by_the_command(stack) -> None:  #
         env={"CITYWATCH_DATA_DIR": str(stack.data_dir), "CITYWATCH_CONFIG": str(DEMO_CONFIG), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert result.returncode != 0 and "viewer, operator, admin" in result.stdout + result.stderr
+
+
+def test_admins_manage_tokens_over_the_api_and_nobody_else_does(client) -> None:  # type: ignore[no-untyped-def]
+    from tests.center.conftest import auth
+
+    assert client.get("/api/v1/admin/users", headers=auth("operator")).status_code == 403
+    issued = client.post("/api/v1/admin/users/hotline-12345/tokens", json={"role": "viewer", "label": "integration"},
+                         headers=auth("admin"))  # fmt: skip
+    assert issued.status_code == 201
+    token = issued.json()["token"]
+    assert (
+        client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["name"]
+        == "hotline-12345"
+    )
+    listed = {u["name"]: u for u in client.get("/api/v1/admin/users", headers=auth("admin")).json()}
+    assert listed["hotline-12345"]["live_tokens"] == 1 and listed["admin"]["source"] == "config"
+    refused = client.post("/api/v1/admin/users/operator/tokens", json={}, headers=auth("admin"))
+    assert refused.status_code == 409 and "config" in refused.text
+    assert client.delete(
+        "/api/v1/admin/users/hotline-12345/tokens", headers=auth("admin")
+    ).json() == {"revoked": 1}
