@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from psycopg_pool import AsyncConnectionPool
 
 from citywatch.center import (
@@ -59,7 +61,21 @@ def create_app(settings: CenterSettings) -> FastAPI:
             " evidence, KPIs and devices. Authenticate with `Authorization: Bearer <token>`."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served below from the vendored swagger-ui: no CDN is reachable
+        redoc_url=None,
     )
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """The interactive API docs, with swagger-ui from /static/vendor (not a CDN)."""
+        vendor = "/static/vendor/swagger-ui-dist"
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} — API",
+            swagger_js_url=f"{vendor}/swagger-ui-bundle.js",
+            swagger_css_url=f"{vendor}/swagger-ui.css",
+            swagger_favicon_url=f"{vendor}/favicon-32x32.png",
+        )
 
     @app.get("/api/v1/me", tags=["auth"])
     async def me(user: Viewer) -> User:

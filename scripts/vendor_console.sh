@@ -6,6 +6,7 @@
 #
 #   Leaflet 1.9.4  the site map (GeoJSON boundary, work-order markers, optional tiles)
 #   uPlot 1.6.32   the water-depth chart of waterlogging work orders
+#   swagger-ui-dist 5.35.0  the API's interactive docs at /docs (FastAPI's default loads a CDN)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,7 @@ VENDOR=center/static/vendor
 PACKAGES=(
   "leaflet@1.9.4 sha512-nxS1ynzJOmOlHp+iL3FyWqK89GtNL8U8rvlMOsQdTTssxZwCXh8N2NB3GDQOL+YR3XnWyZAxwQixURb+FA74PA== dist/leaflet.js dist/leaflet.css dist/images/layers.png dist/images/layers-2x.png dist/images/marker-icon.png dist/images/marker-icon-2x.png dist/images/marker-shadow.png LICENSE"
   "uplot@1.6.32 sha512-KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTXImkbLgkMy+jabjLgSLMasNuGGzQm/ep3tOkyTxpiQIw== dist/uPlot.iife.min.js dist/uPlot.min.css LICENSE"
+  "swagger-ui-dist@5.35.0 sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ== swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE"
 )
 say() { printf '\033[1;34m[vendor]\033[0m %s\n' "$*"; }
 
