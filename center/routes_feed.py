@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, status
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from citywatch.center.deps import State, Viewer
 from citywatch.center.feed import stream
 
 router = APIRouter(prefix="/api/v1", tags=["feed"])
-RETRY_MS = 2000
 
 
 def _position(value: str | None, what: str) -> int | None:
@@ -46,11 +46,9 @@ async def feed(
     if start is None:
         start = _position(after, "after")
 
-    async def events():  # type: ignore[no-untyped-def]
-        async for event in stream(state.feed, start):
-            yield ServerSentEvent(
-                data=event.data, id=str(event.feed_id), event="workorder", retry=RETRY_MS
-            )
+    async def events() -> AsyncIterator[bytes]:
+        async for chunk in stream(state.feed, start):
+            yield b"".join(event.frame for event in chunk)  # frames encoded once per event
 
     return EventSourceResponse(
         events(), ping=state.settings.config.center.feed_keepalive_s, send_timeout=30

@@ -14,7 +14,6 @@ WITH ordered AS (
 UPDATE workorder_events e SET feed_id = ordered.n FROM ordered WHERE e.id = ordered.id;
 SELECT setval('workorder_feed_seq', COALESCE((SELECT max(feed_id) FROM workorder_events), 0) + 1, false);
 CREATE UNIQUE INDEX IF NOT EXISTS workorder_events_feed_idx ON workorder_events (feed_id);
-CREATE INDEX IF NOT EXISTS workorder_events_order_idx ON workorder_events (work_order_id, seq);
 
 CREATE OR REPLACE FUNCTION citywatch_workorder_feed_position() RETURNS trigger AS $$
 BEGIN
@@ -69,6 +68,7 @@ CREATE INDEX IF NOT EXISTS work_order_attachments_order_idx ON work_order_attach
 
 -- 4. The list's default order and its common filters (keyset pagination on opened_at, id).
 CREATE INDEX IF NOT EXISTS work_orders_list_idx ON work_orders (opened_at DESC, id DESC);
+DROP INDEX IF EXISTS work_orders_opened_idx;  -- a prefix of work_orders_list_idx
 CREATE INDEX IF NOT EXISTS work_orders_department_idx ON work_orders (department, opened_at DESC);
 CREATE INDEX IF NOT EXISTS work_orders_district_idx ON work_orders (district, opened_at DESC);
 CREATE INDEX IF NOT EXISTS work_orders_open_due_idx ON work_orders (due_at)
