@@ -68,7 +68,6 @@ CREATE INDEX IF NOT EXISTS work_order_attachments_order_idx ON work_order_attach
 
 -- 4. The list's default order and its common filters (keyset pagination on opened_at, id).
 CREATE INDEX IF NOT EXISTS work_orders_list_idx ON work_orders (opened_at DESC, id DESC);
-DROP INDEX IF EXISTS work_orders_opened_idx;  -- a prefix of work_orders_list_idx
 CREATE INDEX IF NOT EXISTS work_orders_department_idx ON work_orders (department, opened_at DESC);
 CREATE INDEX IF NOT EXISTS work_orders_district_idx ON work_orders (district, opened_at DESC);
 CREATE INDEX IF NOT EXISTS work_orders_open_due_idx ON work_orders (due_at)
