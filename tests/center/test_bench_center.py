@@ -3,11 +3,9 @@ the whole benchmark run tiny against a private PostgreSQL, a real uvicorn and SS
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import random
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -30,17 +28,21 @@ EVENT_ACTION = {"filed": Action.FILE, "dispatched": Action.DISPATCH, "signed": A
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_center", REPO / "benchmarks" / "center.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_center"] = module
-    spec.loader.exec_module(module)
-    return module
+    import benchmarks.center
+
+    return benchmarks.center
 
 
-def test_alert_counts_sum_to_the_total_with_at_least_one_each(bench: ModuleType) -> None:
+@pytest.fixture(scope="module")
+def data() -> ModuleType:
+    import benchmarks.center_data
+
+    return benchmarks.center_data
+
+
+def test_alert_counts_sum_to_the_total_with_at_least_one_each(data: ModuleType) -> None:
     """Every order gets at least one alert; the counts add up to exactly the total asked."""
-    counts = bench.alert_counts(random.Random(1), 1000, 10_000)
+    counts = data.alert_counts(random.Random(1), 1000, 10_000)
     assert len(counts) == 1000
     assert sum(counts) == 10_000
     assert min(counts) >= 1
@@ -48,11 +50,11 @@ def test_alert_counts_sum_to_the_total_with_at_least_one_each(bench: ModuleType)
 
 
 def test_simulated_orders_follow_the_state_machine_up_to_now(
-    bench: ModuleType, demo_config: CitywatchConfig
+    data: ModuleType, demo_config: CitywatchConfig
 ) -> None:
     """Every generated timeline is a chain of allowed actions, in time order, none after now."""
     now = datetime.now(UTC)
-    sim = bench.OrderSimulator(demo_config, now)
+    sim = data.OrderSimulator(demo_config, now)
     rng = random.Random(3)
     states = set()
     for n in range(400):
@@ -64,7 +66,7 @@ def test_simulated_orders_follow_the_state_machine_up_to_now(
         assert events[-1].time <= now
         for event in events[1:]:
             assert event.from_state in ALLOWED_FROM[EVENT_ACTION[event.event]], event
-        assert device.kind in bench.DEVICES_FOR_KIND[order.kind]
+        assert device.kind in data.DEVICES_FOR_KIND[order.kind]
         states.add(order.state.value)
     assert {"closed", "false_positive"} <= states
     assert states & {"dispatched", "signed", "in_progress"}  # some stay open

@@ -1,0 +1,513 @@
+"""The command-center benchmark's data: a private PostgreSQL and a realistic site's work
+orders, alerts, links and events, each order played through the real state machine.
+
+Split from benchmarks/center.py (which measures); see its docstring for the method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from rich.progress import Progress
+
+from citywatch.config import CitywatchConfig
+from citywatch.config.site import Placement
+from citywatch.contracts import AlertKind
+from citywatch.stack import processes
+from citywatch.stack.binaries import choose_postgres
+from citywatch.stack.ports import pick_free_port
+from citywatch.stack.postgres import PostgresService
+from citywatch.stack.service import ProbeFailed
+from citywatch.workorder import lifecycle as lc
+from citywatch.workorder.priority import Routing, priority, route
+from citywatch.workorder.sla import site_zone
+
+HISTORY = timedelta(days=90)
+KIND_WEIGHTS = {
+    AlertKind.ILLEGAL_PARKING: 0.45,
+    AlertKind.STREET_VENDING: 0.22,
+    AlertKind.WATERLOGGING: 0.13,
+    AlertKind.SMOKE: 0.10,
+    AlertKind.DEVICE_FAULT: 0.10,
+}
+DEVICES_FOR_KIND = {
+    AlertKind.ILLEGAL_PARKING: ("camera",),
+    AlertKind.STREET_VENDING: ("camera",),
+    AlertKind.SMOKE: ("camera", "dock"),
+    AlertKind.WATERLOGGING: ("sensor",),
+    AlertKind.DEVICE_FAULT: ("camera", "sensor", "dock"),
+}
+RULES = {
+    AlertKind.ILLEGAL_PARKING: "parking-dwell",
+    AlertKind.STREET_VENDING: "vending-dwell",
+    AlertKind.SMOKE: "smoke",
+    AlertKind.WATERLOGGING: "depth-level",
+    AlertKind.DEVICE_FAULT: "heartbeat",
+}
+
+
+# -- a private PostgreSQL ------------------------------------------------------------------------
+class PrivatePostgres:
+    """Only the embedded stack's PostgreSQL, in ``data_dir``, on a free loopback port.
+
+    Same binaries, initdb options and server command line as ``citywatch stack up``; as root
+    it runs as the ``postgres`` system user, like the stack's.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        run_as = processes.ServiceUser.lookup("postgres") if processes.running_as_root() else None
+        data_dir.chmod(0o711 if run_as else 0o700)
+        self.service = PostgresService(data_dir, choose_postgres(), run_as, secrets.token_hex(16))
+        self.port = pick_free_port()
+        self.record: processes.ProcessRecord | None = None
+
+    @property
+    def url(self) -> str:
+        return self.service.url(self.port)
+
+    def start(self, timeout_s: float = 60.0) -> str:
+        self.service.prepare(self.port)
+        argv = self.service.argv(self.port)
+        self.record = processes.spawn(
+            argv,
+            log_path=self.service.log_path,
+            marker=self.service.marker(self.port),
+            user=self.service.run_as,
+            cwd=self.service.data_dir,
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not processes.is_alive(self.record):
+                raise RuntimeError(f"PostgreSQL exited while starting; see {self.service.log_path}")
+            try:
+                self.service.probe(self.port)
+                return self.url
+            except ProbeFailed:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.record is not None:
+            service = self.service
+            processes.stop_all({"postgres": (self.record, service.stop_signal, 15.0)}, 20.0)
+            self.record = None
+
+
+# -- the data set --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Device:
+    id: str
+    kind: str  # camera | sensor | dock
+    placement: Placement
+    lat: float
+    lon: float
+
+
+def site_devices(config: CitywatchConfig) -> list[Device]:
+    found = []
+    for kind, group in (
+        ("camera", config.devices.cameras),
+        ("sensor", config.devices.sensors),
+        ("dock", config.devices.docks),
+    ):
+        for device in group:
+            placement = device.placement
+            position = placement.position or config.site.center
+            lat, lon = position.lat, position.lon
+            found.append(Device(device.id, kind, placement, lat, lon))
+    return found
+
+
+@dataclass
+class Sizes:
+    work_orders: int = 0
+    alerts: int = 0
+    links: int = 0
+    events: int = 0
+
+
+ORDER_COLUMNS = (
+    "id", "kind", "category_code", "category_name", "department", "priority", "state", "sla_tier",
+    "opened_at", "due_at", "clock_started_at", "escalated_levels", "resolved_at", "closed_at",
+    "escalation_level", "district", "street", "community", "lat", "lon", "incident_state",
+    "incident_closed_at", "last_activity", "episodes", "open_episodes", "sources", "alert_count",
+    "max_confidence", "reopen_count", "attributes", "seq", "updated_at",
+)  # fmt: skip
+ALERT_COLUMNS = (
+    "id", "event_time", "episode_id", "seq", "site", "device_kind", "device_id", "kind", "rule",
+    "phase", "zone", "lat", "lon", "confidence", "track_id", "evidence", "attributes",
+    "received_at", "kafka_topic", "kafka_partition", "kafka_offset", "district",
+)  # fmt: skip
+LINK_COLUMNS = ("work_order_id", "alert_id", "added_at")
+EVENT_COLUMNS = (
+    "id", "work_order_id", "seq", "event", "from_state", "to_state", "actor", "time", "reason",
+    "data", "feed_id",
+)  # fmt: skip
+
+
+class Stop(Exception):
+    """The next step of a simulated order lies after "now": it stays where it is."""
+
+
+class OrderSimulator:
+    """Plays one work order through the state machine with plausible step times.
+
+    Durations are fractions of the order's SLA limit (10 minutes for smoke, a day for a
+    parked car), so every tier sees a similar share of late and escalated orders.
+    """
+
+    def __init__(self, config: CitywatchConfig, now: datetime) -> None:
+        self.config = config
+        self.now = now
+        self.tz = site_zone(config.site.timezone)
+        self.calendar = config.workflow.sla.calendar
+        self.escalation = config.workflow.sla.escalation
+        self.routes: dict[AlertKind, Routing] = {k: route(config.workflow, k) for k in KIND_WEIGHTS}
+        self.departments = [d.id for d in config.workflow.departments]
+        devices = site_devices(config)
+        self.devices = {
+            k: [d for d in devices if d.kind in kinds] for k, kinds in DEVICES_FOR_KIND.items()
+        }
+        self.kinds = list(KIND_WEIGHTS)
+        self.kind_weights = list(KIND_WEIGHTS.values())
+
+    def _escalate_until(self, order: lc.WorkOrder, when: datetime) -> None:
+        """Escalations the timer would have made before ``when`` (while the order is open)."""
+        if not order.is_open:
+            return
+        limit = order.due_at - order.clock_started_at
+        for step in self.escalation:
+            at = order.clock_started_at + limit * step.after_fraction
+            if at >= when or at > self.now or step.level in order.escalated_levels:
+                continue
+            current = order.escalation_level
+            if current is not None and lc.GRID_LEVELS.index(step.level) <= lc.GRID_LEVELS.index(
+                current
+            ):
+                continue
+            lc.escalate(order, actor=lc.SYSTEM_ACTOR, time=at, level=step.level, reason="SLA timer")
+
+    def _step(
+        self, order: lc.WorkOrder, when: datetime, action: lc.Action, actor: str, **args: Any
+    ) -> datetime:
+        self._escalate_until(order, when)
+        if when > self.now:
+            raise Stop
+        lc.apply(order, action, actor=actor, time=when, **args)
+        return when
+
+    def play(
+        self,
+        rng: random.Random,
+        order_id: str,
+        opened_at: datetime,
+    ) -> tuple[lc.WorkOrder, Device, float, float]:
+        kind = rng.choices(self.kinds, self.kind_weights)[0]
+        routing = self.routes[kind]
+        device = rng.choice(self.devices[kind])
+        lat = device.lat + rng.gauss(0, 0.006)
+        lon = device.lon + rng.gauss(0, 0.007)
+        confidence = rng.uniform(0.35, 0.98)
+        level = None
+        if kind is AlertKind.WATERLOGGING:
+            level = rng.choices(["lane", "underpass_closure", "closure"], [0.7, 0.22, 0.08])[0]
+        sources = 1 if rng.random() < 0.9 else 3
+        prio = priority(kind, max_confidence=confidence, depth_level=level, sources=sources)
+        order = lc.open_work_order(
+            id=order_id,
+            routing=routing,
+            priority=prio,
+            opened_at=opened_at,
+            placement=device.placement,
+            alert_ids=(f"{order_id}.e0.0",),  # the first alert opens it
+            calendar=self.calendar,
+            tz=self.tz,
+        )
+        limit_s = (order.due_at - order.opened_at).total_seconds()
+
+        def later(t: datetime, mean_fraction: float) -> datetime:
+            return t + timedelta(seconds=rng.expovariate(1 / (mean_fraction * limit_s)) + 1)
+
+        dispatcher = f"dispatcher-{rng.randint(1, 6):02d}"
+        t = opened_at
+        with contextlib.suppress(Stop):
+            fate = rng.random()
+            if fate < 0.08:  # a machine's false alarm, dismissed at triage
+                self._step(
+                    order,
+                    later(t, 0.05),
+                    lc.Action.MARK_FALSE_POSITIVE,
+                    dispatcher,
+                    reason="no problem on the snapshot",
+                )
+                return order, device, lat, lon
+            for cycle in range(2):  # a second cycle only after a reopen (复发)
+                department = order.department
+                t = self._step(
+                    order, later(t, 0.03), lc.Action.DISPATCH, dispatcher, department=department
+                )
+                staff = f"{department}-{rng.randint(1, 9):02d}"
+                if rng.random() < 0.04:  # 退单, sent to another department
+                    t = self._step(
+                        order, later(t, 0.05), lc.Action.RETURN, staff, grounds="not our remit"
+                    )
+                    other = rng.choice([d for d in self.departments if d != department])
+                    t = self._step(
+                        order, later(t, 0.03), lc.Action.DISPATCH, dispatcher, department=other
+                    )
+                    staff = f"{other}-{rng.randint(1, 9):02d}"
+                t = self._step(order, later(t, 0.05), lc.Action.SIGN, staff)
+                if 0.08 <= fate < 0.11:  # stalled: stays open, goes overdue, escalates
+                    if rng.random() < 0.5:
+                        self._step(order, later(t, 0.05), lc.Action.START, staff)
+                    raise Stop
+                if rng.random() < 0.06:
+                    extend_at = later(t, 0.1)
+                    if extend_at < order.due_at:
+                        t = self._step(
+                            order,
+                            extend_at,
+                            lc.Action.EXTEND,
+                            staff,
+                            reason="waiting for a part",
+                            duration=(order.due_at - order.clock_started_at) / 2,
+                        )
+                if rng.random() < 0.85:
+                    t = self._step(order, later(t, 0.05), lc.Action.START, staff)
+                took = timedelta(seconds=limit_s * rng.lognormvariate(math.log(0.35), 0.8))
+                t = self._step(order, t + took, lc.Action.RESOLVE, staff, note="handled")
+                if rng.random() < 0.07:  # 返工
+                    t = self._step(
+                        order,
+                        later(t, 0.1),
+                        lc.Action.VERIFY,
+                        dispatcher,
+                        passed=False,
+                        note="still there",
+                    )
+                    t = self._step(order, later(t, 0.05), lc.Action.START, staff)
+                    t = self._step(order, later(t, 0.3), lc.Action.RESOLVE, staff, note="again")
+                t = self._step(order, later(t, 0.1), lc.Action.VERIFY, dispatcher, passed=True)
+                t = self._step(order, later(t, 0.05), lc.Action.CLOSE, dispatcher)
+                if cycle or rng.random() >= 0.02:
+                    break
+                t = self._step(
+                    order,
+                    later(t, 3.0),
+                    lc.Action.REOPEN,
+                    lc.SYSTEM_ACTOR,
+                    reason="the problem is back",
+                )
+        self._escalate_until(order, self.now)
+        return order, device, lat, lon
+
+
+def alert_counts(rng: random.Random, orders: int, alerts: int) -> list[int]:
+    """Alerts per order summing to ``alerts``: at least one each, the rest log-normal."""
+    if alerts < orders:
+        raise ValueError(f"--alerts ({alerts}) must be at least --work-orders ({orders})")
+    weights = [rng.lognormvariate(0, 1.2) for _ in range(orders)]
+    scale = (alerts - orders) / sum(weights) if orders else 0.0
+    counts = [1 + int(w * scale) for w in weights]
+    for i in rng.sample(range(orders), alerts - sum(counts)) if orders else ():
+        counts[i] += 1
+    return counts
+
+
+def _order_alerts(
+    rng: random.Random,
+    order: lc.WorkOrder,
+    device: Device,
+    lat: float,
+    lon: float,
+    count: int,
+    offset: int,
+    now: datetime,
+) -> list[tuple[Any, ...]]:
+    """``count`` alert rows (episodes of start, updates, end) of one order's incident."""
+    kind = order.kind
+    end = min(order.resolved_at or order.closed_at or order.due_at, now)
+    active_s = max(60.0, min((end - order.opened_at).total_seconds(), 2 * 86400))
+    episodes = 1 if count < 4 else 1 + rng.randint(0, min(3, count // 4))
+    sizes = [count // episodes + (1 if e < count % episodes else 0) for e in range(episodes)]
+    rows: list[tuple[Any, ...]] = []
+    camera = device.kind == "camera"
+    for e, size in enumerate(sizes):
+        episode = f"{order.id}.e{e}"
+        start = order.opened_at + timedelta(seconds=active_s * e / episodes)
+        step_s = active_s / episodes / max(size, 1)
+        track = f"t{rng.randint(1, 99999)}" if camera else None
+        for seq in range(size):
+            at = start + timedelta(seconds=seq * step_s)
+            phase = "start" if seq == 0 else ("end" if seq == size - 1 else "update")
+            alert_id = f"{episode}.{seq}"
+            evidence = "[]"
+            if camera and phase == "start":
+                folder = "file:///var/lib/citywatch/evidence"
+                evidence = json.dumps([
+                    {"kind": "snapshot", "uri": f"{folder}/{alert_id}.jpg", "content_type": "image/jpeg"},
+                    {"kind": "crop", "uri": f"{folder}/{alert_id}.crop.jpg", "content_type": "image/jpeg"},
+                ])  # fmt: skip
+            if kind is AlertKind.WATERLOGGING:
+                attributes = json.dumps({"depth_cm": round(rng.uniform(10, 45), 1)})
+            elif camera:
+                what = "car" if kind is AlertKind.ILLEGAL_PARKING else "person"
+                attributes = json.dumps({"class": what, "dwell_s": round(rng.uniform(60, 1800))})
+            else:
+                attributes = "{}"
+            rows.append((
+                alert_id, at, episode, seq, "demo", device.kind, device.id, kind.value,
+                RULES[kind], phase, "zone-1" if camera else None, lat + rng.gauss(0, 0.00005),
+                lon + rng.gauss(0, 0.00005), round(rng.uniform(0.35, 0.98), 3), track, evidence,
+                attributes, at + timedelta(milliseconds=rng.randint(80, 900)), "citywatch.alerts",
+                0, offset + len(rows), order.district,
+            ))  # fmt: skip
+    return rows
+
+
+def generate(
+    url: str,
+    config: CitywatchConfig,
+    work_orders: int,
+    alerts: int,
+    seed: int,
+    progress: Progress,
+    chunk: int = 2000,
+) -> dict[str, Any]:
+    """Fill a migrated, empty database; returns what was made and how long it took."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC).replace(microsecond=0)
+    sim = OrderSimulator(config, now)
+    counts = alert_counts(rng, work_orders, alerts)
+    opened = sorted(now - HISTORY * rng.random() for _ in range(work_orders))
+    sizes = Sizes()
+    task = progress.add_task("generating work orders", total=work_orders)
+    began = time.perf_counter()
+    names = ("work_orders", "alerts", "work_order_alerts", "workorder_events")
+    columns = (ORDER_COLUMNS, ALERT_COLUMNS, LINK_COLUMNS, EVENT_COLUMNS)
+    with contextlib.ExitStack() as stack:
+        conns = [stack.enter_context(psycopg.connect(url)) for _ in names]
+        copies = []
+        for conn, name, cols in zip(conns, names, columns, strict=True):
+            conn.execute("SET session_replication_role = replica")  # no FK or feed triggers
+            conn.execute("SET synchronous_commit = off")
+            sql = f"COPY {name} ({', '.join(cols)}) FROM STDIN"
+            copies.append(stack.enter_context(conn.cursor().copy(sql)))
+        order_copy, alert_copy, link_copy, event_copy = copies
+        feed_id = 0
+        for n in range(work_orders):
+            order_id = f"wo-{opened[n]:%Y%m%d}-{n:07d}"
+            order, device, lat, lon = sim.play(rng, order_id, opened[n])
+            rows = _order_alerts(rng, order, device, lat, lon, counts[n], sizes.alerts, now)
+            for row in rows:
+                alert_copy.write_row(row)
+                link_copy.write_row((order.id, row[0], row[17]))
+            for e in order.events:
+                feed_id += 1
+                event_copy.write_row((
+                    e.id, e.work_order_id, e.seq, e.event, e.from_state.value, e.to_state.value,
+                    e.actor, e.time, e.reason, json.dumps(e.data, default=str), feed_id,
+                ))  # fmt: skip
+            last = rows[-1][1]
+            incident_open = order.is_open and now - last < timedelta(hours=1)
+            order_copy.write_row((
+                order.id, order.kind.value, order.category_code, order.category_name,
+                order.department, order.priority, order.state.value, order.sla_tier,
+                order.opened_at, order.due_at, order.clock_started_at,
+                json.dumps(order.escalated_levels), order.resolved_at, order.closed_at,
+                order.escalation_level, order.district, order.street, order.community, lat, lon,
+                "open" if incident_open else "closed", None if incident_open else last, last,
+                json.dumps(sorted({r[2] for r in rows})),
+                json.dumps([rows[-1][2]] if incident_open else []),
+                json.dumps([f"demo/{device.kind}/{device.id}"]), len(rows),
+                max(r[13] for r in rows), order.reopen_count, "{}", order.seq,
+                order.events[-1].time,
+            ))  # fmt: skip
+            sizes.work_orders += 1
+            sizes.alerts += len(rows)
+            sizes.links += len(rows)
+            sizes.events += len(order.events)
+            if (n + 1) % chunk == 0 or n + 1 == work_orders:
+                progress.update(
+                    task,
+                    completed=n + 1,
+                    description=(
+                        f"generating: {sizes.work_orders:,} orders, {sizes.alerts:,} alerts,"
+                        f" {sizes.events:,} events"
+                    ),
+                )
+        progress.update(task, description="finishing COPY (indexes)…")
+    copy_s = time.perf_counter() - began  # the ExitStack ended every COPY and committed
+    progress.update(task, description="VACUUM ANALYZE…")
+    began = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT setval('workorder_feed_seq', %s)", (max(feed_id, 1),))
+        for name in names:
+            conn.execute(f"VACUUM (ANALYZE) {name}")
+        vacuum_s = time.perf_counter() - began
+        progress.update(task, description="checking links and counting states…")
+        shape = dataset_shape(conn, now)
+    progress.update(task, description="data ready")
+    return {
+        "seed": seed,
+        "now": now.isoformat(),
+        "rows": sizes.__dict__,
+        "copy_s": round(copy_s, 2),
+        "vacuum_analyze_s": round(vacuum_s, 2),
+        "rows_per_s": round(
+            (sizes.alerts + sizes.links + sizes.events + sizes.work_orders) / copy_s
+        ),
+        **shape,
+    }
+
+
+def dataset_shape(conn: psycopg.Connection, now: datetime) -> dict[str, Any]:
+    """How the generated data is spread (states, open, overdue, escalated) and its size."""
+    open_states = sorted(s.value for s in lc.OPEN_STATES)
+    by_state: dict[str, int] = dict(
+        conn.execute(
+            "SELECT state, count(*) FROM work_orders GROUP BY state ORDER BY 2 DESC"
+        ).fetchall()
+    )
+    row = conn.execute(
+        """SELECT count(*) FILTER (WHERE state = ANY(%(open)s)),
+                  count(*) FILTER (WHERE state = ANY(%(open)s) AND due_at < %(now)s),
+                  count(*) FILTER (WHERE escalation_level IS NOT NULL),
+                  count(*) FILTER (WHERE escalation_level IS NOT NULL AND state = ANY(%(open)s))
+           FROM work_orders""",
+        {"open": open_states, "now": now},
+    ).fetchone()
+    assert row is not None
+    sizes: dict[str, str] = dict(
+        conn.execute(
+            """SELECT relname, pg_size_pretty(pg_total_relation_size(oid)) FROM pg_class
+           WHERE relname IN ('work_orders', 'alerts', 'work_order_alerts', 'workorder_events')"""
+        ).fetchall()
+    )
+    orphans = conn.execute(
+        """SELECT (SELECT count(*) FROM work_order_alerts l
+                   WHERE NOT EXISTS (SELECT 1 FROM work_orders w WHERE w.id = l.work_order_id)
+                      OR NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = l.alert_id))
+                + (SELECT count(*) FROM workorder_events e
+                   WHERE NOT EXISTS (SELECT 1 FROM work_orders w WHERE w.id = e.work_order_id))"""
+    ).fetchone()
+    return {
+        "foreign_keys_ok": orphans is not None and orphans[0] == 0,
+        "by_state": by_state,
+        "open": row[0],
+        "overdue": row[1],
+        "escalated": row[2],
+        "escalated_open": row[3],
+        "table_sizes": sizes,
+    }
