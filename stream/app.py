@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import faust
 import psycopg
 from psycopg import AsyncConnection
+from pydantic import ValidationError
 
 from citywatch.config import CitywatchConfig
 from citywatch.contracts import (
@@ -41,6 +42,7 @@ from citywatch.contracts import (
 from citywatch.contracts.messages import Evidence, WireModel
 from citywatch.stream.center_relay import relay_once
 from citywatch.stream.deadletter import DeadLetter, header_map
+from citywatch.stream.faust_transport import StreamApp
 from citywatch.stream.processor import AlertProcessor, Outcome
 from citywatch.stream.settings import StreamSettings
 from citywatch.stream.sink import (
@@ -71,7 +73,7 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
     pool = open_pool(settings.database_url)
     processor = AlertProcessor(config)
     counters: Counter[str] = Counter()
-    app = faust.App(
+    app = StreamApp(
         f"{settings.topic_prefix}-stream",
         broker=[f"kafka://{server}" for server in settings.kafka_servers],
         processing_guarantee="at_least_once",
@@ -91,6 +93,10 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         # Batches of thousands per transaction: fetch and buffer enough to fill them.
         broker_max_poll_records=5000,
         stream_buffer_maxsize=20000,
+        # Receipts and events of a batch are handed over together: let them share record
+        # batches (Faust's 16 KiB default splits one batch into hundreds of requests).
+        producer_max_batch_size=1048576,
+        producer_max_request_size=4194304,
     )
 
     def raw_topic(name: str) -> faust.TopicT:
@@ -101,8 +107,7 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
     alerts_in, telemetry_in, status_in, evidence_in = (
         raw_topic(n) for n in (topics.alerts, topics.telemetry, topics.status, topics.evidence)
     )
-    receipts_out, dead_letters = raw_topic(topics.receipts), raw_topic(topics.dead_letters)
-    workorder_events_out = raw_topic(topics.workorder_events)
+    dead_letters = raw_topic(topics.dead_letters)
     state_lock = asyncio.Lock()  # the processor's state is shared by the alert agent and the timer
     ready_lock = asyncio.Lock()
     ready = asyncio.Event()
@@ -145,24 +150,39 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    async def send_receipt(
+    async def produce(records: Sequence[tuple[str, bytes, bytes]]) -> None:
+        """Send (topic, key, value) records and wait for the broker's acks.
+
+        All are handed to the producer before any ack is awaited, so they share record
+        batches; waiting for the acks keeps offsets (acknowledged after the handler returns)
+        behind the receipts and events they caused.
+        """
+        producer = app.producer
+        pending = [await producer.send(t, k, v, None, None, None) for t, k, v in records]
+        await asyncio.gather(*pending)
+
+    def receipt(
         device: DeviceRef,
         message_id: str,
         status: ReceiptStatus,
+        received_at: datetime,
         *,
         work_order: str | None = None,
         reason: str | None = None,
-    ) -> None:
-        receipt = Receipt(
+        validated: bool = True,
+    ) -> tuple[str, bytes, bytes]:
+        """The receipts record of one message; ``validated``: its fields come from a message
+        that passed validation (then the receipt is built without validating them again).
+        """
+        make = Receipt.model_construct if validated else Receipt
+        message = make(
             id=f"r.{message_id}", message_id=message_id, device=device, status=status,
-            received_at=datetime.now(UTC), work_order_id=work_order, reason=reason,
+            received_at=received_at, work_order_id=work_order, reason=reason,
         )  # fmt: skip
-        await receipts_out.send(key=device.id.encode(), value=encode(receipt))
+        return topics.receipts, device.id.encode(), encode(message)
 
-    async def publish(outcome: Outcome) -> None:
-        for event in outcome.events:
-            await workorder_events_out.send(key=event.work_order_id.encode(), value=encode(event))
-        counters["workorder_events"] += len(outcome.events)
+    def event_records(events: Sequence[WorkOrderEvent]) -> list[tuple[str, bytes, bytes]]:
+        return [(topics.workorder_events, e.work_order_id.encode(), encode(e)) for e in events]
 
     async def dead_letter(event: faust.EventT, error: Exception) -> None:
         message = event.message
@@ -179,13 +199,18 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         )  # fmt: skip
         await dead_letters.send(key=record.key, value=record.value, headers=record.headers())
         device, message_id = _rejectable(record.value, header_map(message.headers))
-        if device is not None and message_id is not None:
-            await send_receipt(
-                device,
-                message_id,
-                ReceiptStatus.REJECTED,
-                reason=f"{record.error_class}: {record.message}",
-            )
+        if device is None or message_id is None:
+            return
+        reason = f"{record.error_class}: {record.message}"
+        try:
+            rejected = receipt(
+                device, message_id, ReceiptStatus.REJECTED, datetime.now(UTC), reason=reason,
+                validated=False,
+            )  # fmt: skip
+        except ValidationError:  # the id it carries is not a valid id: nothing to answer
+            log.warning("no rejected receipt for message id %r: not a valid id", message_id)
+            return
+        await produce([rejected])
 
     async def valid(events: Sequence[faust.EventT]) -> list[tuple[faust.EventT, WireModel]]:
         """The records of a batch that pass validation; the others are dead-lettered."""
@@ -228,14 +253,14 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
                 await dead_letter(event, exc)
             ready.clear()
             return
-        for row in rows:
-            await send_receipt(
-                row.alert.device,
-                row.alert.id,
-                ReceiptStatus.STORED,
-                work_order=outcome.work_order_of.get(row.alert.id),
-            )
-        await publish(outcome)
+        received_at = datetime.now(UTC)
+        stored = ReceiptStatus.STORED
+        receipts = [
+            receipt(a.device, a.id, stored, received_at, work_order=outcome.work_order_of.get(a.id))
+            for a in (row.alert for row in rows)
+        ]
+        await produce(receipts + event_records(outcome.events))
+        counters["workorder_events"] += len(outcome.events)
         counters["alerts.stored"] += outcome.new_alerts
         counters["alerts.redelivered"] += len(rows) - outcome.new_alerts
 
@@ -291,16 +316,14 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
                 return await processor.tick(conn, datetime.now(UTC))
 
         try:
-            await publish(await with_db_retry("the SLA tick", transact))
+            events = (await with_db_retry("the SLA tick", transact)).events
+            await produce(event_records(events))
+            counters["workorder_events"] += len(events)
         except Exception:  # never let the timer die
             log.exception("SLA tick failed; will retry")
 
     async def send_events(events: list[WorkOrderEvent]) -> None:
-        pending = [
-            await workorder_events_out.send(key=e.work_order_id.encode(), value=encode(e))
-            for e in events
-        ]
-        await asyncio.gather(*pending)  # the broker's acks, before the position moves on
+        await produce(event_records(events))  # the broker's acks, before the position moves on
 
     @app.timer(interval=RELAY_S)
     async def relay_peoples_events() -> None:

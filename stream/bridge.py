@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -70,6 +71,9 @@ class Bridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: AIOKafkaProducer | None = None
         self._connected = threading.Event()
+        self._inbox: list[mqtt.MQTTMessage] = []  # filled by paho's thread, drained by the loop
+        self._inbox_lock = threading.Lock()
+        self._forwarding: set[asyncio.Task[None]] = set()
         self._broker = BrokerSettings(
             host=settings.mqtt_host,
             port=settings.mqtt_port,
@@ -145,35 +149,83 @@ class Bridge:
         log.warning("bridge disconnected from MQTT (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        """Queue the message for the event loop; one wake-up per burst, not per message."""
         assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self._forward(message), self._loop)
+        with self._inbox_lock:
+            self._inbox.append(message)
+            wake = len(self._inbox) == 1
+        if wake:
+            self._loop.call_soon_threadsafe(self._drain_inbox)
 
-    async def _forward(self, message: mqtt.MQTTMessage) -> None:
-        """Produce one MQTT message to Kafka, retrying until acked, then ack it to MQTT."""
-        assert self._producer is not None
+    def _drain_inbox(self) -> None:
+        with self._inbox_lock:
+            messages, self._inbox = self._inbox, []
+        task = asyncio.create_task(self._forward(messages))
+        self._forwarding.add(task)
+        task.add_done_callback(self._forwarded)
+
+    def _forwarded(self, task: asyncio.Task[None]) -> None:
+        self._forwarding.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # Left unacknowledged: the broker sends them again when the bridge reconnects.
+            log.error("forwarding MQTT messages to Kafka failed", exc_info=exc)
+
+    def _route(self, message: mqtt.MQTTMessage) -> tuple[str, bytes]:
+        """The Kafka topic and key of one MQTT message (dead letters when unroutable)."""
         try:
             address = TopicAddress.parse(message.topic)
-            kafka_topic = self.topics.for_channel(address.channel)
-            key = partition_key(address, bytes(message.payload), self.positions)
+            return (
+                self.topics.for_channel(address.channel),
+                partition_key(address, bytes(message.payload), self.positions),
+            )
         except ContractError as exc:
             # Not a citywatch topic shape: keep the bytes and the reason in the dead letters.
-            kafka_topic, key = self.topics.dead_letters, message.topic.encode()
             self.stats.unroutable += 1
             log.warning("unroutable MQTT topic %r: %s", message.topic, exc)
-        headers = [(MQTT_TOPIC_HEADER, message.topic.encode())]
+            return self.topics.dead_letters, message.topic.encode()
+
+    async def _forward(self, messages: list[mqtt.MQTTMessage]) -> None:
+        """Produce MQTT messages to Kafka, retrying until acked; ack each to MQTT after Kafka.
+
+        All are handed to the producer before any ack is awaited, so they share record
+        batches (one produce request for a burst instead of one per message).
+        """
+        assert self._producer is not None
+        routed = [(message, *self._route(message)) for message in messages]
         delay = 0.2
-        while True:
-            try:
-                await self._producer.send_and_wait(
-                    kafka_topic, message.payload, key=key, headers=headers
+        while routed:
+            sent = []
+            for message, kafka_topic, key in routed:
+                headers = [(MQTT_TOPIC_HEADER, message.topic.encode())]
+                try:
+                    sent.append(
+                        await self._producer.send(
+                            kafka_topic, message.payload, key=key, headers=headers
+                        )
+                    )
+                except KafkaError as exc:
+                    sent.append(_failed(exc))
+            outcomes = await asyncio.gather(*sent, return_exceptions=True)
+            retry = []
+            for item, outcome in zip(routed, outcomes, strict=True):
+                message, kafka_topic, _ = item
+                if isinstance(outcome, BaseException):
+                    if not isinstance(outcome, KafkaError):
+                        raise outcome
+                    retry.append(item)
+                    continue
+                self._client.ack(message.mid, message.qos)
+                self.stats.forwarded[kafka_topic] += 1
+            if retry:
+                log.error(
+                    "Kafka refused %d messages (%s); retrying in %.1fs",
+                    len(retry),
+                    next(o for o in outcomes if isinstance(o, BaseException)),
+                    delay,
                 )
-                break
-            except KafkaError as exc:
-                log.error("Kafka refused %s (%s); retrying in %.1fs", message.topic, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        self._client.ack(message.mid, message.qos)
-        self.stats.forwarded[kafka_topic] += 1
+            routed = retry
 
     # -- downlink: Kafka receipts → MQTT ---------------------------------------------------
     async def _relay_downlink(self, stop: asyncio.Event) -> None:
@@ -189,6 +241,8 @@ class Bridge:
             group_id=f"{self.settings.topic_prefix}-bridge-downlink",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # Tansu ends an empty fetch only when this wait runs out: keep receipts prompt.
+            fetch_max_wait_ms=100,
         )
         await consumer.start()
         try:
@@ -222,11 +276,24 @@ class Bridge:
         while messages:
             await asyncio.to_thread(self._connected.wait, 5.0)
             infos = [(m, self._client.publish(m[0], m[1], qos=1)) for m in messages]
-            for _, info in infos:
-                if info.rc == mqtt.MQTT_ERR_SUCCESS:
-                    await asyncio.to_thread(info.wait_for_publish, 10.0)
+            await asyncio.to_thread(_wait_for_publish, [info for _, info in infos], 10.0)
             messages = [m for m, info in infos if not info.is_published()]
             self.stats.receipts += len(infos) - len(messages)
             if messages:
                 log.warning("%d downlink messages not yet published; retrying", len(messages))
                 await asyncio.sleep(0.5)
+
+
+def _wait_for_publish(infos: list[mqtt.MQTTMessageInfo], timeout_s: float) -> None:
+    """Wait (in a worker thread) until the broker acknowledged ``infos`` or time ran out."""
+    deadline = time.monotonic() + timeout_s
+    for info in infos:
+        if info.rc == mqtt.MQTT_ERR_SUCCESS and not info.is_published():
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+
+
+def _failed(exc: BaseException) -> asyncio.Future[object]:
+    """A future that already failed with ``exc`` (a send refused before it was queued)."""
+    future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future

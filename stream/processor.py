@@ -21,7 +21,7 @@ from citywatch.config.site import Placement
 from citywatch.contracts import Alert, WorkOrderEvent
 from citywatch.stream import workorder_store
 from citywatch.stream.dedup import DedupEngine, Incident, alert_position
-from citywatch.stream.escalation import escalate_due
+from citywatch.stream.escalation import escalate_due, next_escalation_at
 from citywatch.stream.sink import AlertRow, insert_alerts
 from citywatch.workorder.lifecycle import (
     WorkOrder,
@@ -64,6 +64,9 @@ class AlertProcessor:
         self.engine = DedupEngine(self.workflow.dedup)
         self.orders: dict[str, WorkOrder] = {}
         self.incident_of: dict[str, Incident] = {}  # work order id → its incident (same id)
+        # work order id → (its seq, when its next escalation step falls due): every change
+        # that can move that time is a transition, which bumps the seq
+        self.escalation_at: dict[str, tuple[int, datetime | None]] = {}
 
     async def restore(self, conn: AsyncConnection, now: datetime) -> int:
         """Rebuild dedup state and open work orders from the database."""
@@ -162,6 +165,9 @@ class AlertProcessor:
             if incident.id in self.orders:
                 changed[incident.id] = (self.orders[incident.id], incident)
         for order in self.orders.values():
+            due_at = self._next_escalation(order)
+            if due_at is None or due_at > now:
+                continue
             taken = escalate_due(order, now, self.workflow.sla.escalation, actor=SYSTEM)
             if taken:
                 events += taken
@@ -172,6 +178,14 @@ class AlertProcessor:
             await workorder_store.save(conn, changed.values(), events, [])
         return Outcome(events=[as_message(self.orders[e.work_order_id], e) for e in events])
 
+    def _next_escalation(self, order: WorkOrder) -> datetime | None:
+        """When ``order``'s next escalation step falls due, computed once per change."""
+        cached = self.escalation_at.get(order.id)
+        if cached is None or cached[0] != order.seq:
+            cached = (order.seq, next_escalation_at(order, self.workflow.sla.escalation))
+            self.escalation_at[order.id] = cached
+        return cached[1]
+
     def _forget(self, now: datetime, keep: set[str]) -> None:
         """Drop closed work orders whose incident can no longer be reopened (memory bound)."""
         cutoff = now - self.max_reopen
@@ -181,3 +195,4 @@ class AlertProcessor:
             if order_id not in keep and not order.is_open and not reopenable:
                 del self.orders[order_id]
                 del self.incident_of[order_id]
+                self.escalation_at.pop(order_id, None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from psycopg import AsyncConnection
@@ -61,19 +61,33 @@ def _alert_values(row: AlertRow) -> tuple[object, ...]:
     )  # fmt: skip
 
 
+async def stage(
+    conn: AsyncConnection, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]
+) -> str:
+    """COPY ``rows`` into a temporary twin of ``table`` (emptied at commit); its name.
+
+    The caller moves them on with one ``INSERT INTO table … SELECT … FROM`` the twin, which
+    upserts a whole batch in one statement (row triggers of ``table`` still fire).
+    """
+    staged = f"{table}_in"
+    await conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staged} (LIKE {table} INCLUDING DEFAULTS)"
+        " ON COMMIT DELETE ROWS"
+    )
+    async with conn.cursor().copy(f"COPY {staged} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            await copy.write_row(row)
+    return staged
+
+
 async def insert_alerts(conn: AsyncConnection, rows: Sequence[AlertRow]) -> set[str]:
     """Insert a batch of alerts; return the ids that were not stored before."""
     if not rows:
         return set()
     columns = ", ".join(ALERT_COLUMNS)
-    await conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS alerts_in (LIKE alerts INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
-    async with conn.cursor().copy(f"COPY alerts_in ({columns}) FROM STDIN") as copy:
-        for row in rows:
-            await copy.write_row(_alert_values(row))
+    staged = await stage(conn, "alerts", ALERT_COLUMNS, map(_alert_values, rows))
     cursor = await conn.execute(
-        f"INSERT INTO alerts ({columns}) SELECT DISTINCT ON (id, event_time) {columns} FROM alerts_in"
+        f"INSERT INTO alerts ({columns}) SELECT DISTINCT ON (id, event_time) {columns} FROM {staged}"
         " ON CONFLICT (id, event_time) DO NOTHING RETURNING id"
     )
     return {r[0] for r in await cursor.fetchall()}
@@ -83,16 +97,14 @@ async def insert_telemetry(conn: AsyncConnection, batch: Sequence[Telemetry]) ->
     """Insert a batch of telemetry readings; return how many were new."""
     if not batch:
         return 0
-    await conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS telemetry_in (LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    staged = await stage(
+        conn,
+        "telemetry",
+        ("id", "time", "device_id", "metrics"),
+        ((t.id, t.event_time, t.device.id, json.dumps(t.metrics)) for t in batch),
     )
-    async with conn.cursor().copy(
-        "COPY telemetry_in (id, time, device_id, metrics) FROM STDIN"
-    ) as copy:
-        for t in batch:
-            await copy.write_row((t.id, t.event_time, t.device.id, json.dumps(t.metrics)))
     cursor = await conn.execute(
-        "INSERT INTO telemetry SELECT DISTINCT ON (id, time) * FROM telemetry_in"
+        f"INSERT INTO telemetry SELECT DISTINCT ON (id, time) * FROM {staged}"
         " ON CONFLICT (id, time) DO NOTHING"
     )
     return cursor.rowcount

@@ -19,26 +19,32 @@ from psycopg.rows import dict_row
 from citywatch.config.workflow import Workflow
 from citywatch.contracts import AlertKind
 from citywatch.stream.dedup import Incident, Position
+from citywatch.stream.sink import stage
 from citywatch.workorder.lifecycle import WorkOrder, WorkOrderTransition
 from citywatch.workorder.store import (
     ALERT_IDS,
+    EVENT_COLUMNS,
     StaleWorkOrders,
     UnknownTier,
-    insert_events,
+    event_values,
     lock_current,
     order_from_row,
 )
 
 __all__ = ["StaleWorkOrders", "load", "save"]
 
-_UPSERT = """
-INSERT INTO work_orders (id, kind, category_code, category_name, department, priority, state,
-    sla_tier, opened_at, due_at, clock_started_at, escalated_levels, resolved_at, closed_at,
-    escalation_level, district, street, community, lat, lon, incident_state, incident_closed_at,
-    last_activity, episodes, open_episodes, sources, alert_count, max_confidence, reopen_count,
-    attributes, seq, updated_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-    %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+WORK_ORDER_COLUMNS = (
+    "id", "kind", "category_code", "category_name", "department", "priority", "state",
+    "sla_tier", "opened_at", "due_at", "clock_started_at", "escalated_levels", "resolved_at",
+    "closed_at", "escalation_level", "district", "street", "community", "lat", "lon",
+    "incident_state", "incident_closed_at", "last_activity", "episodes", "open_episodes",
+    "sources", "alert_count", "max_confidence", "reopen_count", "attributes", "seq",
+)  # fmt: skip
+_COLUMNS = ", ".join(WORK_ORDER_COLUMNS)
+
+_UPSERT = f"""
+INSERT INTO work_orders ({_COLUMNS}, updated_at)
+SELECT {_COLUMNS}, now() FROM work_orders_in
 ON CONFLICT (id) DO UPDATE SET
     department = EXCLUDED.department, priority = EXCLUDED.priority, state = EXCLUDED.state,
     due_at = EXCLUDED.due_at, clock_started_at = EXCLUDED.clock_started_at,
@@ -50,6 +56,16 @@ ON CONFLICT (id) DO UPDATE SET
     alert_count = EXCLUDED.alert_count, max_confidence = EXCLUDED.max_confidence,
     reopen_count = EXCLUDED.reopen_count, attributes = EXCLUDED.attributes,
     seq = GREATEST(work_orders.seq, EXCLUDED.seq), updated_at = now()
+"""
+# Feed positions are taken in this order (the order 0004_center.sql numbered old events in).
+_EVENTS = f"""
+INSERT INTO workorder_events ({", ".join(EVENT_COLUMNS)})
+SELECT {", ".join(EVENT_COLUMNS)} FROM workorder_events_in ORDER BY time, work_order_id, seq
+ON CONFLICT (id) DO NOTHING
+"""
+_LINKS = """
+INSERT INTO work_order_alerts (work_order_id, alert_id)
+SELECT work_order_id, alert_id FROM work_order_alerts_in ON CONFLICT DO NOTHING
 """
 
 
@@ -78,22 +94,21 @@ async def save(
 
     First locks the stored rows and checks that nobody acted on them since this worker read
     them (their seq is what it was before this batch's events): :class:`StaleWorkOrders`
-    otherwise, and the caller rebuilds its state from the database and retries.
+    otherwise, and the caller rebuilds its state from the database and retries. Each table
+    takes its whole batch in one statement (COPY into a temporary twin, then one INSERT).
     """
     changed = list(changed)
     new_events = Counter(e.work_order_id for e in events)
     await lock_current(conn, {o.id: o.seq - new_events[o.id] for o, _ in changed})
-    rows = [_row(order, incident) for order, incident in changed]
-    async with conn.cursor() as cursor:
-        if rows:
-            await cursor.executemany(_UPSERT, rows)
-        await insert_events(cursor, events)
-        if links:
-            await cursor.executemany(
-                "INSERT INTO work_order_alerts (work_order_id, alert_id) VALUES (%s, %s)"
-                " ON CONFLICT DO NOTHING",
-                links,
-            )
+    if changed:
+        await stage(conn, "work_orders", WORK_ORDER_COLUMNS, (_row(o, i) for o, i in changed))
+        await conn.execute(_UPSERT)
+    if events:
+        await stage(conn, "workorder_events", EVENT_COLUMNS, map(event_values, events))
+        await conn.execute(_EVENTS)
+    if links:
+        await stage(conn, "work_order_alerts", ("work_order_id", "alert_id"), links)
+        await conn.execute(_LINKS)
 
 
 async def load(

@@ -310,6 +310,9 @@ def stream_app_cmd(
     settings = stream_settings(cfg, data_dir)
     migrate(settings.database_url)
     worker = faust.Worker(build_app(cfg, settings), loglevel=log_level.lower(), quiet=True)
+    # Faust's progress spinner sets the root logger to DEBUG at WARNING and above, so every
+    # aiokafka and Faust debug line would be formatted (and dropped) on the hot path.
+    worker.spinner = None
     worker.execute_from_commandline()
 
 

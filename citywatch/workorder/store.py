@@ -36,21 +36,29 @@ class UnknownTier(LookupError):
     """A stored work order names an SLA tier the config no longer has."""
 
 
+EVENT_COLUMNS = (
+    "id", "work_order_id", "seq", "event", "from_state", "to_state", "actor", "time", "reason",
+    "data",
+)  # fmt: skip
+
+
+def event_values(e: WorkOrderTransition) -> tuple[object, ...]:
+    """One ``workorder_events`` row, in :data:`EVENT_COLUMNS` order."""
+    return (
+        e.id, e.work_order_id, e.seq, e.event, e.from_state.value if e.from_state else None,
+        e.to_state.value, e.actor, e.time, e.reason, json.dumps(e.data, default=str),
+    )  # fmt: skip
+
+
 async def insert_events(cursor: AsyncCursor[Any], events: Sequence[WorkOrderTransition]) -> None:
     """Append audit-trail events (idempotent by event id; the feed position is the DB's)."""
     if not events:
         return
     await cursor.executemany(
-        """INSERT INTO workorder_events (id, work_order_id, seq, event, from_state, to_state,
-               actor, time, reason, data)
+        f"""INSERT INTO workorder_events ({", ".join(EVENT_COLUMNS)})
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
-        [
-            (e.id, e.work_order_id, e.seq, e.event,
-             e.from_state.value if e.from_state else None, e.to_state.value, e.actor,
-             e.time, e.reason, json.dumps(e.data, default=str))
-            for e in events
-        ],
-    )  # fmt: skip
+        [event_values(e) for e in events],
+    )
 
 
 async def lock_current(conn: AsyncConnection, expected: Mapping[str, int]) -> None:
