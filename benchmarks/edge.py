@@ -12,9 +12,11 @@ Targets (the camera-agent issue), on a rendered 1280×720 street video:
 Method. Every figure is a ratio against a baseline measured in the same run, because the
 machine is shared. Per (backend, imgsz) and per repeat the runs alternate: bare loop, agent
 with evidence (snapshots, crops and clips, the default), agent without; the median
-frames/s of the repeats is reported. Each kind first runs once, untimed, on a 1 s clip
-(the process's one-time imports and setup); each timed run then starts from a freshly
-loaded model (loading is not timed, the first inference is, in both loops). Baselines:
+frames/s of the repeats is reported (``--inline-clips`` adds an agent run that records clips
+on the camera thread instead of the clip worker, to show what the worker saves). Each kind
+first runs once, untimed, on a 1 s clip (the process's one-time imports and setup); each
+timed run then starts from a freshly loaded model (loading is not timed, the first
+inference is, in both loops). Baselines:
 
 - onnx: ``OnnxDetector.detect`` (letterbox, onnxruntime, decode, NMS): the detector call
   the agent makes, alone with decode;
@@ -96,6 +98,8 @@ TEMPLATE_CAMERA = "cam-parked-car"
 RATIO_TARGET = 0.9
 RSS_TARGET_MB = 400.0
 BENCH_DWELL = timedelta(seconds=2)
+INLINE = "agent, inline clips"
+"""The agent with clips encoded and written on the camera thread (``--inline-clips``)."""
 WARMUP_S = 1.0
 """Seconds of video each kind of pass runs untimed first."""
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -190,6 +194,8 @@ class Run:
     alerts: int = 0
     evidence: int = 0
     outbox: int = 0
+    clip_frames_dropped: int = 0
+    """agent: ring frames the clip worker dropped because it was behind."""
 
     @property
     def fps(self) -> float:
@@ -260,8 +266,10 @@ def agent(
     evidence: bool,
     tick: Callable[..., object],
     profiler: cProfile.Profile | None = None,
+    clip_thread: bool = True,
 ) -> Run:
-    """Run the gateway until the file ends; wall time ends when the camera threads do."""
+    """Run the gateway until the file ends; wall time ends when the camera threads do
+    (``clip_thread`` False: clips recorded inline on the camera thread, for comparison)."""
     name = f"{'ev' if evidence else 'noev'}-{time.monotonic_ns()}"
     session = offline_session(config, work / f"outbox-{name}.sqlite")
     gateway = CameraGateway(
@@ -270,6 +278,7 @@ def agent(
         session,
         evidence_dir=work / f"evidence-{name}" if evidence else None,
         stop=threading.Event(),
+        clip_thread=clip_thread,
     )
     workers = list(gateway.workers.values())
     finished: list[float] = []
@@ -296,7 +305,7 @@ def agent(
     wall_s = finished[0] - started
     pipelines = [w.pipeline for w in workers if w.pipeline is not None]
     run = Run(
-        "agent" if evidence else "agent, no evidence",
+        ("agent" if clip_thread else INLINE) if evidence else "agent, no evidence",
         sum(w.stats.frames for w in workers),
         wall_s,
         sum(p.stats.inference_s for p in pipelines),
@@ -304,6 +313,7 @@ def agent(
         sum(w.stats.alerts for w in workers),
         sum(w.stats.evidence for w in workers),
         len(session.outbox),
+        sum(p.clip_frames_dropped for p in pipelines),
     )
     session.outbox.close()
     errors = [w.stats.last_error for w in workers if w.stats.errors]
@@ -357,6 +367,7 @@ class Row:
             "median_fps": {k: self.median_fps(k) for k in self.runs},
             "ratio_agent": self.ratio("agent"),
             "ratio_agent_no_evidence": self.ratio("agent, no evidence"),
+            "ratio_agent_inline_clips": self.ratio(INLINE),
             "target_ratio": RATIO_TARGET,
             "pass": (self.ratio() or 0.0) >= RATIO_TARGET if not self.skipped else None,
             "ms_per_frame": self.breakdown() if self.runs else {},
@@ -374,9 +385,9 @@ def runners(row: Row, args: argparse.Namespace, work: Path) -> list[tuple[str, R
     detector = detector_config(backend, row.imgsz, args.pt)
     pt = args.pt or MODELS_DIR / "street" / "citywatch-street.pt"
 
-    def on_agent(evidence: bool) -> Runner:
+    def on_agent(evidence: bool, clip_thread: bool = True) -> Runner:
         return lambda video, fps, tick: agent(
-            bench_config(video, fps, detector), work, evidence, tick
+            bench_config(video, fps, detector), work, evidence, tick, clip_thread=clip_thread
         )
 
     kinds: list[tuple[str, Runner]] = []
@@ -385,6 +396,8 @@ def runners(row: Row, args: argparse.Namespace, work: Path) -> list[tuple[str, R
     else:
         kinds.append(("bare", lambda video, fps, tick: bare_predict(video, row.imgsz, pt, tick)))
     kinds.append(("agent", on_agent(True)))
+    if args.inline_clips:
+        kinds.append((INLINE, on_agent(True, clip_thread=False)))
     if not args.quick:
         kinds.append(("agent, no evidence", on_agent(False)))
         if backend == "ultralytics":
@@ -509,6 +522,8 @@ def reproduce(args: argparse.Namespace) -> str:
         parts.append("--no-rss")
     if args.profile:
         parts.append("--profile")
+    if args.inline_clips:
+        parts.append("--inline-clips")
     return " ".join(shlex.quote(p) if p[0] not in "Y." else p for p in parts)
 
 
@@ -541,6 +556,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         action="store_true",
         help="cProfile one onnx agent run (the camera thread) and print the top",
+    )
+    parser.add_argument(
+        "--inline-clips",
+        action="store_true",
+        help="also run the agent with clips recorded on the camera thread (no clip worker)",
     )
     parser.add_argument("--out", type=Path, default=None, help="results JSON path")
     parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -686,6 +706,13 @@ def report(
     console.print(table)
     console.print(breakdown_table(rows))
     for row in rows:
+        if INLINE in row.runs:
+            console.print(
+                f"  {row.backend} {row.imgsz}: with clips recorded inline on the camera thread"
+                f" the agent runs {row.median_fps(INLINE):.1f} fps"
+                f" ({row.ratio(INLINE):.2f} of bare)",
+                highlight=False,
+            )
         if "predict default" in row.runs:
             console.print(
                 f"  {row.backend} {row.imgsz}: a default predict (rect=True: 1280×720 goes in as"

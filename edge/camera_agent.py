@@ -140,6 +140,8 @@ class CameraWorker:
             self.stats.last_error = str(exc)
             log.error("camera %s: %s", self.camera.id, exc, extra={"camera": self.camera.id})
         finally:
+            if self.pipeline is not None:
+                self.pipeline.close()
             self.stats.finished = True
 
     def _run(self) -> None:
@@ -157,6 +159,7 @@ class CameraWorker:
                     evidence=gateway.evidence_store(camera.id),
                     clips=ClipSettings.of(camera.evidence) if camera.evidence.clip else None,
                     on_detections=gateway.detection_hook(camera.id),
+                    clip_thread=gateway.clip_thread,
                 )
             self._apply_pending()
             paced_since = self._pace(frame, paced_since)
@@ -272,6 +275,7 @@ class CameraWorker:
             "reconnects": float(src.reconnects),
             "last_frame_age_s": now - stats.last_frame_at if stats.last_frame_at else -1.0,
             "open_episodes": float(self.pipeline.open_episodes if self.pipeline else 0),
+            "clip_frames_dropped": float(self.pipeline.clip_frames_dropped if self.pipeline else 0),
             "errors": float(stats.errors),
         }
         stats.window_frames, stats.window_inference_s, stats.window_pipeline_s = 0, 0.0, 0.0
@@ -302,7 +306,10 @@ class CameraGateway:
         telemetry_interval_s: float = 10.0,
         reload_check_s: float = 2.0,
         record_detections: Callable[[str, Frame, Detections], None] | None = None,
+        clip_thread: bool = True,
     ) -> None:
+        """``clip_thread``: record each camera's clips on a worker thread of its own (False:
+        inline on the camera thread, as replay does; benchmarks compare the two)."""
         self.config = config
         self.gateway_id = gateway_id
         self.publisher = publisher
@@ -314,6 +321,7 @@ class CameraGateway:
         self.reload_requested = threading.Event()
         self.reload_failures = 0
         self.record_detections = record_detections
+        self.clip_thread = clip_thread
         self._detectors: dict[str, Detector] = {}
         cameras = [c for c in config.devices.cameras if c.gateway == gateway_id]
         if not cameras:

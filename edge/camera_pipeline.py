@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import cv2
 import numpy as np
 
 from citywatch.config.camera import CameraConfig, EvidenceConfig, SmokeRule
@@ -25,6 +26,7 @@ from citywatch.edge.annotate import annotate, evidence_label, zone_overlays
 from citywatch.edge.camera_alerts import alert_for, episode_id
 from citywatch.edge.camera_episodes import RuleEvent
 from citywatch.edge.camera_rules import CameraRules
+from citywatch.edge.clip_worker import ClipWorker
 from citywatch.edge.clips import ClipReady, ClipRecorder
 from citywatch.edge.evidence import EvidenceStore
 from citywatch.edge.frame_ring import FrameRing
@@ -101,7 +103,11 @@ class CameraPipeline:
         evidence: EvidenceStore | None = None,
         clips: ClipSettings | None = None,
         on_detections: Callable[[Frame, Detections], None] | None = None,
+        clip_thread: bool = False,
     ) -> None:
+        """``clip_thread``: record clips on a worker thread (the live agent: the camera
+        thread only downscales and queues, a slow worker drops ring frames); without it
+        clips are recorded inline, deterministically (replay, tests)."""
         if start_time.tzinfo is None:
             raise ValueError("start_time must be timezone-aware")
         self.site_id = site_id
@@ -117,19 +123,24 @@ class CameraPipeline:
         self._rules: CameraRules | None = None
         self._smoke_opinion: ClassicalSmokeDetector | None = self._opinion_for(camera)
         self._ground = self._ground_for(camera)
-        self._clips: ClipRecorder | None = None
+        self._clips: ClipRecorder | ClipWorker | None = None
         self._clip_ids: dict[str, str] = {}
         """Clip name → the alert id it illustrates (for the Evidence notice)."""
+        self._triggered: list[ClipReady] = []
+        """Clips a trigger finished (this one, or the oldest of too many pending)."""
         self._last_frame: Frame | None = None
         self._best: dict[str, float] = {}
         """Episode → confidence of its last snapshot (a better frame replaces it)."""
         self._clip_cadence = DetectionCadence(clips.fps if clips else None)
         if evidence is not None and clips is not None:
-            self._clips = ClipRecorder(
+            recorder = ClipRecorder(
                 evidence,
                 before_s=clips.before_s,
                 after_s=clips.after_s,
                 ring=FrameRing(max_age_s=clips.before_s + 1.0, max_frames=256),
+            )
+            self._clips = (
+                ClipWorker(recorder, name=f"clips-{camera.id}") if clip_thread else recorder
             )
 
     # -- time ----------------------------------------------------------------------------------
@@ -140,6 +151,11 @@ class CameraPipeline:
     @property
     def device(self) -> DeviceRef:
         return DeviceRef(site=self.site_id, kind=DeviceKind.CAMERA, id=self.camera.id)
+
+    @property
+    def clip_frames_dropped(self) -> int:
+        """Ring frames the clip worker dropped because it was behind."""
+        return self._clips.frames_dropped if isinstance(self._clips, ClipWorker) else 0
 
     @property
     def open_episodes(self) -> int:
@@ -163,6 +179,8 @@ class CameraPipeline:
         out = self._emit(events, frame)
         if self._clips is not None and self._clip_cadence.due(frame.pts_s, 1e-3):
             out.extend(self._clip_notices(self._clips.push(self._clip_frame(frame))))
+        elif isinstance(self._clips, ClipWorker):
+            out.extend(self._clip_notices(self._clips.ready()))
         self._last_frame = frame
         self.stats.frames += 1
         self.stats.detections += len(detections)
@@ -178,6 +196,11 @@ class CameraPipeline:
         if self._clips is not None:
             out.extend(self._clip_notices(self._clips.flush()))
         return out
+
+    def close(self) -> None:
+        """Stop the clip worker, if any (after :meth:`finish`, or to abandon its work)."""
+        if isinstance(self._clips, ClipWorker):
+            self._clips.close()
 
     def reconfigure(self, camera: CameraConfig) -> CameraOutput:
         """Apply changed zones and rules without losing the objects' dwell clocks."""
@@ -232,6 +255,9 @@ class CameraPipeline:
             if event.phase is Phase.END:
                 self._best.pop(alert.episode_id, None)
         self.stats.alerts += len(out.alerts)
+        if self._triggered:
+            ready, self._triggered = self._triggered, []
+            out.extend(self._clip_notices(ready))
         return out
 
     def _evidence_for(self, event: RuleEvent, frame: Frame) -> tuple[EvidenceRef, ...]:
@@ -269,15 +295,17 @@ class CameraPipeline:
         refs = [snapshot, crop]
         if event.phase is Phase.START and self._clips is not None:
             self._clip_ids[name] = name
-            self._clips.trigger(name, event.pts_s, event.time)
+            self._triggered += self._clips.trigger(name, event.pts_s, event.time)
         return tuple(refs)
 
     def _clip_frame(self, frame: Frame) -> Frame:
+        """The frame at the clip's width; for the worker always a new image, since it may
+        encode the frame after the source has reused its buffer."""
         settings = self.clip_settings
         if settings is None or frame.width <= settings.width_px:
+            if isinstance(self._clips, ClipWorker):
+                return Frame(frame.image.copy(), frame.index, frame.pts_s)
             return frame
-        import cv2
-
         scale = settings.width_px / frame.width
         small = cv2.resize(
             frame.image,

@@ -14,6 +14,9 @@ here, never the bytes. The pieces, in the order a camera loop uses them:
 * :class:`~citywatch.edge.clips.ClipRecorder` is fed every frame and, ``after_s`` after a
   trigger, writes the clip and hands back its reference (the caller then publishes an
   ``Evidence`` message);
+* :class:`~citywatch.edge.clip_worker.ClipWorker` runs that recorder on a thread of its own
+  for the live agent, so encoding never holds up detection (ring frames are dropped and
+  counted when it falls behind);
 * :func:`prune` (here) deletes the oldest files first so that a gateway's disk never fills.
 """
 

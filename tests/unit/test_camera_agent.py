@@ -134,9 +134,9 @@ def test_one_camera_runs_its_scene_and_reports_telemetry(suite_copy: Path) -> No
     )
     telemetry = [m for m in collected.messages if isinstance(m, Telemetry)]
     assert telemetry and telemetry[-1].metrics["frames_read"] > worker.stats.frames
-    assert {"fps", "inference_ms", "dropped_frames", "last_frame_age_s"} <= set(
-        telemetry[-1].metrics
-    )
+    assert {
+        "fps", "inference_ms", "dropped_frames", "last_frame_age_s", "clip_frames_dropped"
+    } <= set(telemetry[-1].metrics)  # fmt: skip
 
 
 @pytest.fixture
