@@ -138,3 +138,40 @@ def publisher_for(stack: RunningStack, demo_config: CitywatchConfig) -> Iterator
     yield make
     for publisher in made:
         publisher.close()
+
+
+@pytest.fixture
+def workorder_follower(stack: RunningStack, demo_config: CitywatchConfig) -> Iterator[list]:
+    """What an integrator (a 12345 platform) subscribed to work-order events on MQTT
+    receives, as a list that fills while the test runs (subscribed before it is yielded)."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from citywatch.config.secrets import resolve_secret
+    from citywatch.contracts import WorkOrderEvent, decode
+    from citywatch.contracts.topics import workorder_events_topic
+
+    received: list[WorkOrderEvent] = []
+    subscribed = threading.Event()
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        protocol=mqtt.MQTTv5,
+        client_id=f"test-follower-{os.getpid()}-{time.monotonic_ns()}",
+    )
+    account = demo_config.services.mqtt.center
+    client.username_pw_set(
+        account.username, resolve_secret(account.password, stack.endpoints.secrets_dir)
+    )
+    client.on_message = lambda c, u, m: received.append(decode(m.payload, WorkOrderEvent))
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.connect(stack.endpoints.mqtt_host, stack.endpoints.mqtt_port)
+    client.loop_start()
+    client.subscribe(workorder_events_topic(demo_config.site.id), qos=1)
+    try:
+        assert subscribed.wait(10), "the follower's subscription was not acknowledged"
+        yield received
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -4,14 +4,11 @@ tier's relay → Kafka → bridge → MQTT."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from citywatch.contracts import Channel, WorkOrderEvent, decode, encode
-from citywatch.contracts.topics import workorder_events_topic
+from citywatch.contracts import Channel, WorkOrderEvent, encode
 from tests.center.conftest import auth, center_config
 from tests.integration.test_work_orders import CAM_1, make_alert, orders_of, wait_for
 
@@ -19,49 +16,27 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_a_dispatch_in_the_center_is_published_to_integrators(
-    stack, pipeline, publisher_for, demo_config, tmp_path: Path
+    stack, pipeline, publisher_for, demo_config, workorder_follower
 ) -> None:  # type: ignore[no-untyped-def]
-    import paho.mqtt.client as mqtt
     from fastapi.testclient import TestClient
-    from paho.mqtt.enums import CallbackAPIVersion
 
     from citywatch.center.app import create_app
     from citywatch.center.settings import CenterSettings
-    from citywatch.config.secrets import resolve_secret
 
-    received: list[WorkOrderEvent] = []
-    subscribed = threading.Event()
-    follower = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                           protocol=mqtt.MQTTv5, client_id="test-12345-platform")  # fmt: skip
-    account = demo_config.services.mqtt.center
-    follower.username_pw_set(
-        account.username, resolve_secret(account.password, stack.endpoints.secrets_dir)
-    )
-    follower.on_message = lambda c, u, m: received.append(decode(m.payload, WorkOrderEvent))
-    follower.on_subscribe = lambda *args: subscribed.set()
-    follower.connect(stack.endpoints.mqtt_host, stack.endpoints.mqtt_port)
-    follower.loop_start()
-    follower.subscribe(workorder_events_topic("demo"), qos=1)
+    received = workorder_follower
     settings = CenterSettings(
         config=center_config(demo_config), database_url=stack.endpoints.database_url
     )
-    try:
-        assert subscribed.wait(10)
-        alert = make_alert(
-            CAM_1, "illegal_parking", when=datetime.now(UTC), lat=31.4711, lon=119.4711
-        )
-        publisher_for("gw-cam-renmin").publish(CAM_1.address(Channel.ALERTS).topic, encode(alert))
-        (order_id,) = wait_for(lambda: orders_of(stack, [alert.id]), what="the work order")[0]  # type: ignore[index]
-        with TestClient(create_app(settings)) as client:
-            response = client.post(f"/api/v1/work-orders/{order_id}/actions/dispatch",
-                                   json={"department": "traffic-police", "reason": "carriageway"},
-                                   headers=auth("operator"))  # fmt: skip
-            assert response.status_code == 200, response.text
-        wait_for(lambda: [e for e in received if e.work_order_id == order_id and e.event == "dispatched"],
-                 what="the dispatch on MQTT")  # fmt: skip
-    finally:
-        follower.disconnect()
-        follower.loop_stop()
+    alert = make_alert(CAM_1, "illegal_parking", when=datetime.now(UTC), lat=31.4711, lon=119.4711)
+    publisher_for("gw-cam-renmin").publish(CAM_1.address(Channel.ALERTS).topic, encode(alert))
+    (order_id,) = wait_for(lambda: orders_of(stack, [alert.id]), what="the work order")[0]  # type: ignore[index]
+    with TestClient(create_app(settings)) as client:
+        response = client.post(f"/api/v1/work-orders/{order_id}/actions/dispatch",
+                               json={"department": "traffic-police", "reason": "carriageway"},
+                               headers=auth("operator"))  # fmt: skip
+        assert response.status_code == 200, response.text
+    wait_for(lambda: [e for e in received if e.work_order_id == order_id and e.event == "dispatched"],
+             what="the dispatch on MQTT")  # fmt: skip
     mine = [e for e in received if e.work_order_id == order_id]
     assert [e.event for e in mine] == ["reported", "filed", "dispatched"]
     assert mine[-1].actor == "operator" and mine[-1].department == "traffic-police"

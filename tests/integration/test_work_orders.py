@@ -190,48 +190,17 @@ def test_spoofed_and_oversized_messages_are_dead_lettered_and_the_stream_goes_on
 
 
 def test_work_order_events_reach_kafka_consumers_and_mqtt(
-    stack, pipeline, publisher_for, demo_config
+    stack, pipeline, publisher_for, workorder_follower
 ) -> None:  # type: ignore[no-untyped-def]
     """Other systems (a 12345 platform) see the new work order's events on MQTT, in order."""
-    import threading
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from citywatch.config.secrets import resolve_secret
-    from citywatch.contracts import WorkOrderEvent, decode
-    from citywatch.contracts.topics import workorder_events_topic
-
-    center = demo_config.services.mqtt.center
-    received: list[WorkOrderEvent] = []
-    subscribed = threading.Event()
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        protocol=mqtt.MQTTv5,
-        client_id="test-center",
+    received = workorder_follower
+    alert = make_alert(CAM_2, "street_vending", when=datetime.now(UTC), lat=31.5000, lon=119.5000)
+    publisher_for("gw-cam-renmin").publish(CAM_2.address(Channel.ALERTS).topic, encode(alert))
+    (order_id,) = wait_for(lambda: orders_of(stack, [alert.id]), what="the work order")[0]  # type: ignore[index]
+    wait_for(
+        lambda: [e for e in received if e.work_order_id == order_id], what="its events on MQTT"
     )
-    client.username_pw_set(
-        center.username, resolve_secret(center.password, stack.endpoints.secrets_dir)
-    )
-    client.on_message = lambda c, u, m: received.append(decode(m.payload, WorkOrderEvent))
-    client.on_subscribe = lambda *args: subscribed.set()
-    client.connect(stack.endpoints.mqtt_host, stack.endpoints.mqtt_port)
-    client.loop_start()
-    client.subscribe(workorder_events_topic("demo"), qos=1)
-    try:
-        assert subscribed.wait(10)
-        alert = make_alert(
-            CAM_2, "street_vending", when=datetime.now(UTC), lat=31.5000, lon=119.5000
-        )
-        publisher_for("gw-cam-renmin").publish(CAM_2.address(Channel.ALERTS).topic, encode(alert))
-        (order_id,) = wait_for(lambda: orders_of(stack, [alert.id]), what="the work order")[0]  # type: ignore[index]
-        wait_for(
-            lambda: [e for e in received if e.work_order_id == order_id], what="its events on MQTT"
-        )
-        mine = [e for e in received if e.work_order_id == order_id]
-        assert [e.event for e in mine][:2] == ["reported", "filed"]
-        assert mine[0].department == "urban-mgmt" and mine[0].category == "05-01"
-        assert alert.id in mine[0].alert_ids
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    mine = [e for e in received if e.work_order_id == order_id]
+    assert [e.event for e in mine][:2] == ["reported", "filed"]
+    assert mine[0].department == "urban-mgmt" and mine[0].category == "05-01"
+    assert alert.id in mine[0].alert_ids
