@@ -163,6 +163,7 @@ def load_detector(config: DetectorConfig, models_dir: Path = MODELS_DIR) -> Dete
             iou=config.iou,
             class_map=config.class_map,
             threads=config.threads,
+            spin_wait=config.spin_wait,
         )
     from citywatch.models.yolo_ultralytics import UltralyticsDetector
 

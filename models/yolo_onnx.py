@@ -102,9 +102,19 @@ class OnnxDetector(MappedClassesMixin):
         class_map: Mapping[str, str] | None = None,
         threads: int | None = None,
         config_key: str = "detector.weights",
+        spin_wait: bool = False,
     ) -> None:
         self.weights = check_weights(Path(weights), config_key)
         options = ort.SessionOptions()
+        # Busy-waiting threads win a benchmark of the detector alone and lose on a gateway,
+        # where they take the cores the camera loops and the clip worker need (measured in
+        # benchmarks/edge.py: agent/bare 0.77 → 0.91 at imgsz 320 on 2 cores).
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spin_wait else "0"
+        )
+        options.add_session_config_entry(
+            "session.inter_op.allow_spinning", "1" if spin_wait else "0"
+        )
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

@@ -81,6 +81,15 @@ class DetectorConfig(ConfigModel):
         title="Threads",
         description="onnxruntime intra-op threads; empty = onnxruntime's choice (all cores)",
     )
+    spin_wait: bool = Field(
+        default=False,
+        title="Spin-wait",
+        description=(
+            "let onnxruntime's threads busy-wait between operators: a little faster for a"
+            " detector alone on the machine, slower beside a gateway's other threads (camera"
+            " loops, clip worker, MQTT); off by default"
+        ),
+    )
     device: Literal["cpu"] = Field(
         default="cpu", title="Device", description="where inference runs; only 'cpu' for now"
     )

@@ -336,3 +336,13 @@ def test_ultralytics_backend_maps_classes_and_checks_rules(
         detector_factory.require_classes(detector, ["fire"])
     with pytest.raises(UnknownClass, match="lorry"):
         load_detector(config.model_copy(update={"class_map": {"lorry": "truck"}}))
+
+
+@pytest.mark.parametrize("spin_wait", [False, True])
+def test_onnx_threads_spin_only_when_asked(fake_onnx: Path, spin_wait: bool) -> None:
+    """On a gateway, busy-waiting inference threads take the cores the camera loops need."""
+    detector = OnnxDetector(fake_onnx, spin_wait=spin_wait)
+    options = detector._session.get_session_options()
+    expected = "1" if spin_wait else "0"
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == expected
