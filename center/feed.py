@@ -141,7 +141,8 @@ class Broadcaster:
             await asyncio.gather(self._task, return_exceptions=True)
         for subscription in self.subscribers:
             subscription.cut_off = True
-            subscription.queue.put_nowait(FeedEvent(-1, ""))  # wake it to end
+            with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes it anyway
+                subscription.queue.put_nowait(FeedEvent(-1, ""))  # wake it to end
 
     def subscribe(self) -> Subscription:
         subscription = Subscription()

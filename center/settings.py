@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 
+from citywatch.center.auth import hash_token
 from citywatch.config import CitywatchConfig
 from citywatch.config.secrets import resolve_secret
 from citywatch.workorder.sla import site_zone
@@ -29,8 +30,6 @@ class CenterSettings:
 
     def config_tokens(self) -> list[tuple[str, str, str, str]]:
         """(name, role, display name, token SHA-256) of every user the config lists."""
-        from citywatch.center.auth import hash_token
-
         users: list[tuple[str, str, str, str]] = []
         for user in self.config.center.users:
             digest = user.token_sha256

@@ -12,9 +12,10 @@ import psycopg
 from citywatch.config import CitywatchConfig
 from citywatch.config.site import Placement
 from citywatch.contracts import AlertKind
-from citywatch.workorder.lifecycle import WorkOrder, open_work_order
+from citywatch.workorder.lifecycle import WorkOrder, WorkOrderTransition, open_work_order
 from citywatch.workorder.priority import route
 from citywatch.workorder.sla import site_zone
+from citywatch.workorder.store import EVENT_COLUMNS, event_values
 
 
 def insert_alert(
@@ -32,6 +33,15 @@ def insert_alert(
          lat, lon, confidence, json.dumps(evidence or []), json.dumps(attributes or {}),
          district),
     )  # fmt: skip
+
+
+def insert_events(conn: psycopg.Connection, events: list[WorkOrderTransition]) -> None:
+    """Audit-trail rows, in the column order both writers share."""
+    conn.cursor().executemany(
+        f"INSERT INTO workorder_events ({', '.join(EVENT_COLUMNS)})"
+        f" VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))})",
+        [event_values(e) for e in events],
+    )
 
 
 def seed_order(
@@ -74,12 +84,7 @@ def seed_order(
         "INSERT INTO work_order_alerts (work_order_id, alert_id) VALUES (%s, %s)",
         [(order.id, a) for a in alert_ids],
     )
-    conn.cursor().executemany(
-        """INSERT INTO workorder_events (id, work_order_id, seq, event, from_state, to_state,
-               actor, time, reason, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        [(e.id, e.work_order_id, e.seq, e.event, e.from_state.value, e.to_state.value, e.actor,
-          e.time, e.reason, json.dumps(e.data, default=str)) for e in order.events],
-    )  # fmt: skip
+    insert_events(conn, order.events)
     conn.commit()
     return order
 
@@ -103,12 +108,7 @@ def act_on(
          json.dumps(order.escalated_levels), order.escalation_level, order.resolved_at,
          order.closed_at, order.reopen_count, order.seq, order.id),
     )  # fmt: skip
-    conn.cursor().executemany(
-        """INSERT INTO workorder_events (id, work_order_id, seq, event, from_state, to_state,
-               actor, time, reason, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        [(e.id, e.work_order_id, e.seq, e.event, e.from_state.value, e.to_state.value, e.actor,
-          e.time, e.reason, json.dumps(e.data, default=str)) for e in order.events[before:]],
-    )  # fmt: skip
+    insert_events(conn, order.events[before:])
     conn.commit()
     return order
 

@@ -280,3 +280,11 @@ def test_unusable_sla_calendar_is_refused_at_load(
     """A calendar or tier the SLA clock cannot run on is a config error, not a runtime loop."""
     edit(site, old, new)
     assert message in only_problem(site)
+
+
+def test_center_user_with_a_plain_token_is_refused_at_its_line(site: Path) -> None:
+    """A token written into the YAML (not a secret reference) names the file, line and field."""
+    edit(site, 'token: "secret:center-viewer"', 'token: "let-me-in"')
+    problem = only_problem(site)
+    assert problem.startswith(f"{site}:{line_of(site, 'let-me-in')}:")
+    assert "center.users[2].token" in problem and "never hold it" in problem
