@@ -13,7 +13,8 @@ Method. Every figure is a ratio against a baseline measured in the same run, bec
 machine is shared. Per (backend, imgsz) and per repeat the runs alternate: bare loop, agent
 with evidence (snapshots, crops and clips, the default), agent without; the median
 frames/s of the repeats is reported (``--inline-clips`` adds an agent run that records clips
-on the camera thread instead of the clip worker, to show what the worker saves). Each kind
+on the camera thread instead of the clip worker, to show what the worker saves;
+``--no-read-ahead`` one that decodes on the camera thread, without the reader thread). Each kind
 first runs once, untimed, on a 1 s clip (the process's one-time imports and setup); each
 timed run then starts from a freshly loaded model (loading is not timed, the first
 inference is, in both loops). Baselines:
@@ -100,6 +101,8 @@ RSS_TARGET_MB = 400.0
 BENCH_DWELL = timedelta(seconds=2)
 INLINE = "agent, inline clips"
 """The agent with clips encoded and written on the camera thread (``--inline-clips``)."""
+NO_READ_AHEAD = "agent, decode on camera thread"
+"""The agent with ``source.read_ahead: 0`` (``--no-read-ahead``): no reader thread."""
 WARMUP_S = 1.0
 """Seconds of video each kind of pass runs untimed first."""
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -134,7 +137,7 @@ def detector_config(backend: DetectorBackend, imgsz: int, pt: Path | None) -> De
 
 
 def bench_config(
-    video: Path, fps: float, detector: DetectorConfig, cameras: int = 1
+    video: Path, fps: float, detector: DetectorConfig, cameras: int = 1, read_ahead: int = 2
 ) -> CitywatchConfig:
     """The suite's site with ``cameras`` copies of its first camera playing ``video``."""
     suite = load_config(SUITE)
@@ -150,7 +153,13 @@ def bench_config(
             {
                 **template.model_dump(),
                 "id": f"cam-bench-{i}",
-                "source": {"url": str(video), "detect_fps": fps, "speed": 0, "loop": False},
+                "source": {
+                    "url": str(video),
+                    "detect_fps": fps,
+                    "speed": 0,
+                    "loop": False,
+                    "read_ahead": read_ahead,
+                },
                 "detector": detector.model_dump(),
                 "rules": rules,
             }
@@ -368,6 +377,7 @@ class Row:
             "ratio_agent": self.ratio("agent"),
             "ratio_agent_no_evidence": self.ratio("agent, no evidence"),
             "ratio_agent_inline_clips": self.ratio(INLINE),
+            "ratio_agent_no_read_ahead": self.ratio(NO_READ_AHEAD),
             "target_ratio": RATIO_TARGET,
             "pass": (self.ratio() or 0.0) >= RATIO_TARGET if not self.skipped else None,
             "ms_per_frame": self.breakdown() if self.runs else {},
@@ -385,9 +395,13 @@ def runners(row: Row, args: argparse.Namespace, work: Path) -> list[tuple[str, R
     detector = detector_config(backend, row.imgsz, args.pt)
     pt = args.pt or MODELS_DIR / "street" / "citywatch-street.pt"
 
-    def on_agent(evidence: bool, clip_thread: bool = True) -> Runner:
+    def on_agent(evidence: bool, clip_thread: bool = True, read_ahead: int = 2) -> Runner:
         return lambda video, fps, tick: agent(
-            bench_config(video, fps, detector), work, evidence, tick, clip_thread=clip_thread
+            bench_config(video, fps, detector, read_ahead=read_ahead),
+            work,
+            evidence,
+            tick,
+            clip_thread=clip_thread,
         )
 
     kinds: list[tuple[str, Runner]] = []
@@ -398,6 +412,8 @@ def runners(row: Row, args: argparse.Namespace, work: Path) -> list[tuple[str, R
     kinds.append(("agent", on_agent(True)))
     if args.inline_clips:
         kinds.append((INLINE, on_agent(True, clip_thread=False)))
+    if args.no_read_ahead:
+        kinds.append((NO_READ_AHEAD, on_agent(True, read_ahead=0)))
     if not args.quick:
         kinds.append(("agent, no evidence", on_agent(False)))
         if backend == "ultralytics":
@@ -524,6 +540,8 @@ def reproduce(args: argparse.Namespace) -> str:
         parts.append("--profile")
     if args.inline_clips:
         parts.append("--inline-clips")
+    if args.no_read_ahead:
+        parts.append("--no-read-ahead")
     return " ".join(shlex.quote(p) if p[0] not in "Y." else p for p in parts)
 
 
@@ -561,6 +579,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--inline-clips",
         action="store_true",
         help="also run the agent with clips recorded on the camera thread (no clip worker)",
+    )
+    parser.add_argument(
+        "--no-read-ahead",
+        action="store_true",
+        help="also run the agent decoding on the camera thread (source.read_ahead: 0)",
     )
     parser.add_argument("--out", type=Path, default=None, help="results JSON path")
     parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)

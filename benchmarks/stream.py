@@ -6,10 +6,13 @@ Stages (issue 5 targets):
 1. bridge (MQTT → Kafka, ack after Kafka acked) vs a bare paho QoS 1 subscriber receiving
    the same messages: ratio ≥ 0.5.
 2. Faust app (Kafka → validation, dedup, work orders committed) vs a bare aiokafka consume →
-   psycopg COPY loop over the same records: ratio ≥ 0.3.
+   psycopg COPY loop over the same records: ratio ≥ 0.3. Both start from records already in
+   Kafka (the app is paused with SIGSTOP while they are produced, timed from SIGCONT).
 3. end to end (MQTT in → work orders committed): ≥ 2,000 alerts/s sustained.
 4. latency at a steady 500 alerts/s: p99 MQTT-publish → database ≤ 1 s.
-5. telemetry: readings/s into the database (target ≥ 20,000/s).
+5. telemetry: readings/s into the database (target ≥ 20,000/s), once with one reading a
+   message and once with a sampled sensor's messages (``--readings-per-message``, default
+   10: the latest reading plus nine earlier samples, ``telemetry_every_sample``).
 
     .venv/bin/python benchmarks/stream.py [--alerts 5000] [--telemetry 20000] [--latency-s 10]
 
@@ -25,6 +28,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -48,7 +52,7 @@ from citywatch.cli.accounts import Endpoints, embedded_stack, resolve_endpoints
 from citywatch.cli.child import CliProcess
 from citywatch.config import CitywatchConfig, load_config
 from citywatch.config.secrets import resolve_secret
-from citywatch.contracts import Alert, Channel, DeviceRef, Location, Telemetry, encode
+from citywatch.contracts import Alert, Channel, DeviceRef, Location, Reading, Telemetry, encode
 from citywatch.contracts.topics import fleet_filter
 from citywatch.stream.migrate import migrate
 
@@ -269,8 +273,14 @@ def stage_app(config: CitywatchConfig, endpoints: Endpoints, data_dir: Path, cou
 
     with psycopg.connect(endpoints.database_url, autocommit=True) as conn:
         conn.execute("DELETE FROM work_order_alerts WHERE alert_id LIKE 'b-app-%'")
+    # Both sides start from records already in Kafka: the app is paused while they are
+    # produced (the bare loop below never shares the CPU with a producer either).
+    app.process.send_signal(signal.SIGSTOP)
+    try:
+        start_offset = asyncio.run(produce())
+    finally:
+        app.process.send_signal(signal.SIGCONT)
     start = time.perf_counter()
-    start_offset = asyncio.run(produce())
     ids = [a.id for a in batch]
     wait_until(
         lambda: scalar(endpoints, "SELECT count(*) FROM work_order_alerts WHERE alert_id = ANY(%s)", ids) >= count,
@@ -375,41 +385,60 @@ def stage_latency(
                   {"p50_ms": statistics.median(latencies) * 1000, "max_ms": latencies[-1] * 1000, "alerts": len(latencies)})  # fmt: skip
 
 
-def stage_telemetry(config: CitywatchConfig, endpoints: Endpoints, count: int) -> Result:
+def stage_telemetry(
+    config: CitywatchConfig, endpoints: Endpoints, count: int, per_message: int
+) -> Result:
+    """``count`` readings of one sensor, ``per_message`` to a message (the latest plus
+    ``per_message - 1`` earlier samples: a sensor with ``telemetry_every_sample``)."""
     publisher = gateway_client(config, endpoints, "gw-sensors-east")
     run = uuid.uuid4().hex[:6]
     now = datetime.now(UTC)
-    payloads = [
-        encode(
-            Telemetry(
-                id=f"t-{run}-{n}",
-                device=SENSOR,
-                event_time=now + timedelta(milliseconds=n),
-                metrics={"depth_cm": 1.0, "battery_pct": 90.0},
+    messages = max(1, count // per_message)
+    payloads = []
+    for n in range(messages):
+        last = now + timedelta(milliseconds=n * per_message + per_message - 1)
+        earlier = tuple(
+            Reading(event_time=last - timedelta(milliseconds=k), metrics={"depth_cm": 1.0})
+            for k in range(per_message - 1, 0, -1)
+        )
+        payloads.append(
+            encode(
+                Telemetry(
+                    id=f"t-{run}-{n}",
+                    device=SENSOR,
+                    event_time=last,
+                    metrics={"depth_cm": 1.0, "battery_pct": 90.0},
+                    earlier=earlier or None,
+                )
             )
         )
-        for n in range(count)
-    ]
+    readings = messages * per_message
     before = scalar(endpoints, "SELECT count(*) FROM telemetry")
     start = time.perf_counter()
     publish_all(publisher, SENSOR.address(Channel.TELEMETRY).topic, payloads, qos=1)
     wait_until(
-        lambda: scalar(endpoints, "SELECT count(*) FROM telemetry") >= before + count,
+        lambda: scalar(endpoints, "SELECT count(*) FROM telemetry") >= before + readings,
         600,
         "telemetry",
     )
     elapsed = time.perf_counter() - start
     publisher.disconnect()
-    rate = count / elapsed
+    rate = readings / elapsed
     return Result(
-        "5 telemetry",
-        "MQTT→telemetry rows",
+        f"5 telemetry ×{per_message}",
+        f"MQTT→telemetry rows, {per_message} reading(s)/message",
         rate,
         "reading/s",
         None,
         "≥ 20,000 reading/s",
         rate >= 20_000,
-        {"readings": count, "seconds": elapsed, "start_s": start},
+        {
+            "readings": readings,
+            "messages": messages,
+            "seconds": elapsed,
+            "start_s": start,
+            "messages_per_s": messages / elapsed,
+        },
     )
 
 
@@ -422,6 +451,12 @@ def main() -> int:
     )
     parser.add_argument("--alerts", type=int, default=5000)
     parser.add_argument("--telemetry", type=int, default=20000)
+    parser.add_argument(
+        "--readings-per-message",
+        type=int,
+        default=10,
+        help="readings a sampled sensor sends per message (the second telemetry run)",
+    )
     parser.add_argument("--latency-s", type=float, default=10.0)
     args = parser.parse_args()
     config = load_config(CONFIG)
@@ -445,7 +480,16 @@ def main() -> int:
             ),
             ("end to end", lambda: stage_end_to_end(config, endpoints, args.alerts)),
             ("latency at 500/s", lambda: stage_latency(config, endpoints, args.latency_s)),
-            ("telemetry", lambda: stage_telemetry(config, endpoints, args.telemetry)),
+            (
+                "telemetry, one reading a message",
+                lambda: stage_telemetry(config, endpoints, args.telemetry // 4, 1),
+            ),
+            (
+                "telemetry, sampled",
+                lambda: stage_telemetry(
+                    config, endpoints, args.telemetry, args.readings_per_message
+                ),
+            ),
         ]
         with Progress(console=console) as progress:
             task = progress.add_task("stream benchmark", total=len(stages))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from citywatch.contracts.messages import DeviceState, Evidence
 from citywatch.edge.camera_pipeline import CameraPipeline, ClipSettings
 from citywatch.edge.camera_source import ReconnectingSource
 from citywatch.edge.evidence import EvidenceStore
+from citywatch.edge.frame_prefetch import Prefetch
 from citywatch.edge.outbox import PutResult
 from citywatch.hardware.frames import Frame
 from citywatch.hardware.video_source import VideoSource, VideoSourceError
@@ -145,9 +146,17 @@ class CameraWorker:
             self.stats.finished = True
 
     def _run(self) -> None:
+        ahead = self.camera.source.read_ahead
+        if ahead == 0:
+            self._loop(self.source)
+            return
+        with Prefetch(self.source, depth=ahead, name=f"read-{self.camera.id}") as frames:
+            self._loop(frames)
+
+    def _loop(self, frames: Iterable[Frame]) -> None:
         gateway, camera = self.gateway, self.camera
         paced_since: float | None = None
-        for frame in self.source:
+        for frame in frames:
             if self.pipeline is None:
                 opened = datetime.now(UTC) - timedelta(seconds=frame.pts_s)
                 self.pipeline = CameraPipeline(

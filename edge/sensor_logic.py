@@ -4,9 +4,11 @@ One reading goes through, in order: fault detection on the raw value (stuck, out
 erratic, battery), the depth conversion and the median spike filter, then, only while the
 sensor is trusted, the level tracker (hysteresis, minimum duration) and the rate-of-rise
 tracker, both fed the median dated at its window's middle reading (so the filter's delay
-does not add to ``min_duration``); telemetry goes out at its own interval. Silence is checked by :meth:`tick`. The
-output is the list of messages to publish, in the order they were decided; times are the
-readings' own, so a replay of recorded readings yields the same messages with the same ids.
+does not add to ``min_duration``); telemetry goes out at its own interval, carrying every
+sample since the last one when ``telemetry_every_sample`` is set. Silence is checked by
+:meth:`tick`. The output is the list of messages to publish, in the order they were
+decided; times are the readings' own, so a replay of recorded readings yields the same
+messages with the same ids.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from citywatch.config.sensor import LevelPolicy, SensorConfig
-from citywatch.contracts import Alert, Telemetry
+from citywatch.contracts import Alert, Reading, Telemetry
 from citywatch.edge.faults import FaultChange, FaultDetector
 from citywatch.edge.levels import LevelTracker, depth_from_distance
 from citywatch.edge.rate import RateOfRiseTracker
@@ -53,6 +55,8 @@ class SensorLogic:
         self.filtered_depth_cm: float | None = None
         self._last_time: datetime | None = None
         self._next_telemetry: datetime | None = None
+        self._held: list[Reading] = []
+        """Samples since the last telemetry message (``telemetry_every_sample``)."""
 
     def observe(self, reading: WaterReading) -> list[Message]:
         """Take one reading; return the messages it causes, in order."""
@@ -96,16 +100,22 @@ class SensorLogic:
         elif not self.faults.trusted:
             self.filtered_depth_cm = None
 
-        if self._next_telemetry is None or time >= self._next_telemetry:
-            self._next_telemetry = time + sensor.telemetry_interval
+        due = self._next_telemetry is None or time >= self._next_telemetry
+        if due or sensor.telemetry_every_sample:
             extra = {"status": float(reading.status), "faults": float(len(self.faults.active))}
             if self.rate.rate_cm_per_min is not None:
                 extra["rate_cm_per_min"] = self.rate.rate_cm_per_min
-            out.append(
-                self.alerts.telemetry(
-                    time, self.filtered_depth_cm, reading.distance_mm, reading.battery_pct, extra
-                )
+            message = self.alerts.telemetry(
+                time, self.filtered_depth_cm, reading.distance_mm, reading.battery_pct, extra
             )
+            if due:
+                self._next_telemetry = time + sensor.telemetry_interval
+                if self._held:
+                    message = message.model_copy(update={"earlier": tuple(self._held)})
+                    self._held = []
+                out.append(message)
+            else:
+                self._held.append(Reading(event_time=time, metrics=message.metrics))
         return out
 
     def tick(self, now: datetime) -> list[Message]:

@@ -35,7 +35,17 @@ from citywatch.hardware.street_layout import Lane, StreetLayout
 from citywatch.hardware.street_lighting import LIGHTING_PRESETS, Lighting
 from citywatch.hardware.street_scene import STREET_CLASSES, Actor, TruthBox, render_street
 
-__all__ = ["MIN_BOX_PX", "SceneSpec", "random_scene", "render_dataset", "yolo_lines"]
+__all__ = [
+    "DATASET_VERSION",
+    "MIN_BOX_PX",
+    "SceneSpec",
+    "random_scene",
+    "render_dataset",
+    "yolo_lines",
+]
+
+DATASET_VERSION = 1
+"""Bumped whenever the scene mix or the labelling changes, so a cached render is not reused."""
 
 MIN_BOX_PX = 6
 """Boxes narrower or shorter than this at the output size are left unlabelled."""

@@ -71,11 +71,13 @@ def train(
     import torch
     from ultralytics import YOLO
 
-    from citywatch.models.street_dataset import render_dataset
+    from citywatch.models.street_dataset import DATASET_VERSION, render_dataset
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     work_dir = work_dir.resolve()
-    data_dir = work_dir / f"data-{settings.seed}-{settings.n_train}-{settings.n_val}"
+    data_dir = work_dir / (
+        f"data-v{DATASET_VERSION}-{settings.seed}-{settings.n_train}-{settings.n_val}"
+    )
     started = time.perf_counter()
     data_yaml = data_dir / "data.yaml"
     if not data_yaml.exists():

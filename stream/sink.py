@@ -94,14 +94,19 @@ async def insert_alerts(conn: AsyncConnection, rows: Sequence[AlertRow]) -> set[
 
 
 async def insert_telemetry(conn: AsyncConnection, batch: Sequence[Telemetry]) -> int:
-    """Insert a batch of telemetry readings; return how many were new."""
+    """Insert a batch of telemetry messages, one row per reading (a message's ``earlier``
+    readings included); return how many rows were new."""
     if not batch:
         return 0
     staged = await stage(
         conn,
         "telemetry",
         ("id", "time", "device_id", "metrics"),
-        ((t.id, t.event_time, t.device.id, json.dumps(t.metrics)) for t in batch),
+        (
+            (row_id, time, t.device.id, json.dumps(metrics))
+            for t in batch
+            for row_id, time, metrics in t.readings()
+        ),
     )
     cursor = await conn.execute(
         f"INSERT INTO telemetry SELECT DISTINCT ON (id, time) * FROM {staged}"

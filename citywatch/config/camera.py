@@ -192,6 +192,13 @@ class CameraSource(ConfigModel):
         description="wall: a frame's time is when it was read; recording: a synthetic scene's"
         " own start time plus video time (evaluation of schedules, replays of a labelled scene)",
     )
+    read_ahead: int = Field(
+        default=2,
+        ge=0,
+        le=16,
+        description="frames decoded ahead on a reader thread while the detector works on the"
+        " current one (decoding and inference overlap); 0 decodes on the camera thread",
+    )
 
 
 class EvidenceConfig(ConfigModel):

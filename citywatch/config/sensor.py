@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from citywatch.config.base import ConfigModel, Duration, Identifier
 from citywatch.config.secrets import SecretRef
 from citywatch.config.site import Placement
+from citywatch.contracts.messages import MAX_EARLIER_READINGS
 
 
 class DepthLevel(ConfigModel):
@@ -408,6 +409,12 @@ class SensorConfig(ConfigModel):
         le=timedelta(days=1),
         description="how often a telemetry message (depth, distance, battery) is sent",
     )
+    telemetry_every_sample: bool = Field(
+        default=False,
+        description="carry every sample taken since the last telemetry message in it (its"
+        " 'earlier' readings), not only the latest: a full-resolution depth curve for one"
+        " publish per telemetry_interval",
+    )
     level_policy: LevelPolicy | None = Field(
         default=None, description="overrides the site's waterlogging.level_policy"
     )
@@ -420,3 +427,14 @@ class SensorConfig(ConfigModel):
     simulated_faults: tuple[SimulatedFault, ...] = Field(
         default=(), description="faults the simulator injects (simulated transport, `sim sensor`)"
     )
+
+    @model_validator(mode="after")
+    def _samples_fit_one_message(self) -> SensorConfig:
+        per_message = self.telemetry_interval / self.sample_interval
+        if self.telemetry_every_sample and per_message > MAX_EARLIER_READINGS + 1:
+            raise ValueError(
+                f"telemetry_every_sample: telemetry_interval / sample_interval is {per_message:.0f}"
+                f" samples per message; at most {MAX_EARLIER_READINGS + 1} fit (shorten"
+                " telemetry_interval)"
+            )
+        return self

@@ -146,16 +146,52 @@ class Alert(WireModel):
     _utc = field_validator("event_time")(utc)
 
 
+MAX_EARLIER_READINGS = 1000
+"""Readings one telemetry message may carry besides its own (the 256 KiB cap also holds)."""
+
+
+class Reading(BaseModel):
+    """One timed measurement riding on a telemetry message (see ``Telemetry.earlier``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_time: AwareDatetime
+    metrics: dict[str, float]
+
+    _utc = field_validator("event_time")(utc)
+
+
 class Telemetry(WireModel):
-    """Periodic measurements of one device (QoS 0; may be shed when a gateway is offline)."""
+    """Periodic measurements of one device (QoS 0; may be shed when a gateway is offline).
+
+    ``metrics`` were taken at ``event_time``; ``earlier`` (schema 1.1) carries readings taken
+    before it that are sent together: a sensor sampling every second reports every ten, so
+    the depth curve keeps every sample for one publish. Each reading is stored as its own
+    row (id ``<id>.<n>``, so a resend upserts); a 1.0 reader ignores them.
+    """
 
     type: Literal["telemetry"] = "telemetry"
     id: _ID
     device: DeviceRef
     event_time: AwareDatetime
     metrics: dict[str, float]
+    earlier: tuple[Reading, ...] | None = Field(default=None, max_length=MAX_EARLIER_READINGS)
 
     _utc = field_validator("event_time")(utc)
+
+    @model_validator(mode="after")
+    def _earlier_comes_first(self) -> Telemetry:
+        if self.earlier and any(r.event_time >= self.event_time for r in self.earlier):
+            raise ValueError("every reading in 'earlier' must be older than event_time")
+        return self
+
+    def readings(self) -> list[tuple[str, datetime, dict[str, float]]]:
+        """(row id, time, metrics) of every reading the message carries, its own last."""
+        rows = [
+            (f"{self.id}.{n}", r.event_time, r.metrics) for n, r in enumerate(self.earlier or ())
+        ]
+        rows.append((self.id, self.event_time, self.metrics))
+        return rows
 
 
 class DeviceState(StrEnum):

@@ -12,13 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from citywatch.cli.main import app
-from citywatch.config import load_config
+from citywatch.config import CitywatchConfig, load_config
 from citywatch.contracts import Alert, Status, Telemetry
 from citywatch.contracts.messages import Evidence
 from citywatch.edge.camera_agent import CameraGateway
 from citywatch.edge.outbox import PutResult
 from tests.conftest import REPO
-from tests.unit.test_video_source import MjpegServer
+from tests.unit.test_video_source import MjpegServer, cut_in_half, write_video
 
 runner = CliRunner()
 CAMERA = "cam-parked-car"
@@ -48,6 +48,15 @@ def _edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def _only_camera(path: Path) -> CitywatchConfig:
+    """The suite config at ``path`` with its gateway down to the one camera under test."""
+    config = load_config(path)
+    only = tuple(c for c in config.devices.cameras if c.id == CAMERA)
+    return config.model_copy(
+        update={"devices": config.devices.model_copy(update={"cameras": only})}
+    )
 
 
 def _gateway(config: Path, publisher: Collected | None = None) -> CameraGateway:
@@ -119,11 +128,7 @@ def test_one_camera_runs_its_scene_and_reports_telemetry(suite_copy: Path) -> No
     cameras = _cameras_file(suite_copy)
     _edit(cameras, 'source: {url: "synthetic:parked-car", detect_fps: 5}',
           'source: {url: "synthetic:parked-car", detect_fps: 1, speed: 0}')  # fmt: skip
-    config = load_config(suite_copy)
-    only = tuple(c for c in config.devices.cameras if c.id == CAMERA)
-    config = config.model_copy(
-        update={"devices": config.devices.model_copy(update={"cameras": only})}
-    )
+    config = _only_camera(suite_copy)
     collected = Collected()
     gateway = CameraGateway(config, "gw-suite", collected, telemetry_interval_s=3600)
     gateway.run(duration_s=120)
@@ -187,3 +192,22 @@ def test_a_camera_that_vanishes_goes_offline_and_comes_back_online(
         gateway.stop.set()
         runner_thread.join(timeout=30)
     assert worker.source.stats.reconnects >= 1
+
+
+@pytest.mark.parametrize("read_ahead", [0, 2], ids=["camera-thread", "reader-thread"])
+def test_a_truncated_file_stops_its_camera_with_the_reason_after_the_frames_it_had(
+    suite_copy: Path, tmp_path: Path, read_ahead: int
+) -> None:
+    """Decoded on the camera thread or read ahead on its own: the frames before the cut
+    are processed, then the camera stops with an error that names what is wrong."""
+    cut = cut_in_half(write_video(tmp_path / "clip.avi", 50, 25))
+    cameras = _cameras_file(suite_copy)
+    _edit(cameras, 'source: {url: "synthetic:parked-car", detect_fps: 5}',
+          f'source: {{url: "{cut}", detect_fps: 25, speed: 0, read_ahead: {read_ahead}}}')  # fmt: skip
+    config = _only_camera(suite_copy)
+    gateway = CameraGateway(config, "gw-suite", Collected(), telemetry_interval_s=3600)
+    gateway.run(duration_s=60)
+    stats = gateway.workers[CAMERA].stats
+    assert stats.finished and stats.errors == 1
+    assert 0 < stats.frames < 50
+    assert "declared" in (stats.last_error or "")

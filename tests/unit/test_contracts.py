@@ -57,9 +57,9 @@ def test_alert_round_trips_through_the_codec() -> None:
 
 
 def test_every_message_carries_the_schema_version() -> None:
-    """The encoded JSON has v = '1.0' and its type."""
+    """The encoded JSON has the schema version (1.1) and its type."""
     raw = json.loads(encode(make_alert()))
-    assert raw["v"] == "1.0" and raw["type"] == "alert"
+    assert raw["v"] == "1.1" and raw["type"] == "alert"
 
 
 def test_event_time_is_normalised_to_utc() -> None:
@@ -100,6 +100,55 @@ def test_newer_minor_version_with_extra_fields_is_accepted() -> None:
     data = json.loads(encode(make_alert()))
     data.update(v="1.7", future_field={"x": 1})
     assert decode(json.dumps(data).encode(), Alert).id == make_alert().id
+
+
+def sampled(count: int) -> Telemetry:
+    """A sensor's report at 08:00:10 carrying ``count`` earlier one-second samples."""
+    last = datetime(2026, 7, 1, 8, 0, 10, tzinfo=UTC)
+    earlier = [
+        {"event_time": last - timedelta(seconds=count - n), "metrics": {"depth_cm": n}}
+        for n in range(count)
+    ]
+    return Telemetry.model_validate(
+        dict(
+            id="wl-01.t1",
+            device=SENSOR,
+            event_time=last,
+            metrics={"depth_cm": 9.0},
+            earlier=earlier,
+        )
+    )
+
+
+def test_telemetry_carries_earlier_readings_each_with_its_own_row_id() -> None:
+    """One message with nine earlier samples is ten readings, oldest first, its own last;
+    the row ids are stable, so a resent message upserts the same rows."""
+    report = decode(encode(sampled(9)), Telemetry)
+    rows = report.readings()
+    assert [r[0] for r in rows] == [f"wl-01.t1.{n}" for n in range(9)] + ["wl-01.t1"]
+    assert [r[1].second for r in rows] == list(range(1, 11))
+    assert rows[-1][2] == {"depth_cm": 9.0}
+    assert decode(encode(sampled(9)), Telemetry).readings() == rows
+
+
+def test_telemetry_without_earlier_readings_is_one_reading_and_omits_the_field() -> None:
+    """A 1.0-style message is unchanged on the wire and is a single reading."""
+    single = Telemetry(id="t1", device=SENSOR, event_time=datetime.now(UTC), metrics={"a": 1})
+    assert "earlier" not in json.loads(encode(single))
+    assert [r[0] for r in single.readings()] == ["t1"]
+
+
+def test_earlier_readings_must_be_older_and_bounded() -> None:
+    """A reading at or after the message's own time, or more than 1,000 of them, is refused
+    with the field named (the stream dead-letters such a message)."""
+    late = json.loads(encode(sampled(3)))
+    late["earlier"][1]["event_time"] = late["event_time"]
+    with pytest.raises(MalformedMessage, match="older than event_time"):
+        decode(json.dumps(late).encode(), Telemetry)
+    too_many = json.loads(encode(sampled(3)))
+    too_many["earlier"] = too_many["earlier"] * 334
+    with pytest.raises(MalformedMessage, match="earlier"):
+        decode(json.dumps(too_many).encode(), Telemetry)
 
 
 def test_wrong_type_for_the_channel_is_a_typed_error() -> None:

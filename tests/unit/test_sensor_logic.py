@@ -229,6 +229,30 @@ def test_telemetry_goes_out_at_its_own_interval() -> None:
     assert {"distance_mm", "depth_cm", "battery_pct", "status", "faults"} <= set(first.metrics)
 
 
+def test_telemetry_every_sample_carries_each_sample_once_in_one_message_per_interval() -> None:
+    """With telemetry_every_sample, the messages are as many as without it, and together
+    they hold every sample up to the last message exactly once, in time order (the depth
+    curve at full rate); the alerts do not change."""
+    sensor = sensor_config(telemetry_every_sample=True)
+    run = replay(sensor, SimulatedWaterSensor(300, rain(), seed=1), 10)
+    assert len(run.telemetry) == 10
+    times = [t for m in run.telemetry for _, t, _ in m.readings()]
+    assert times == [T0 + timedelta(seconds=s) for s in range(9 * 60 + 1)]
+    assert all(len(m.earlier or ()) == 59 for m in run.telemetry[1:])
+    assert (
+        run.alerts == replay(sensor_config(), SimulatedWaterSensor(300, rain(), seed=1), 10).alerts
+    )
+
+
+def test_telemetry_every_sample_refuses_more_samples_than_a_message_holds() -> None:
+    """An hour of one-second samples (3,600) cannot ride on one message: the config says so."""
+    with pytest.raises(ValueError, match="at most 1001 fit"):
+        SensorConfig.model_validate(
+            sensor_config().model_dump()
+            | {"telemetry_every_sample": True, "telemetry_interval": timedelta(hours=1)}
+        )
+
+
 def test_readings_older_than_the_last_are_dropped_and_counted() -> None:
     """A retransmitted history record older than the last reading changes nothing."""
     logic = SensorLogic("demo", sensor_config(), POLICY, started_at=T0)
