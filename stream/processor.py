@@ -18,7 +18,7 @@ from psycopg import AsyncConnection
 
 from citywatch.config import CitywatchConfig
 from citywatch.config.site import Placement
-from citywatch.contracts import Alert, WorkOrderEvent
+from citywatch.contracts import Alert, AlertKind, WorkOrderEvent
 from citywatch.stream import workorder_store
 from citywatch.stream.dedup import DedupEngine, Incident, alert_position
 from citywatch.stream.escalation import escalate_due, next_escalation_at
@@ -30,11 +30,13 @@ from citywatch.workorder.lifecycle import (
     open_work_order,
     recur,
 )
-from citywatch.workorder.priority import priority, route
+from citywatch.workorder.priority import Routing, priority, route
 from citywatch.workorder.sla import site_zone
 
 log = logging.getLogger(__name__)
 SYSTEM = "citywatch"
+FORGET_EVERY = timedelta(minutes=1)
+"""How often the SLA tick scans every held order for ones that can be dropped."""
 
 
 @dataclass
@@ -67,6 +69,14 @@ class AlertProcessor:
         # work order id → (its seq, when its next escalation step falls due): every change
         # that can move that time is a transition, which bumps the seq
         self.escalation_at: dict[str, tuple[int, datetime | None]] = {}
+        self._routing: dict[AlertKind, Routing] = {}  # the config does not change at run time
+        self._forgot_at: datetime | None = None
+
+    def _route(self, kind: AlertKind) -> Routing:
+        routing = self._routing.get(kind)
+        if routing is None:
+            routing = self._routing[kind] = route(self.workflow, kind)
+        return routing
 
     async def restore(self, conn: AsyncConnection, now: datetime) -> int:
         """Rebuild dedup state and open work orders from the database."""
@@ -130,7 +140,7 @@ class AlertProcessor:
             place = self.placement_of(alert) or Placement(district=self.default_district)
             order = open_work_order(
                 id=incident.id,
-                routing=route(self.workflow, alert.kind),
+                routing=self._route(alert.kind),
                 priority=rank,
                 opened_at=alert.event_time,
                 placement=place,
@@ -172,8 +182,11 @@ class AlertProcessor:
             if taken:
                 events += taken
                 changed[order.id] = (order, self.incident_of[order.id])
-        self.engine.forget_closed_before(now - self.max_reopen)
-        self._forget(now, keep=set(changed))
+        if self._forgot_at is None or now - self._forgot_at >= FORGET_EVERY:
+            # A scan of every order held: once a minute bounds memory just as well.
+            self._forgot_at = now
+            self.engine.forget_closed_before(now - self.max_reopen)
+            self._forget(now, keep=set(changed))
         if changed or events:
             await workorder_store.save(conn, changed.values(), events, [])
         return Outcome(events=[as_message(self.orders[e.work_order_id], e) for e in events])
