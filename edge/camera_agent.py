@@ -150,7 +150,10 @@ class CameraWorker:
         if ahead == 0:
             self._loop(self.source)
             return
-        with Prefetch(self.source, depth=ahead, name=f"read-{self.camera.id}") as frames:
+        live = self.source.source.is_live  # a live camera never waits: freshest frame wins
+        with Prefetch(
+            self.source, depth=ahead, name=f"read-{self.camera.id}", keep_latest=live
+        ) as frames:
             self._loop(frames)
 
     def _loop(self, frames: Iterable[Frame]) -> None:

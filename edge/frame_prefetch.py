@@ -12,6 +12,13 @@ connection, the reconnect with backoff) is unchanged, because the reader runs th
 
 An error the source raises (a missing or corrupt file) reaches the camera thread at the
 frame where it happened, as if it had read the frame itself.
+
+A live camera does not wait for its viewer: with ``keep_latest`` the reader never blocks,
+it drops the oldest waiting frame instead (counted in :attr:`Prefetch.dropped`; the camera's
+``dropped_frames`` telemetry already counts decoded frames that were not processed). The
+stream is drained at its own rate, so the socket and decoder buffers never back up and the
+detector always gets the freshest frame, however slow it is. Files and rendered scenes keep
+every frame: there, waiting is free and a skipped frame would change the result.
 """
 
 from __future__ import annotations
@@ -41,10 +48,15 @@ class Prefetch(Generic[T]):
     reader after the item it is on and runs the source's own clean-up on the reader thread.
     """
 
-    def __init__(self, items: Iterable[T], depth: int = 2, name: str = "prefetch") -> None:
+    def __init__(
+        self, items: Iterable[T], depth: int = 2, name: str = "prefetch", keep_latest: bool = False
+    ) -> None:
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         self._items = items
+        self._keep_latest = keep_latest
+        self.dropped = 0
+        """Items dropped unread to make room for newer ones (``keep_latest`` only)."""
         self._queue: queue.Queue[T | _End] = queue.Queue(maxsize=depth)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._read, name=name, daemon=True)
@@ -91,10 +103,25 @@ class Prefetch(Generic[T]):
         self._put(end)
 
     def _put(self, item: T | _End) -> bool:
+        if self._keep_latest:
+            return self._put_latest(item)
         while not self._closed.is_set():
             try:
                 self._queue.put(item, timeout=_POLL_S)
                 return True
             except queue.Full:
                 continue
+        return False
+
+    def _put_latest(self, item: T | _End) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._queue.put_nowait(item)
+                return True
+            except queue.Full:
+                try:  # the consumer may have taken it meanwhile: then there is room
+                    self._queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
         return False

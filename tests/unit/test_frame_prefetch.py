@@ -71,3 +71,15 @@ def test_leaving_early_stops_the_reader_and_closes_the_source() -> None:
     assert source.closed.wait(2)
     assert not any(t.name == "read-test" for t in threading.enumerate())
     assert source.produced < 20
+
+
+def test_a_live_source_never_waits_for_a_slow_consumer_and_the_freshest_frame_wins() -> None:
+    """keep_latest: the reader drains the source at its own pace; the consumer sees frames
+    in order with the stale ones dropped (and counted), and the last frame always arrives."""
+    got: list[int] = []
+    with Prefetch(Source(300), depth=2, keep_latest=True) as frames:
+        for n in frames:
+            got.append(n)
+            time.sleep(0.005)  # a detector slower than the stream
+    assert got == sorted(got) and got[-1] == 299
+    assert frames.dropped == 300 - len(got) > 0
