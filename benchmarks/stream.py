@@ -7,7 +7,9 @@ Stages (issue 5 targets):
    the same messages: ratio ≥ 0.5.
 2. Faust app (Kafka → validation, dedup, work orders committed) vs a bare aiokafka consume →
    psycopg COPY loop over the same records: ratio ≥ 0.3. Both start from records already in
-   Kafka (the app is paused with SIGSTOP while they are produced, timed from SIGCONT).
+   Kafka (the app is paused with SIGSTOP while they are produced, timed from SIGCONT). Run
+   twice: every alert a new incident (the worst case: each opens a work order), and
+   episodes of ``--alerts-per-episode`` alerts (start, updates, end: one work order each).
 3. end to end (MQTT in → work orders committed): ≥ 2,000 alerts/s sustained.
 4. latency at a steady 500 alerts/s: p99 MQTT-publish → database ≤ 1 s.
 5. telemetry: readings/s into the database (target ≥ 20,000/s), once with one reading a
@@ -94,28 +96,38 @@ def gateway_client(config: CitywatchConfig, endpoints: Endpoints, gateway_id: st
     return mqtt_client(endpoints, gateway.username, password, gateway_id)
 
 
-def alerts(run: str, count: int, sent_ns: bool = False) -> list[Alert]:
-    """Parked cars at random places within ~2 km (mostly one work order each)."""
+def alerts(run: str, count: int, sent_ns: bool = False, per_episode: int = 1) -> list[Alert]:
+    """Parked cars at random places within ~2 km (mostly one work order each).
+
+    ``per_episode`` 1: every alert starts its own episode (the worst case: each one opens a
+    work order). More: each episode is a start, updates and an end, as a camera sends them
+    (``per_episode`` alerts, one work order)."""
     rng = random.Random(run)
     now = datetime.now(UTC) - timedelta(minutes=5)
-    return [
-        Alert(
-            id=f"b-{run}-{n}.0",
-            episode_id=f"b-{run}-{n}",
-            seq=0,
-            device=CAMERA,
-            kind="illegal_parking",
-            rule="bench",
-            phase="start",
-            event_time=now,
-            location=Location(
+    out = []
+    for n in range(count):
+        episode, seq = divmod(n, per_episode)
+        if seq == 0:
+            where = Location(
                 lat=31.43 + rng.uniform(-0.02, 0.02), lon=119.48 + rng.uniform(-0.02, 0.02)
-            ),
-            confidence=0.8,
-            attributes={"sent_ns": 0} if sent_ns else {},
+            )
+        last = per_episode > 1 and seq == per_episode - 1
+        out.append(
+            Alert(
+                id=f"b-{run}-{episode}.{seq}",
+                episode_id=f"b-{run}-{episode}",
+                seq=seq,
+                device=CAMERA,
+                kind="illegal_parking",
+                rule="bench",
+                phase="start" if seq == 0 else "end" if last else "update",
+                event_time=now + timedelta(seconds=seq),
+                location=where,
+                confidence=0.8,
+                attributes={"sent_ns": 0} if sent_ns else {},
+            )
         )
-        for n in range(count)
-    ]
+    return out
 
 
 def publish_all(client: mqtt.Client, topic: str, payloads: list[bytes], qos: int = 1) -> float:
@@ -263,21 +275,24 @@ def stage_bridge(
     )
 
 
-def stage_app(config: CitywatchConfig, endpoints: Endpoints, data_dir: Path, count: int) -> Result:
+def stage_app(
+    config: CitywatchConfig, endpoints: Endpoints, data_dir: Path, count: int, per_episode: int
+) -> Result:
     """Faust app (validate + store + dedup + work orders) vs a bare consume → COPY loop."""
-    app = start_cli(["stream", "app"], data_dir)
-    STATE["app"] = app
-    # Let the app join and drain what the bridge stage produced (those become work orders too).
-    wait_until(
-        lambda: scalar(endpoints, "SELECT count(*) FROM alerts") >= count,
-        300,
-        "the app to catch up",
-    )
-    run = "app"
-    batch = alerts(run, count)
+    app = STATE.get("app")
+    if app is None:
+        app = STATE["app"] = start_cli(["stream", "app"], data_dir)
+        # Let the app join and drain what the bridge stage produced (work orders too).
+        wait_until(
+            lambda: scalar(endpoints, "SELECT count(*) FROM alerts") >= count,
+            300,
+            "the app to catch up",
+        )
+    run = f"app{per_episode}"
+    batch = alerts(run, count, per_episode=per_episode)
     headers = [("mqtt_topic", CAMERA.address(Channel.ALERTS).topic.encode())]
 
-    async def produce() -> int:
+    async def produce() -> tuple[int, int]:
         producer = AIOKafkaProducer(
             bootstrap_servers=endpoints.kafka_bootstrap, linger_ms=20, acks="all"
         )
@@ -286,23 +301,23 @@ def stage_app(config: CitywatchConfig, endpoints: Endpoints, data_dir: Path, cou
             metadata = await producer.send_and_wait(
                 "citywatch.alerts", encode(batch[0]), key=b"bench", headers=headers
             )
-            start_offset = metadata.offset
+            start = (metadata.partition, metadata.offset)  # key b"bench": one partition
             futures = [
                 await producer.send("citywatch.alerts", encode(a), key=b"bench", headers=headers)
                 for a in batch
             ]
             await asyncio.gather(*futures)
-            return start_offset
+            return start
         finally:
             await producer.stop()
 
     with psycopg.connect(endpoints.database_url, autocommit=True) as conn:
-        conn.execute("DELETE FROM work_order_alerts WHERE alert_id LIKE 'b-app-%'")
+        conn.execute("DELETE FROM work_order_alerts WHERE alert_id LIKE %s", (f"b-{run}-%",))
     # Both sides start from records already in Kafka: the app is paused while they are
     # produced (the bare loop below never shares the CPU with a producer either).
     app.process.send_signal(signal.SIGSTOP)
     try:
-        start_offset = asyncio.run(produce())
+        start_partition, start_offset = asyncio.run(produce())
     finally:
         started = time.time()
         app.process.send_signal(signal.SIGCONT)
@@ -313,7 +328,7 @@ def stage_app(config: CitywatchConfig, endpoints: Endpoints, data_dir: Path, cou
             bootstrap_servers=endpoints.kafka_bootstrap, enable_auto_commit=False
         )
         await consumer.start()
-        partition = TopicPartition("citywatch.alerts", 0)
+        partition = TopicPartition("citywatch.alerts", start_partition)
         consumer.assign([partition])
         consumer.seek(partition, start_offset)
         seen = 0
@@ -334,8 +349,9 @@ def stage_app(config: CitywatchConfig, endpoints: Endpoints, data_dir: Path, cou
     bare_rate = asyncio.run(bare())
     ratio = app_rate / bare_rate
     return Result(
-        "2 Faust app",
-        "Kafka→work orders committed",
+        "2 Faust app" + ("" if per_episode == 1 else f", episodes of {per_episode}"),
+        "Kafka→work orders committed"
+        + (", each alert a new incident" if per_episode == 1 else ", start/updates/end"),
         app_rate,
         "alert/s",
         bare_rate,
@@ -470,6 +486,12 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=5000)
     parser.add_argument("--telemetry", type=int, default=60000)
     parser.add_argument(
+        "--alerts-per-episode",
+        type=int,
+        default=5,
+        help="alerts per episode (start, updates, end) in the second Faust-app run",
+    )
+    parser.add_argument(
         "--readings-per-message",
         type=int,
         default=10,
@@ -494,7 +516,13 @@ def main() -> int:
             ),
             (
                 "Faust app vs consume→COPY",
-                lambda: stage_app(config, endpoints, data_dir, args.alerts),
+                lambda: stage_app(config, endpoints, data_dir, args.alerts, 1),
+            ),
+            (
+                "Faust app, lifecycle episodes",
+                lambda: stage_app(
+                    config, endpoints, data_dir, args.alerts, args.alerts_per_episode
+                ),
             ),
             ("end to end", lambda: stage_end_to_end(config, endpoints, args.alerts)),
             ("latency at 500/s", lambda: stage_latency(config, endpoints, args.latency_s)),
