@@ -179,8 +179,9 @@ class ClassicalSmokeDetector:
         frame_energy = _local_mean(fx * fx + fy * fy)
         background_energy = _local_mean(bx * bx + by * by)
         cross = _local_mean(fx * bx + fy * by)
-        frame_rms = np.sqrt(frame_energy)
-        background_rms = np.sqrt(background_energy)
+        # A box filter's running sums can leave a flat patch's energy a hair below zero.
+        frame_rms = np.sqrt(np.maximum(frame_energy, 0))
+        background_rms = np.sqrt(np.maximum(background_energy, 0))
         ratio = frame_rms / np.maximum(background_rms, 1e-3)
         correlation = cross / np.maximum(frame_rms * background_rms, 1e-3)
         veiled = (
