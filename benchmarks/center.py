@@ -89,10 +89,11 @@ import httpx
 import psycopg
 from rich.console import Console
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from benchmarks.center_data import PrivatePostgres, generate
+from citywatch.cli.progress import counted_progress
 from citywatch.config import CitywatchConfig, load_config
 from citywatch.stack.ports import pick_free_port
 from citywatch.stream.migrate import migrate
@@ -858,13 +859,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "binaries": postgres.service.binaries.source,
                 "settings": "the embedded stack's (citywatch.stack.postgres)",
             }
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
+            with counted_progress(console) as progress:
                 results["data"] = generate(
                     url, config, args.work_orders, args.alerts, args.seed, progress
                 )
@@ -879,13 +874,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "postgres": f"pid {postgres.record.pid if postgres.record else '?'}: private server",
             }
             if not args.no_list:
-                with Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeElapsedColumn(),
-                    console=console,
-                ) as progress:
+                with counted_progress(console) as progress:
                     cpu = server.cpu_s()
                     began = time.perf_counter()
                     results["list"] = measure_list(

@@ -36,9 +36,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from citywatch.cli.progress import counted_progress
 from citywatch.config.workflow import DedupPolicy
 from citywatch.contracts import (
     Alert,
@@ -301,13 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
     engine_runs: list[float] = []
     decode_runs: list[float] = []
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    with counted_progress(console) as progress:
         build = progress.add_task("building the alert stream", total=args.alerts)
         workload = build_workload(
             args.open, args.alerts, args.seed, lambda: progress.advance(build)

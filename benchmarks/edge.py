@@ -71,15 +71,10 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
 import cv2
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress
 from rich.table import Table
 
+from citywatch.cli.progress import counted_progress
 from citywatch.config import CitywatchConfig, load_config
 from citywatch.config.camera import CameraConfig
 from citywatch.config.detector import DetectorBackend, DetectorConfig
@@ -626,13 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = ""
     with tempfile.TemporaryDirectory(prefix="citywatch-bench-edge-") as tmp:
         work = Path(tmp)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with counted_progress(console) as progress:
             for row in rows:
                 if not row.skipped:
                     measure_row(row, (video, fps, frames), warmup, args, work, progress)

@@ -27,7 +27,7 @@ from citywatch.contracts import Channel, ContractError, KafkaTopics, Receipt, To
 from citywatch.contracts.topics import UPLINK_CHANNELS, fleet_filter, workorder_events_topic
 from citywatch.mqtt_client import BrokerSettings, connect, make_client, refused
 from citywatch.stream.partitioning import DevicePositions, partition_key
-from citywatch.stream.settings import StreamSettings
+from citywatch.stream.settings import FETCH_MAX_WAIT_MS, StreamSettings
 from citywatch.stream.validate import MQTT_TOPIC_HEADER
 
 log = logging.getLogger(__name__)
@@ -241,8 +241,7 @@ class Bridge:
             group_id=f"{self.settings.topic_prefix}-bridge-downlink",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # Tansu ends an empty fetch only when this wait runs out: keep receipts prompt.
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # keeps receipts prompt on Tansu
         )
         await consumer.start()
         try:

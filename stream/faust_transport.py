@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TransportT
 
-FETCH_MAX_WAIT_MS = 100
+from citywatch.stream.settings import FETCH_MAX_WAIT_MS
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

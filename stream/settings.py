@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+FETCH_MAX_WAIT_MS = 100
+"""How long a consumer's fetch may wait for records. Tansu answers a fetch that finds nothing
+new only when this wait runs out (records arriving meanwhile do not end it early), so it
+bounds how late a caught-up consumer sees the next record; idle, it costs one empty fetch
+round trip per wait (see stream/faust_transport.py for the figures)."""
+
 
 @dataclass(frozen=True)
 class StreamSettings:

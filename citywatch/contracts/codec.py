@@ -11,12 +11,16 @@ from typing import TypeVar, overload
 
 from pydantic import ValidationError
 
-from citywatch.contracts.errors import MalformedMessage, MessageTooLarge, WrongMessageType
+from citywatch.contracts.errors import (
+    MalformedMessage,
+    MessageTooLarge,
+    UnsupportedVersion,
+    WrongMessageType,
+)
 from citywatch.contracts.messages import MESSAGE_TYPES, Message, WireModel
-from citywatch.contracts.version import SCHEMA_MAJOR, check_version
+from citywatch.contracts.version import check_version
 
 MAX_MESSAGE_BYTES = 256 * 1024
-_MAJOR = str(SCHEMA_MAJOR)
 M = TypeVar("M", bound=WireModel)
 
 
@@ -78,9 +82,9 @@ def _decode_valid(data: bytes | str, expected: type[M]) -> M | None:
     given = message.model_fields_set
     if "v" not in given or "type" not in given:
         return None
-    version = message.v
-    major, dot, minor = version.partition(".")
-    if major != _MAJOR or not dot or not minor.isdigit():
+    try:
+        check_version(message.v)
+    except UnsupportedVersion:
         return None
     return message
 
