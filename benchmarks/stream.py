@@ -10,6 +10,9 @@ Stages (issue 5 targets):
    Kafka (the app is paused with SIGSTOP while they are produced, timed from SIGCONT). Run
    twice: every alert a new incident (the worst case: each opens a work order), and
    episodes of ``--alerts-per-episode`` alerts (start, updates, end: one work order each).
+   A reference row runs a Faust agent that does nothing (benchmarks/faust_floor.py, the
+   app's transport and settings) on the same kind of records against the same baseline:
+   the ceiling of any Faust agent on this machine.
 3. end to end (MQTT in → work orders committed): ≥ 2,000 alerts/s sustained.
 4. latency at a steady 500 alerts/s: p99 MQTT-publish → database ≤ 1 s.
 5. telemetry: readings/s into the database (target ≥ 20,000/s), once with one reading a
@@ -29,9 +32,11 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -62,6 +67,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "demo-district.yaml"
 RESULTS = Path(__file__).resolve().parent / "results" / "stream.json"
 CAMERA = DeviceRef(site="demo", kind="camera", id="cam-renmin-101")
+ALERT_HEADERS = [("mqtt_topic", CAMERA.address(Channel.ALERTS).topic.encode())]
 SENSOR = DeviceRef(site="demo", kind="sensor", id="wl-underpass-01")
 console = Console()
 
@@ -275,6 +281,52 @@ def stage_bridge(
     )
 
 
+async def produce_records(
+    endpoints: Endpoints, topic: str, values: list[bytes], headers: list[tuple[str, bytes]]
+) -> tuple[int, int]:
+    """Produce ``values`` under one key (one partition); its (partition, first offset)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=endpoints.kafka_bootstrap, linger_ms=20, acks="all"
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, value, key=b"bench", headers=headers) for value in values
+        ]
+        first = await futures[0]
+        await asyncio.gather(*futures)
+        return first.partition, first.offset
+    finally:
+        await producer.stop()
+
+
+async def bare_copy_rate(
+    endpoints: Endpoints, topic: str, partition: int, offset: int, count: int
+) -> float:
+    """The baseline: records/s of a bare aiokafka consume → psycopg COPY loop."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=endpoints.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    where = TopicPartition(topic, partition)
+    consumer.assign([where])
+    consumer.seek(where, offset)
+    seen = 0
+    begin = time.perf_counter()
+    async with await psycopg.AsyncConnection.connect(endpoints.database_url) as conn:
+        await conn.execute("CREATE TEMP TABLE bench_copy (id text, payload jsonb)")
+        while seen < count:
+            records = await consumer.getmany(where, timeout_ms=500, max_records=1000)
+            rows = records.get(where, [])[: count - seen]
+            async with conn.cursor().copy("COPY bench_copy (id, payload) FROM STDIN") as copy:
+                for record in rows:
+                    await copy.write_row((str(record.offset), record.value.decode()))
+            await conn.commit()
+            seen += len(rows)
+    await consumer.stop()
+    return count / (time.perf_counter() - begin)
+
+
 def stage_app(
     config: CitywatchConfig, endpoints: Endpoints, data_dir: Path, count: int, per_episode: int
 ) -> Result:
@@ -290,63 +342,21 @@ def stage_app(
         )
     run = f"app{per_episode}"
     batch = alerts(run, count, per_episode=per_episode)
-    headers = [("mqtt_topic", CAMERA.address(Channel.ALERTS).topic.encode())]
-
-    async def produce() -> tuple[int, int]:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=endpoints.kafka_bootstrap, linger_ms=20, acks="all"
-        )
-        await producer.start()
-        try:
-            metadata = await producer.send_and_wait(
-                "citywatch.alerts", encode(batch[0]), key=b"bench", headers=headers
-            )
-            start = (metadata.partition, metadata.offset)  # key b"bench": one partition
-            futures = [
-                await producer.send("citywatch.alerts", encode(a), key=b"bench", headers=headers)
-                for a in batch
-            ]
-            await asyncio.gather(*futures)
-            return start
-        finally:
-            await producer.stop()
-
+    values = [encode(a) for a in batch]
     with psycopg.connect(endpoints.database_url, autocommit=True) as conn:
         conn.execute("DELETE FROM work_order_alerts WHERE alert_id LIKE %s", (f"b-{run}-%",))
     # Both sides start from records already in Kafka: the app is paused while they are
     # produced (the bare loop below never shares the CPU with a producer either).
     app.process.send_signal(signal.SIGSTOP)
     try:
-        start_partition, start_offset = asyncio.run(produce())
+        partition, offset = asyncio.run(
+            produce_records(endpoints, "citywatch.alerts", values, ALERT_HEADERS)
+        )
     finally:
         started = time.time()
         app.process.send_signal(signal.SIGCONT)
     app_rate = count / linked_by(endpoints, [a.id for a in batch], count, started)
-
-    async def bare() -> float:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=endpoints.kafka_bootstrap, enable_auto_commit=False
-        )
-        await consumer.start()
-        partition = TopicPartition("citywatch.alerts", start_partition)
-        consumer.assign([partition])
-        consumer.seek(partition, start_offset)
-        seen = 0
-        begin = time.perf_counter()
-        async with await psycopg.AsyncConnection.connect(endpoints.database_url) as conn:
-            await conn.execute("CREATE TEMP TABLE bench_copy (id text, payload jsonb)")
-            while seen < count:
-                records = await consumer.getmany(partition, timeout_ms=500, max_records=1000)
-                rows = records.get(partition, [])
-                async with conn.cursor().copy("COPY bench_copy (id, payload) FROM STDIN") as copy:
-                    for record in rows:
-                        await copy.write_row((str(record.offset), record.value.decode()))
-                await conn.commit()
-                seen += len(rows)
-        await consumer.stop()
-        return count / (time.perf_counter() - begin)
-
-    bare_rate = asyncio.run(bare())
+    bare_rate = asyncio.run(bare_copy_rate(endpoints, "citywatch.alerts", partition, offset, count))
     ratio = app_rate / bare_rate
     return Result(
         "2 Faust app" + ("" if per_episode == 1 else f", episodes of {per_episode}"),
@@ -357,6 +367,43 @@ def stage_app(
         bare_rate,
         "≥ 0.3× bare aiokafka→COPY",
         ratio >= 0.3,
+        {"ratio": ratio},
+    )
+
+
+def stage_faust_floor(endpoints: Endpoints, data_dir: Path, count: int) -> Result:
+    """What Faust itself allows: an agent that does nothing with the records (same transport
+    and settings as the app) vs the bare consume → COPY loop on the same records. The app
+    stages above cannot be faster than this; the row says how much of the 0.3× is left."""
+    topic = "bench.faust-floor"
+    values = [encode(a) for a in alerts("floor", count)]
+    partition, offset = asyncio.run(produce_records(endpoints, topic, values, ALERT_HEADERS))
+    env = {
+        **os.environ,
+        "FLOOR_BOOTSTRAP": endpoints.kafka_bootstrap,
+        "FLOOR_TOPIC": topic,
+        "FLOOR_COUNT": str(count),
+        "FLOOR_DATA_DIR": str(data_dir / "faust-floor"),
+    }
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("faust_floor.py")), "worker", "-l", "warn"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    # Faust's worker logs what the agent prints (to stderr, with a log prefix).
+    rates = re.findall(r"records/s ([0-9.]+)", done.stdout + done.stderr)
+    if not rates:
+        raise RuntimeError(f"the Faust floor worker printed no rate: {done.stderr[-2000:]}")
+    floor_rate = float(rates[-1])
+    bare_rate = asyncio.run(bare_copy_rate(endpoints, topic, partition, offset, count))
+    ratio = floor_rate / bare_rate
+    return Result(
+        "2 Faust alone (reference)",
+        "Kafka→an agent that does nothing",
+        floor_rate,
+        "record/s",
+        bare_rate,
+        "the ceiling of any Faust agent here",
+        None,
         {"ratio": ratio},
     )
 
@@ -518,6 +565,7 @@ def main() -> int:
                 "Faust app vs consume→COPY",
                 lambda: stage_app(config, endpoints, data_dir, args.alerts, 1),
             ),
+            ("Faust alone", lambda: stage_faust_floor(endpoints, data_dir, args.alerts)),
             (
                 "Faust app, lifecycle episodes",
                 lambda: stage_app(
@@ -556,7 +604,7 @@ def main() -> int:
     for r in results:
         ratio = r.notes.get("ratio")
         table.add_row(r.stage, r.measured, f"{r.value:,.0f} {r.unit}", f"{r.baseline:,.0f}" if r.baseline else "–",
-                      f"{ratio:.2f}" if isinstance(ratio, float) else "–", r.target, "✓" if r.ok else "✗")  # fmt: skip
+                      f"{ratio:.2f}" if isinstance(ratio, float) else "–", r.target, {True: "✓", False: "✗", None: "–"}[r.ok])  # fmt: skip
     console.print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(

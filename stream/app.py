@@ -42,7 +42,8 @@ from citywatch.contracts import (
 from citywatch.contracts.messages import Evidence, WireModel
 from citywatch.stream.center_relay import relay_once
 from citywatch.stream.deadletter import DeadLetter, header_map
-from citywatch.stream.faust_transport import StreamApp
+from citywatch.stream.faust_transport import StreamApp, kafka_producer, worker_options
+from citywatch.stream.kafka_batches import Record, send_all
 from citywatch.stream.processor import AlertProcessor, Outcome
 from citywatch.stream.settings import StreamSettings
 from citywatch.stream.sink import (
@@ -76,27 +77,11 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
     app = StreamApp(
         f"{settings.topic_prefix}-stream",
         broker=[f"kafka://{server}" for server in settings.kafka_servers],
-        processing_guarantee="at_least_once",
-        producer_acks=-1,
-        topic_partitions=settings.partitions,
-        topic_replication_factor=1,
-        value_serializer="raw",
-        key_serializer="raw",
-        web_enabled=False,
-        store="memory://",
-        datadir=str(settings.data_dir / "faust"),
-        # A worker that died is noticed within seconds, so its partitions move to the others
-        # quickly (Faust's 60 s defaults leave a restarted worker idle for a minute).
-        broker_session_timeout=settings.session_timeout_s,
-        broker_rebalance_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
-        # Batches of thousands per transaction: fetch and buffer enough to fill them.
-        broker_max_poll_records=5000,
-        stream_buffer_maxsize=20000,
-        # Receipts and events of a batch are handed over together: let them share record
-        # batches (Faust's 16 KiB default splits one batch into hundreds of requests).
-        producer_max_batch_size=1048576,
-        producer_max_request_size=4194304,
+        **worker_options(
+            partitions=settings.partitions,
+            session_timeout_s=settings.session_timeout_s,
+            data_dir=settings.data_dir / "faust",
+        ),
     )
 
     def raw_topic(name: str) -> faust.TopicT:
@@ -150,16 +135,13 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    async def produce(records: Sequence[tuple[str, bytes, bytes]]) -> None:
+    async def produce(records: Sequence[Record]) -> None:
         """Send (topic, key, value) records and wait for the broker's acks.
 
-        All are handed to the producer before any ack is awaited, so they share record
-        batches; waiting for the acks keeps offsets (acknowledged after the handler returns)
-        behind the receipts and events they caused.
+        They go out as one record batch per partition; waiting for the acks keeps offsets
+        (acknowledged after the handler returns) behind the receipts and events they caused.
         """
-        producer = app.producer
-        pending = [await producer.send(t, k, v, None, None, None) for t, k, v in records]
-        await asyncio.gather(*pending)
+        await send_all(kafka_producer(app), records)
 
     def receipt(
         device: DeviceRef,
@@ -170,7 +152,7 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         work_order: str | None = None,
         reason: str | None = None,
         validated: bool = True,
-    ) -> tuple[str, bytes, bytes]:
+    ) -> Record:
         """The receipts record of one message; ``validated``: its fields come from a message
         that passed validation (then the receipt is built without validating them again).
         """
@@ -181,7 +163,7 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         )  # fmt: skip
         return topics.receipts, device.id.encode(), encode(message)
 
-    def event_records(events: Sequence[WorkOrderEvent]) -> list[tuple[str, bytes, bytes]]:
+    def event_records(events: Sequence[WorkOrderEvent]) -> list[Record]:
         return [(topics.workorder_events, e.work_order_id.encode(), encode(e)) for e in events]
 
     async def dead_letter(event: faust.EventT, error: Exception) -> None:
@@ -217,9 +199,7 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         good = []
         for event in events:
             try:
-                _, message = validate_record(
-                    event.message.value, header_map(event.message.headers), registry
-                )
+                _, message = validate_record(event.message.value, event.message.headers, registry)
                 good.append((event, message))
             except ContractError as exc:
                 await dead_letter(event, exc)

@@ -7,8 +7,9 @@ message arrived on: the broker ACL proves who published, the payload only claims
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from citywatch.config import CitywatchConfig
 from citywatch.contracts import ContractError, MalformedMessage, TopicAddress, decode
@@ -46,18 +47,37 @@ class Registry:
         return (address.site, address.device_kind, address.device_id) in self.devices
 
 
+def topic_header(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None) -> bytes | None:
+    """The MQTT topic the bridge put in a record's headers (a mapping or Kafka's pairs)."""
+    if isinstance(headers, Mapping):
+        return headers.get(MQTT_TOPIC_HEADER)
+    for name, value in headers or ():
+        if name == MQTT_TOPIC_HEADER:
+            return value
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _address(raw_topic: bytes) -> TopicAddress:
+    """A topic parsed once: a site's devices publish on a few thousand topics, again and
+    again (an invalid one raises, and errors are not cached)."""
+    return TopicAddress.parse(raw_topic.decode("utf-8", errors="replace"))
+
+
 def validate_record(
-    value: bytes | None, headers: Mapping[str, bytes], registry: Registry
+    value: bytes | None,
+    headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None,
+    registry: Registry,
 ) -> tuple[TopicAddress, WireModel]:
     """The message in a bridged record, or a :class:`ContractError` saying what is wrong."""
-    raw_topic = headers.get(MQTT_TOPIC_HEADER)
+    raw_topic = topic_header(headers)
     if raw_topic is None:
         raise MissingTopic(
             f"record has no {MQTT_TOPIC_HEADER!r} header; was it produced by the bridge?"
         )
     if value is None:
         raise MalformedMessage("record has no value (a tombstone?)")
-    address = TopicAddress.parse(raw_topic.decode("utf-8", errors="replace"))
+    address = _address(raw_topic)
     if address not in registry:
         raise UnknownDevice(
             f"device {address.device_kind}/{address.device_id} of site {address.site} is not registered"

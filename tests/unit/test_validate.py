@@ -76,3 +76,21 @@ def test_refusals_are_typed(value: bytes, topic: str | None, error: type[Excepti
     """Each kind of bad record raises its own ContractError subclass (its dead-letter class)."""
     with pytest.raises(error):
         validate_record(value, headers(topic) if topic else {}, REGISTRY)
+
+
+def test_kafka_header_pairs_are_read_like_a_mapping() -> None:
+    """Kafka hands headers over as (name, bytes) pairs; the bridge's topic is found among them."""
+    topic = SENSOR.address(Channel.ALERTS).topic.encode()
+    pairs = [("traceparent", b"00-abc"), ("mqtt_topic", topic)]
+    address, _ = validate_record(alert(), pairs, REGISTRY)
+    assert address.device_id == "wl-underpass-01"
+    with pytest.raises(MissingTopic):
+        validate_record(alert(), [("traceparent", b"00-abc")], REGISTRY)
+
+
+def test_a_bad_topic_is_refused_every_time_it_comes() -> None:
+    """Topics are parsed once and remembered, but only good ones: a bad one never gets in."""
+    bad = headers("citywatch/v1/demo/sensor/wl-underpass-01/nonsense")
+    for _ in range(2):
+        with pytest.raises(TopicError):
+            validate_record(alert(), bad, REGISTRY)
