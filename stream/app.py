@@ -168,11 +168,12 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
 
     async def dead_letter(event: faust.EventT, error: Exception) -> None:
         message = event.message
+        headers = header_map(message.headers)
         record = DeadLetter(
             source_topic=message.topic, partition=message.partition, offset=message.offset,
             error_class=type(error).__name__, message=str(error), key=message.key,
             value=message.value if isinstance(message.value, bytes) else bytes(message.value or b""),
-            original_headers=tuple(header_map(message.headers).items()),
+            original_headers=tuple(headers.items()),
         )  # fmt: skip
         counters[f"dead_letter.{record.error_class}"] += 1
         log.warning(
@@ -180,7 +181,7 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
             record.offset, record.error_class, record.message,
         )  # fmt: skip
         await dead_letters.send(key=record.key, value=record.value, headers=record.headers())
-        device, message_id = _rejectable(record.value, header_map(message.headers))
+        device, message_id = _rejectable(record.value, headers)
         if device is None or message_id is None:
             return
         reason = f"{record.error_class}: {record.message}"
