@@ -43,6 +43,12 @@ fi
 stamp=".venv/.citywatch-installed"
 want="$(cat pyproject.toml | sha256sum | cut -c1-16)-$EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x .venv/bin/citywatch ]; then
+  # torch brings its CUDA runtime libraries (~4 GB of the ~7 GB): say so before pip runs out
+  # of space half-way with a bare OSError.
+  free_kb="$(df -Pk . | awk 'NR==2 {print $4}')"
+  if [ "${free_kb:-0}" -lt $((8 * 1024 * 1024)) ]; then
+    say "warning: $((free_kb / 1024)) MiB free on $(df -P . | awk 'NR==2 {print $6}'); the .venv needs about 7 GiB (torch and its CUDA libraries)"
+  fi
   say "installing citywatch[$EXTRAS] into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
