@@ -6,9 +6,15 @@ the distances to the median) by more than ``max_displacement`` box diagonals: me
 it robust to box jitter and to a frame or two of a bad box. Once stationary it keeps its
 reference position until the median of the last half window moves away from it.
 
-Stationary objects are remembered for ``lost_grace_s`` after their track disappears; a new
-track appearing on the same place (IoU >= ``reid_iou``) takes over the object, its identity
-and its dwell clock (Frigate's stationary objects are the model). Time is the video's.
+Stationary objects are remembered for ``lost_grace_s`` after their track disappears; a track
+appearing on the same place takes over the object, its identity and its dwell clock
+(Frigate's stationary objects are the model). The place is the median box of the object's
+last window, so the half-hidden boxes of its last frames (a bus pulling in front) do not
+move it. A new box is on the place when it overlaps it (IoU >= ``reid_iou``) or when it is
+a view of part of it: mostly inside it and at least a quarter of its size. A track is judged
+again while it is young (first seen less than a window ago and not stationary itself): its
+first box after an occlusion is often a sliver, and the box that matches comes a frame later.
+Time is the video's.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ CONFIDENCE_SMOOTHING = 0.3
 """Weight of the newest detection in an object's smoothed confidence (exponential average)."""
 
 _MIN_SAMPLES = 3
+_PART_INSIDE = 0.8
+"""A box at least this fraction inside a remembered place …"""
+_PART_SIZE = 0.25
+"""… and at least this fraction of its area is a partial view of the object standing there."""
 _SPREAD_PERCENTILE = 80
 _EPS_S = 1e-6
 
@@ -60,6 +70,7 @@ class _Sample:
     x: float
     y: float
     diagonal: float
+    box: tuple[float, float, float, float]
 
 
 @dataclass
@@ -82,6 +93,14 @@ class StationaryObject:
     @property
     def is_stationary(self) -> bool:
         return self.stationary_since_s is not None
+
+    @property
+    def place(self) -> tuple[float, float, float, float]:
+        """Where it stands: the median box of its last window (its last box before any)."""
+        if not self.samples:
+            return self.xyxy
+        x1, y1, x2, y2 = np.median([s.box for s in self.samples], axis=0).tolist()
+        return (x1, y1, x2, y2)
 
     def seen_at(self, pts_s: float) -> bool:
         """Whether a track reported this object in the frame at ``pts_s``."""
@@ -123,8 +142,15 @@ class StationaryObjects:
     def _object_for(self, track: TrackedObject, pts_s: float) -> StationaryObject:
         known = self._by_track.get(track.track_id)
         if known is not None:
-            return self._objects[known]
-        heir = self._lost_stationary_at(track.xyxy, pts_s)
+            obj = self._objects[known]
+            if obj.is_stationary or pts_s - obj.first_seen_s > self.params.window_s + _EPS_S:
+                return obj
+            heir = self._lost_stationary_at(track.xyxy, pts_s)
+            if heir is None:
+                return obj
+            self._absorb(obj, heir)
+        else:
+            heir = self._lost_stationary_at(track.xyxy, pts_s)
         if heir is not None:
             heir.track_id = track.track_id
             self._by_track[track.track_id] = heir.object_id
@@ -145,15 +171,27 @@ class StationaryObjects:
     def _lost_stationary_at(
         self, xyxy: tuple[float, float, float, float], pts_s: float
     ) -> StationaryObject | None:
+        """The lost stationary object whose place this box is on, the best overlap first."""
         best: StationaryObject | None = None
-        best_iou = self.params.reid_iou
+        best_score = 0.0
         for obj in self.objects:
             if not obj.is_stationary or obj.seen_at(pts_s):
                 continue
-            overlap = iou(obj.xyxy, xyxy)
-            if overlap >= best_iou:
-                best, best_iou = obj, overlap
+            place = obj.place
+            overlap = iou(place, xyxy)
+            on_place = overlap >= self.params.reid_iou or _part_of(xyxy, place)
+            if on_place and (best is None or overlap > best_score):
+                best, best_score = obj, overlap
         return best
+
+    def _absorb(self, young: StationaryObject, heir: StationaryObject) -> None:
+        """A young object turned out to be a lost stationary one: one object, the heir's
+        identity and clock, the young one's recent boxes."""
+        del self._objects[young.object_id]
+        for track_id, object_id in self._by_track.items():
+            if object_id == young.object_id:
+                self._by_track[track_id] = heir.object_id
+        heir.samples.extend(young.samples)
 
     def _observe(self, obj: StationaryObject, track: TrackedObject, pts_s: float) -> None:
         first = obj.last_seen_s == float("-inf")
@@ -168,7 +206,7 @@ class StationaryObjects:
         obj.last_seen_s = pts_s
         (x, y) = anchor_points(np.array(track.xyxy), self.params.anchor)[0].tolist()
         x1, y1, x2, y2 = track.xyxy
-        obj.samples.append(_Sample(pts_s, x, y, float(np.hypot(x2 - x1, y2 - y1))))
+        obj.samples.append(_Sample(pts_s, x, y, float(np.hypot(x2 - x1, y2 - y1)), track.xyxy))
         window = self.params.window_s
         while obj.samples and obj.samples[0].pts_s < pts_s - window - _EPS_S:
             obj.samples.popleft()
@@ -197,6 +235,12 @@ class StationaryObjects:
         if obj.reference is None:
             return
         recent = [s for s in obj.samples if s.pts_s >= pts_s - self.params.window_s / 2 - _EPS_S]
+        if len(recent) < _MIN_SAMPLES:
+            # A slow detection rate: the last few boxes, whenever they were. Fewer than that
+            # in the whole window means just re-acquired: one odd (half-hidden) box is no move.
+            recent = list(obj.samples)[-_MIN_SAMPLES:]
+            if len(recent) < _MIN_SAMPLES:
+                return
         points = np.array([(s.x, s.y) for s in recent])
         limit = self.params.max_displacement * float(np.median([s.diagonal for s in recent]))
         moved = float(np.hypot(*(np.median(points, axis=0) - np.array(obj.reference))))
@@ -216,3 +260,16 @@ class StationaryObjects:
         gone = {obj.object_id for obj in lost}
         self._by_track = {t: o for t, o in self._by_track.items() if o not in gone}
         return lost
+
+
+def _part_of(
+    box: tuple[float, float, float, float], place: tuple[float, float, float, float]
+) -> bool:
+    """Whether ``box`` looks like a partial view of what stands at ``place``."""
+    ix = min(box[2], place[2]) - max(box[0], place[0])
+    iy = min(box[3], place[3]) - max(box[1], place[1])
+    if ix <= 0 or iy <= 0:
+        return False
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    place_area = (place[2] - place[0]) * (place[3] - place[1])
+    return ix * iy >= _PART_INSIDE * area and area >= _PART_SIZE * place_area

@@ -106,6 +106,58 @@ def test_new_track_on_the_same_place_inherits_identity_and_dwell(
         assert ids == [1, 7]
 
 
+def _parked_then_hidden(objects: StationaryObjects) -> None:
+    """10 s parked at CAR (track 1); in its last two frames a bus slides over its left part,
+    leaving half-visible boxes; then nothing is seen of it until 16 s."""
+    for i in range(10 * FPS):
+        objects.update(i / FPS, [track(1, CAR)])
+    objects.update(10.0, [track(1, (480.0, 300.0, 600.0, 410.0))])
+    objects.update(10.2, [track(1, (540.0, 305.0, 600.0, 410.0))])
+
+
+SLIVER = (400.0, 310.0, 500.0, 410.0)  # the left half of the car as the bus leaves
+
+
+def test_half_hidden_view_of_a_lost_stationary_object_inherits_it() -> None:
+    """A box mostly inside the remembered place and a good part of its size is that object
+    (IoU with the whole car is only 0.45), and it is not taken as having moved."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    _parked_then_hidden(objects)
+    assert objects.objects[0].place == CAR  # the median, not the last half-hidden boxes
+    objects.update(16.0, [track(9, SLIVER)])
+    (obj,) = objects.objects
+    assert (obj.object_id, obj.track_id, obj.is_stationary) == (1, 9, True)
+    objects.update(16.2, [track(9, CAR)])
+    assert obj.is_stationary and obj.dwell_s(16.2) == pytest.approx(16.2)
+
+
+def test_young_track_that_turns_out_to_be_the_lost_object_is_merged_into_it() -> None:
+    """Two ids come back for one car; the one that first claimed nothing joins the car when
+    its box lands on the place, so the dwell clock is kept and there is one object."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    _parked_then_hidden(objects)
+    objects.update(16.0, [track(8, (430.0, 200.0, 520.0, 290.0))])  # above: not the place
+    assert [obj.object_id for obj in objects.objects] == [1, 8]
+    objects.update(16.2, [track(8, shifted(CAR, 5))])
+    (obj,) = objects.objects
+    assert (obj.object_id, obj.track_id, obj.stationary_since_s) == (1, 8, 0.0)
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        (380.0, 330.0, 440.0, 410.0),  # a person-sized box at its edge, partly outside
+        (440.0, 330.0, 480.0, 380.0),  # wholly inside but a tenth of its size
+    ],
+)
+def test_small_or_straddling_box_is_not_a_view_of_the_lost_object(box: Box) -> None:
+    """Partial views must be mostly inside and at least a quarter of the place."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    _parked_then_hidden(objects)
+    objects.update(16.0, [track(9, box)])
+    assert [obj.object_id for obj in objects.objects] == [1, 9]
+
+
 def test_moving_object_is_not_inherited() -> None:
     """Only stationary objects are handed to a new track (a moving one is a new object)."""
     objects = StationaryObjects(PARAMS, {"car"})
@@ -138,3 +190,15 @@ def test_one_low_confidence_frame_barely_moves_the_smoothed_confidence() -> None
     for i, conf in enumerate([0.8, 0.8, 0.8, 0.1, 0.8]):
         objects.update(i / FPS, [track(1, CAR, conf)])
         assert objects.objects[0].confidence > 0.55
+
+
+def test_at_a_slow_detection_rate_a_car_driving_off_still_moves() -> None:
+    """Every 5/3 s, half a window holds two boxes: then the last three decide."""
+    step = 5 / 3
+    objects = StationaryObjects(PARAMS, {"car"})
+    for i in range(12):
+        objects.update(i * step, [track(1, CAR)])
+    assert objects.objects[0].is_stationary
+    for i in range(12, 16):
+        objects.update(i * step, [track(1, shifted(CAR, (i - 11) * 80))])
+    assert not objects.objects[0].is_stationary
