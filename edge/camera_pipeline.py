@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from citywatch.config.camera import CameraConfig, EvidenceConfig, SmokeRule
+from citywatch.config.detector import SmokeOpinionConfig
 from citywatch.contracts import Alert, DeviceKind, DeviceRef
 from citywatch.contracts.messages import Evidence, EvidenceRef, Phase
 from citywatch.edge.annotate import annotate, evidence_label, zone_overlays
@@ -158,6 +159,11 @@ class CameraPipeline:
         return self._clips.frames_dropped if isinstance(self._clips, ClipWorker) else 0
 
     @property
+    def classical_smoke(self) -> SmokeOpinionConfig | None:
+        """The thresholds the classical second opinion runs with; None when no rule asks."""
+        return self._smoke_opinion.config if self._smoke_opinion is not None else None
+
+    @property
     def open_episodes(self) -> int:
         return len(self._rules.open_episodes) if self._rules is not None else 0
 
@@ -208,10 +214,11 @@ class CameraPipeline:
             raise ValueError(f"cannot reconfigure camera {self.camera.id} as {camera.id}")
         self.camera = camera
         self._ground = self._ground_for(camera)
-        if self._opinion_for(camera) is None:
+        opinion = self._opinion_for(camera)
+        if opinion is None:
             self._smoke_opinion = None
-        elif self._smoke_opinion is None:
-            self._smoke_opinion = self._opinion_for(camera)
+        elif self._smoke_opinion is None or self._smoke_opinion.config != opinion.config:
+            self._smoke_opinion = opinion  # new thresholds: learn the background afresh
         if self._rules is None or self._last_frame is None:
             self._rules = None
             return CameraOutput()
@@ -233,7 +240,7 @@ class CameraPipeline:
     @staticmethod
     def _opinion_for(camera: CameraConfig) -> ClassicalSmokeDetector | None:
         wanted = any(isinstance(r, SmokeRule) and r.confirm_with_classical for r in camera.rules)
-        return ClassicalSmokeDetector() if wanted else None
+        return ClassicalSmokeDetector(camera.detector.classical_smoke) if wanted else None
 
     def _smoke_confirmed(self, frame: Frame, detections: Detections) -> bool | None:
         if self._smoke_opinion is None:

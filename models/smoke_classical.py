@@ -14,8 +14,10 @@ cue alone fires on something else, together they rarely do:
 
 Stateful over one camera's frames, so one instance per camera. Use it alone
 (:meth:`ClassicalSmokeDetector.detect`) or as a second opinion on another detector's smoke
-boxes (:meth:`ClassicalSmokeDetector.opinion`). Dark smoke (burning tyres) is not grey-white
-and is left to the trained model.
+boxes (:meth:`ClassicalSmokeDetector.opinion`). Dark smoke (burning rubbish, tyres) is a
+veil that darkens instead: with ``dark_smoke`` the colour cue also takes a low-saturation
+pixel darker than the background, whatever its brightness (off by default: a shadow that
+stays put looks the same to these cues).
 """
 
 from __future__ import annotations
@@ -111,7 +113,10 @@ class ClassicalSmokeDetector:
         moving = cv2.morphologyEx(moving.astype(np.uint8), cv2.MORPH_OPEN, _KERNEL).astype(bool)
 
         hsv = cv2.cvtColor(cv2.GaussianBlur(small, (5, 5), 0), cv2.COLOR_BGR2HSV)
-        greyish = (hsv[:, :, 1] <= cfg.max_saturation) & (hsv[:, :, 2] >= cfg.min_brightness)
+        bright = hsv[:, :, 2] >= cfg.min_brightness
+        if cfg.dark_smoke:
+            bright |= gray < self._background - cfg.diff_threshold
+        greyish = (hsv[:, :, 1] <= cfg.max_saturation) & bright
 
         texture_ok = self._veil(gray)
         candidate = moving & greyish & texture_ok

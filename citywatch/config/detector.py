@@ -25,89 +25,6 @@ BUNDLED_WEIGHTS: dict[DetectorBackend, str] = {
 """The bundled street model per backend, relative to the repository's ``models/`` folder."""
 
 
-class DetectorConfig(ConfigModel):
-    """One camera's object detector."""
-
-    backend: DetectorBackend = Field(
-        default="onnx",
-        title="Backend",
-        description=(
-            "'onnx': onnxruntime and numpy only, for light gateways; 'ultralytics': any"
-            " weights ultralytics loads (.pt, .onnx, an OpenVINO folder), needs torch"
-        ),
-    )
-    weights: Path | None = Field(
-        default=None,
-        title="Weights",
-        description=(
-            "model file (or OpenVINO folder); empty = the bundled street model for the backend;"
-            " a relative path is read from the repository's models/ folder"
-        ),
-    )
-    imgsz: int = Field(
-        default=320,
-        ge=32,
-        le=4096,
-        multiple_of=32,
-        title="Inference size",
-        description=(
-            "pixels of the square the image is letterboxed into; a multiple of 32 (the bundled"
-            " model was trained at 320; set your model's size). An ONNX model exported with a"
-            " fixed size uses its own size"
-        ),
-    )
-    confidence: float = Field(
-        default=0.25, ge=0, le=1, title="Confidence", description="drop boxes scored below this"
-    )
-    iou: float = Field(
-        default=0.5,
-        ge=0,
-        le=1,
-        title="NMS IoU",
-        description="overlap above which the weaker of two boxes of one class is dropped",
-    )
-    class_map: dict[str, str] = Field(
-        default_factory=dict,
-        title="Class map",
-        description=(
-            "model class name → citywatch class, e.g. {automobile: car}; names not listed"
-            " keep their own name"
-        ),
-    )
-    threads: int | None = Field(
-        default=None,
-        ge=1,
-        le=256,
-        title="Threads",
-        description="onnxruntime intra-op threads; empty = onnxruntime's choice (all cores)",
-    )
-    spin_wait: bool = Field(
-        default=False,
-        title="Spin-wait",
-        description=(
-            "let onnxruntime's threads busy-wait between operators: a little faster for a"
-            " detector alone on the machine, slower beside a gateway's other threads (camera"
-            " loops, clip worker, MQTT); off by default"
-        ),
-    )
-    device: Literal["cpu"] = Field(
-        default="cpu", title="Device", description="where inference runs; only 'cpu' for now"
-    )
-
-    @field_validator("class_map")
-    @classmethod
-    def _class_names_not_empty(cls, value: dict[str, str]) -> dict[str, str]:
-        blank = [key for key, target in value.items() if not key.strip() or not target.strip()]
-        if blank:
-            raise ValueError(f"class_map entries need a model name and a class name: {blank}")
-        return value
-
-    def weights_path(self, models_dir: Path) -> Path:
-        """Where the weights are: the configured path, or the bundled model for the backend."""
-        path = self.weights if self.weights is not None else Path(BUNDLED_WEIGHTS[self.backend])
-        return path if path.is_absolute() else models_dir / path
-
-
 class SmokeOpinionConfig(ConfigModel):
     """Thresholds of the classical smoke detector (motion, colour, texture, persistence).
 
@@ -156,6 +73,15 @@ class SmokeOpinionConfig(ConfigModel):
         le=255,
         title="Minimum brightness",
         description="HSV value (0–255) below which a pixel is too dark for grey-white smoke",
+    )
+    dark_smoke: bool = Field(
+        default=False,
+        title="Dark smoke",
+        description=(
+            "also count grey veils that darken the scene (burning rubbish, tyres) besides"
+            " grey-white ones; a still shadow can pass for one, hence off by default. Faint"
+            " dark smoke over dark asphalt needs a lower motion threshold (about 8)"
+        ),
     )
     min_texture_ratio: float = Field(
         default=0.08,
@@ -248,3 +174,94 @@ class SmokeOpinionConfig(ConfigModel):
                 f" ({self.max_texture_ratio})"
             )
         return self
+
+
+class DetectorConfig(ConfigModel):
+    """One camera's object detector."""
+
+    backend: DetectorBackend = Field(
+        default="onnx",
+        title="Backend",
+        description=(
+            "'onnx': onnxruntime and numpy only, for light gateways; 'ultralytics': any"
+            " weights ultralytics loads (.pt, .onnx, an OpenVINO folder), needs torch"
+        ),
+    )
+    weights: Path | None = Field(
+        default=None,
+        title="Weights",
+        description=(
+            "model file (or OpenVINO folder); empty = the bundled street model for the backend;"
+            " a relative path is read from the repository's models/ folder"
+        ),
+    )
+    imgsz: int = Field(
+        default=320,
+        ge=32,
+        le=4096,
+        multiple_of=32,
+        title="Inference size",
+        description=(
+            "pixels of the square the image is letterboxed into; a multiple of 32 (the bundled"
+            " model was trained at 320; set your model's size). An ONNX model exported with a"
+            " fixed size uses its own size"
+        ),
+    )
+    confidence: float = Field(
+        default=0.25, ge=0, le=1, title="Confidence", description="drop boxes scored below this"
+    )
+    iou: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        title="NMS IoU",
+        description="overlap above which the weaker of two boxes of one class is dropped",
+    )
+    class_map: dict[str, str] = Field(
+        default_factory=dict,
+        title="Class map",
+        description=(
+            "model class name → citywatch class, e.g. {automobile: car}; names not listed"
+            " keep their own name"
+        ),
+    )
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        title="Threads",
+        description="onnxruntime intra-op threads; empty = onnxruntime's choice (all cores)",
+    )
+    spin_wait: bool = Field(
+        default=False,
+        title="Spin-wait",
+        description=(
+            "let onnxruntime's threads busy-wait between operators: a little faster for a"
+            " detector alone on the machine, slower beside a gateway's other threads (camera"
+            " loops, clip worker, MQTT); off by default"
+        ),
+    )
+    device: Literal["cpu"] = Field(
+        default="cpu", title="Device", description="where inference runs; only 'cpu' for now"
+    )
+    classical_smoke: SmokeOpinionConfig = Field(
+        default_factory=SmokeOpinionConfig,
+        title="Classical smoke detector",
+        description=(
+            "thresholds of the weight-free smoke detector that smoke rules with"
+            " confirm_with_classical ask for a second opinion"
+        ),
+    )
+
+    @field_validator("class_map")
+    @classmethod
+    def _class_names_not_empty(cls, value: dict[str, str]) -> dict[str, str]:
+        blank = [key for key, target in value.items() if not key.strip() or not target.strip()]
+        if blank:
+            raise ValueError(f"class_map entries need a model name and a class name: {blank}")
+        return value
+
+    def weights_path(self, models_dir: Path) -> Path:
+        """Where the weights are: the configured path, or the bundled model for the backend."""
+        path = self.weights if self.weights is not None else Path(BUNDLED_WEIGHTS[self.backend])
+        return path if path.is_absolute() else models_dir / path

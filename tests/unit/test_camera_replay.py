@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from citywatch.cli.main import app
 from citywatch.config import load_config
+from citywatch.config.detector import SmokeOpinionConfig
 from citywatch.contracts import AlertKind, decode
 from citywatch.contracts.messages import EvidenceKind
 from citywatch.edge.camera_pipeline import CameraPipeline, ClipSettings
@@ -158,3 +159,28 @@ def test_an_episode_start_carries_snapshot_and_crop_and_its_clip_follows(
     video.release()
     # 3 s before + 3 s after at 5 fps, less what a worker behind this fast loop dropped
     assert 25 - pipeline.clip_frames_dropped <= frames <= 35
+
+
+def test_the_classical_second_opinion_runs_with_the_cameras_thresholds() -> None:
+    """`detector.classical_smoke` reaches the detector a smoke rule asks for a second opinion;
+    changed thresholds replace it, and no rule asking for one means none runs."""
+    config = load_config(SUITE)
+    camera = next(c for c in config.devices.cameras if c.id == "cam-smoke-plume")
+    confirm = tuple(
+        r.model_copy(update={"confirm_with_classical": True}) if r.type == "smoke" else r
+        for r in camera.rules
+    )
+    dark = camera.detector.model_copy(
+        update={"classical_smoke": SmokeOpinionConfig(dark_smoke=True, diff_threshold=8)}
+    )
+    pipeline = CameraPipeline(
+        site_id=config.site.id,
+        camera=camera.model_copy(update={"rules": confirm, "detector": dark}),
+        tz=config.site.timezone,
+        start_time=datetime(2026, 5, 12, 6, 0, tzinfo=UTC),
+    )
+    assert pipeline.classical_smoke == SmokeOpinionConfig(dark_smoke=True, diff_threshold=8)
+    pipeline.reconfigure(camera.model_copy(update={"rules": confirm}))
+    assert pipeline.classical_smoke == SmokeOpinionConfig()
+    pipeline.reconfigure(camera)
+    assert pipeline.classical_smoke is None

@@ -44,10 +44,16 @@ def static_scene() -> Iterator[NDArray[np.uint8]]:
         yield with_sensor_noise(background, rng)
 
 
+WHITE_SMOKE = (215, 215, 220)
+BLACK_SMOKE = (35, 35, 38)
+
+
 def growing_smoke(
-    centre: tuple[int, int] = (170, 150), background: NDArray[np.uint8] | None = None
+    centre: tuple[int, int] = (170, 150),
+    background: NDArray[np.uint8] | None = None,
+    colour: tuple[int, int, int] = WHITE_SMOKE,
 ) -> Iterator[NDArray[np.uint8]]:
-    """A grey-white veil that appears after 4 frames and grows, the background showing through."""
+    """A grey veil that appears after 4 frames and grows, the background showing through."""
     rng = np.random.default_rng(2)
     scene = (textured_background() if background is None else background).astype(np.float32)
     yy, xx = np.mgrid[0:H, 0:W]
@@ -57,7 +63,7 @@ def growing_smoke(
         if i >= 4:
             sigma = 14.0 + 2.5 * (i - 4)
             alpha = 0.65 * np.exp(-distance_sq / (2 * sigma**2))[..., None]
-            frame = frame * (1 - alpha) + np.array([215, 215, 220], np.float32) * alpha
+            frame = frame * (1 - alpha) + np.array(colour, np.float32) * alpha
         yield with_sensor_noise(frame.astype(np.uint8), rng)
 
 
@@ -66,19 +72,29 @@ def flat_road() -> NDArray[np.uint8]:
 
 
 def passing_grey_car(
-    background: NDArray[np.uint8], speed_px: int = 14
+    background: NDArray[np.uint8],
+    speed_px: int = 14,
+    colour: tuple[int, int, int] = (135, 135, 135),
 ) -> Iterator[NDArray[np.uint8]]:
     """A solid grey rectangle entering from the left and crossing the scene."""
     rng = np.random.default_rng(3)
     for i in range(FRAMES):
         frame = background.copy()
         x = -70 + speed_px * i
-        cv2.rectangle(frame, (x, 120), (x + 70, 160), (135, 135, 135), -1)
+        cv2.rectangle(frame, (x, 120), (x + 70, 160), colour, -1)
         yield with_sensor_noise(frame, rng)
 
 
 def run(frames: Iterator[NDArray[np.uint8]], detector: ClassicalSmokeDetector) -> list[Detections]:
     return [detector.detect(frame) for frame in frames]
+
+
+def assert_fires_over_the_plume(results: list[Detections]) -> None:
+    """Smoke in at least 6 of the last 8 frames, the strongest box over the plume's centre."""
+    fired = [d for d in results[-8:] if len(d)]
+    assert len(fired) >= 6
+    x1, y1, x2, y2 = fired[-1].xyxy[int(np.argmax(fired[-1].confidence))]
+    assert x1 < 170 < x2 and y1 < 150 < y2
 
 
 def test_static_scene_never_fires() -> None:
@@ -114,6 +130,33 @@ def test_passing_solid_grey_car_does_not_fire(background: str, speed_px: int) ->
     scene = textured_background() if background == "textured" else flat_road()
     results = run(passing_grey_car(scene, speed_px), ClassicalSmokeDetector())
     assert sum(len(d) > 0 for d in results) <= 1
+
+
+DARK = SmokeOpinionConfig(dark_smoke=True)
+
+
+def test_dark_smoke_over_dark_asphalt_is_found_only_when_asked_for() -> None:
+    """Black smoke over asphalt darker than the grey-white cue's brightness floor: only
+    ``dark_smoke`` sees it, where it is."""
+    asphalt = np.full((H, W, 3), 80, np.uint8)
+    plain = run(growing_smoke(background=asphalt, colour=BLACK_SMOKE), ClassicalSmokeDetector())
+    assert all(len(d) == 0 for d in plain)
+    dark = run(growing_smoke(background=asphalt, colour=BLACK_SMOKE), ClassicalSmokeDetector(DARK))
+    assert_fires_over_the_plume(dark)
+
+
+def test_dark_smoke_over_a_textured_street_is_found_where_it_is() -> None:
+    dark = run(growing_smoke(colour=BLACK_SMOKE), ClassicalSmokeDetector(DARK))
+    assert_fires_over_the_plume(dark)
+
+
+@pytest.mark.parametrize("background", ["textured", "flat"])
+def test_with_dark_smoke_a_passing_dark_car_or_a_still_scene_does_not_fire(background: str) -> None:
+    """The texture, persistence and drift cues still rule out a solid dark car driving by."""
+    scene = textured_background() if background == "textured" else flat_road() + 50
+    car = run(passing_grey_car(scene, 14, colour=(45, 45, 45)), ClassicalSmokeDetector(DARK))
+    assert sum(len(d) > 0 for d in car) <= 1
+    assert all(len(d) == 0 for d in run(static_scene(), ClassicalSmokeDetector(DARK)))
 
 
 def test_opinion_confirms_a_box_over_smoke_and_rejects_one_elsewhere() -> None:
