@@ -37,6 +37,8 @@ PAGE = 500
 POLL_S = 5.0
 QUEUE_MAX = 5000
 """Events queued for one client before it is cut off as too slow (it then resumes by id)."""
+STOP_S = 5.0
+"""How long stopping waits for the reader and the listener before leaving them behind."""
 
 _EVENTS_AFTER = """
 SELECT e.feed_id, e.id, e.work_order_id, e.seq, e.event, e.from_state, e.to_state, e.actor,
@@ -129,6 +131,7 @@ class Broadcaster:
         self.subscribers: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
         self.listening = asyncio.Event()
 
     async def start(self) -> None:
@@ -136,9 +139,16 @@ class Broadcaster:
         self._task = asyncio.create_task(self._run(), name="feed-broadcaster")
 
     async def stop(self) -> None:
+        """End the reader and the listener, and cut every subscriber off.
+
+        Cancellation alone is not enough: one that lands while the pool hands the reader a
+        connection can be lost (psycopg-pool, e.g. psycopg/psycopg#1345), and the API's
+        shutdown then waited forever. The reader also checks a flag at every turn, and
+        the wait is bounded."""
+        self._stopping = True
+        self._wake.set()
         if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await _cancel_within(self._task, STOP_S, "reader")
         for subscription in self.subscribers:
             subscription.cut_off = True
             with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes it anyway
@@ -155,7 +165,7 @@ class Broadcaster:
     async def _run(self) -> None:
         listener = asyncio.create_task(self._listen(), name="feed-listener")
         try:
-            while True:
+            while not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_S)
                 self._wake.clear()
@@ -165,8 +175,7 @@ class Broadcaster:
                     log.warning("live feed: cannot read new events (%s); retrying", exc)
                     await asyncio.sleep(1.0)
         finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            await _cancel_within(listener, STOP_S, "LISTEN connection")
 
     async def _deliver_new(self) -> None:
         while True:
@@ -204,6 +213,16 @@ class Broadcaster:
                 log.warning("live feed: LISTEN connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+async def _cancel_within(task: asyncio.Task[None], timeout_s: float, what: str) -> None:
+    """Cancel ``task`` and wait for it to end, at most ``timeout_s`` (then log and move on)."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        log.warning("live feed: the %s did not stop within %.0f s; left behind", what, timeout_s)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("live feed: the %s ended with %r", what, task.exception())
 
 
 async def stream(broadcaster: Broadcaster, after: int | None) -> AsyncIterator[list[FeedEvent]]:
