@@ -122,7 +122,8 @@ class CameraPipeline:
         """Sees every frame's detections: how a run is recorded as a detection file."""
         self.stats = PipelineStats()
         self._rules: CameraRules | None = None
-        self._smoke_opinion: ClassicalSmokeDetector | None = self._opinion_for(camera)
+        opinion = self._opinion_config(camera)
+        self._smoke_opinion = ClassicalSmokeDetector(opinion) if opinion is not None else None
         self._ground = self._ground_for(camera)
         self._clips: ClipRecorder | ClipWorker | None = None
         self._clip_ids: dict[str, str] = {}
@@ -214,11 +215,9 @@ class CameraPipeline:
             raise ValueError(f"cannot reconfigure camera {self.camera.id} as {camera.id}")
         self.camera = camera
         self._ground = self._ground_for(camera)
-        opinion = self._opinion_for(camera)
-        if opinion is None:
-            self._smoke_opinion = None
-        elif self._smoke_opinion is None or self._smoke_opinion.config != opinion.config:
-            self._smoke_opinion = opinion  # new thresholds: learn the background afresh
+        wanted = self._opinion_config(camera)
+        if wanted != self.classical_smoke:  # new thresholds: learn the background afresh
+            self._smoke_opinion = ClassicalSmokeDetector(wanted) if wanted is not None else None
         if self._rules is None or self._last_frame is None:
             self._rules = None
             return CameraOutput()
@@ -238,9 +237,10 @@ class CameraPipeline:
         return GroundProjection(camera.calibration, position.lat, position.lon)
 
     @staticmethod
-    def _opinion_for(camera: CameraConfig) -> ClassicalSmokeDetector | None:
+    def _opinion_config(camera: CameraConfig) -> SmokeOpinionConfig | None:
+        """The classical detector's thresholds, if a smoke rule asks it for a second opinion."""
         wanted = any(isinstance(r, SmokeRule) and r.confirm_with_classical for r in camera.rules)
-        return ClassicalSmokeDetector(camera.detector.classical_smoke) if wanted else None
+        return camera.detector.classical_smoke if wanted else None
 
     def _smoke_confirmed(self, frame: Frame, detections: Detections) -> bool | None:
         if self._smoke_opinion is None:
