@@ -10,16 +10,18 @@ Stages (issue 5 targets):
    Kafka (the app is paused with SIGSTOP while they are produced, timed from SIGCONT). Run
    twice: every alert a new incident (the worst case: each opens a work order), and
    episodes of ``--alerts-per-episode`` alerts (start, updates, end: one work order each).
-   A reference row runs a Faust agent that does nothing (benchmarks/faust_floor.py, the
-   app's transport and settings) on the same kind of records against the same baseline:
-   the ceiling of any Faust agent on this machine.
+   Two reference rows run a worker that does nothing (benchmarks/faust_floor.py, the app's
+   transport and settings) on the same kind of records against the same baseline: as a
+   Faust agent (the ceiling of any Faust agent on this machine) and through a batch lane
+   as the app receives its records (stream/batch_lane.py: the app's ceiling).
 3. end to end (MQTT in → work orders committed): ≥ 2,000 alerts/s sustained.
 4. latency at a steady 500 alerts/s: p99 MQTT-publish → database ≤ 1 s.
 5. telemetry: readings/s into the database (target ≥ 20,000/s), once with one reading a
    message and once with a sampled sensor's messages (``--readings-per-message``, default
    10: the latest reading plus nine earlier samples, ``telemetry_every_sample``).
 
-    .venv/bin/python benchmarks/stream.py [--alerts 5000] [--telemetry 60000] [--latency-s 10]
+    .venv/bin/python benchmarks/stream.py [--alerts 20000] [--telemetry 60000] [--latency-s 10]
+                                          [--only WORDS]
 
 Prints a table and writes benchmarks/results/stream.json. Starts (and stops) its own
 embedded stack in a temporary directory, with the demo site's accounts.
@@ -59,7 +61,15 @@ from citywatch.cli.accounts import Endpoints, embedded_stack, resolve_endpoints
 from citywatch.cli.child import CliProcess
 from citywatch.config import CitywatchConfig, load_config
 from citywatch.config.secrets import resolve_secret
-from citywatch.contracts import Alert, Channel, DeviceRef, Location, Reading, Telemetry, encode
+from citywatch.contracts import (
+    Alert,
+    Channel,
+    DeviceRef,
+    Location,
+    Reading,
+    Telemetry,
+    encode,
+)
 from citywatch.contracts.topics import fleet_filter
 from citywatch.stream.migrate import migrate
 
@@ -205,19 +215,27 @@ def scalar(endpoints: Endpoints, sql: str, *args: object) -> float:
     return float(row[0]) if row and row[0] is not None else 0
 
 
-def linked_by(endpoints: Endpoints, ids: list[str], count: int, started_wall: float) -> float:
-    """Seconds from ``started_wall`` (``time.time()``) until the last of ``ids`` was linked
-    to its work order, read from the rows' own ``added_at`` (so polling adds no error; it is
-    the start of the transaction that committed them, tens of milliseconds before the
-    commit)."""
+def commit_times(endpoints: Endpoints, ids: list[str], timeout_s: float = 600) -> dict[str, float]:
+    """When each alert of ``ids`` was linked to its work order: the commit time (epoch
+    seconds) of the transaction that linked it (the embedded stack tracks commit timestamps).
+    Not the row's ``now()``: that is its transaction's start, a whole batch's work earlier."""
     sql = "SELECT count(*) FROM work_order_alerts WHERE alert_id = ANY(%s)"
-    wait_until(lambda: scalar(endpoints, sql, ids) >= count, 600, f"{count} linked alerts")
-    last = scalar(
-        endpoints,
-        "SELECT extract(epoch FROM max(added_at)) FROM work_order_alerts WHERE alert_id = ANY(%s)",
-        ids,
+    wait_until(
+        lambda: scalar(endpoints, sql, ids) >= len(ids), timeout_s, f"{len(ids)} linked alerts"
     )
-    return last - started_wall
+    conn = _CONNECTIONS[endpoints.database_url]
+    rows = conn.execute(
+        "SELECT alert_id, extract(epoch FROM pg_xact_commit_timestamp(xmin))"
+        " FROM work_order_alerts WHERE alert_id = ANY(%s)",
+        (ids,),
+    ).fetchall()
+    return {alert_id: float(at) for alert_id, at in rows}
+
+
+def committed_by(endpoints: Endpoints, ids: list[str], started_wall: float) -> float:
+    """Seconds from ``started_wall`` (``time.time()``) until the last of ``ids`` had been
+    committed (:func:`commit_times`)."""
+    return max(commit_times(endpoints, ids).values()) - started_wall
 
 
 def start_cli(args: list[str], data_dir: Path) -> CliProcess:
@@ -336,10 +354,18 @@ def stage_app(
         app = STATE["app"] = start_cli(["stream", "app"], data_dir)
         # Let the app join and drain what the bridge stage produced (work orders too).
         wait_until(
-            lambda: scalar(endpoints, "SELECT count(*) FROM alerts") >= count,
+            lambda: (
+                scalar(endpoints, "SELECT count(*) FROM alerts")
+                >= (count if "bridge" in STATE else 0)
+            ),
             300,
             "the app to catch up",
         )
+        # See a few alerts through, so the clock below starts on a worker that is running.
+        warm = alerts("warm-up", 20)
+        warm_values = [encode(a) for a in warm]
+        asyncio.run(produce_records(endpoints, "citywatch.alerts", warm_values, ALERT_HEADERS))
+        commit_times(endpoints, [a.id for a in warm], timeout_s=120)
     run = f"app{per_episode}"
     batch = alerts(run, count, per_episode=per_episode)
     values = [encode(a) for a in batch]
@@ -355,7 +381,7 @@ def stage_app(
     finally:
         started = time.time()
         app.process.send_signal(signal.SIGCONT)
-    app_rate = count / linked_by(endpoints, [a.id for a in batch], count, started)
+    app_rate = count / committed_by(endpoints, [a.id for a in batch], started)
     bare_rate = asyncio.run(bare_copy_rate(endpoints, "citywatch.alerts", partition, offset, count))
     ratio = app_rate / bare_rate
     return Result(
@@ -371,11 +397,12 @@ def stage_app(
     )
 
 
-def stage_faust_floor(endpoints: Endpoints, data_dir: Path, count: int) -> Result:
-    """What Faust itself allows: an agent that does nothing with the records (same transport
-    and settings as the app) vs the bare consume → COPY loop on the same records. The app
-    stages above cannot be faster than this; the row says how much of the 0.3× is left."""
-    topic = "bench.faust-floor"
+def stage_faust_floor(endpoints: Endpoints, data_dir: Path, count: int, mode: str) -> Result:
+    """What receiving records costs in a Faust worker (same transport and settings as the
+    app) that does nothing with them, vs the bare consume → COPY loop on the same records:
+    ``mode`` "agent", a Faust agent's ``take_events``; "lane", the batch lane the app uses
+    (stream/batch_lane.py). The app cannot be faster than its lane's row."""
+    topic = f"bench.faust-floor-{mode}"
     values = [encode(a) for a in alerts("floor", count)]
     partition, offset = asyncio.run(produce_records(endpoints, topic, values, ALERT_HEADERS))
     env = {
@@ -383,7 +410,8 @@ def stage_faust_floor(endpoints: Endpoints, data_dir: Path, count: int) -> Resul
         "FLOOR_BOOTSTRAP": endpoints.kafka_bootstrap,
         "FLOOR_TOPIC": topic,
         "FLOOR_COUNT": str(count),
-        "FLOOR_DATA_DIR": str(data_dir / "faust-floor"),
+        "FLOOR_DATA_DIR": str(data_dir / f"faust-floor-{mode}"),
+        "FLOOR_MODE": mode,
     }
     done = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("faust_floor.py")), "worker", "-l", "warn"],
@@ -397,12 +425,12 @@ def stage_faust_floor(endpoints: Endpoints, data_dir: Path, count: int) -> Resul
     bare_rate = asyncio.run(bare_copy_rate(endpoints, topic, partition, offset, count))
     ratio = floor_rate / bare_rate
     return Result(
-        "2 Faust alone (reference)",
-        "Kafka→an agent that does nothing",
+        f"2 Faust {mode} alone (reference)",
+        f"Kafka→a {'Faust agent' if mode == 'agent' else 'batch lane'} that does nothing",
         floor_rate,
         "record/s",
         bare_rate,
-        "the ceiling of any Faust agent here",
+        "the ceiling of the app" if mode == "lane" else "the ceiling of a Faust agent",
         None,
         {"ratio": ratio},
     )
@@ -414,7 +442,7 @@ def stage_end_to_end(config: CitywatchConfig, endpoints: Endpoints, count: int) 
     payloads = [encode(a) for a in batch]
     started = time.time()
     publish_all(publisher, CAMERA.address(Channel.ALERTS).topic, payloads)
-    elapsed = linked_by(endpoints, [a.id for a in batch], count, started)
+    elapsed = committed_by(endpoints, [a.id for a in batch], started)
     publisher.disconnect()
     rate = count / elapsed
     return Result(
@@ -446,19 +474,9 @@ def stage_latency(
             time.sleep(delay)
         sent[alert.id] = time.time()
         publisher.publish(topic, encode(alert), qos=1)
-    ids = list(sent)
-    wait_until(
-        lambda: scalar(endpoints, "SELECT count(*) FROM alerts WHERE id = ANY(%s)", ids) >= total,
-        300,
-        "latency run",
-    )
+    committed = commit_times(endpoints, list(sent), timeout_s=300)
     publisher.disconnect()
-    with psycopg.connect(endpoints.database_url) as conn:
-        rows = conn.execute(
-            "SELECT a.id, extract(epoch FROM w.added_at) FROM work_order_alerts w JOIN alerts a ON a.id = w.alert_id"
-            " WHERE a.id = ANY(%s)", (ids,),
-        ).fetchall()  # fmt: skip
-    latencies = sorted(float(stored) - sent[alert_id] for alert_id, stored in rows)
+    latencies = sorted(committed[alert_id] - sent[alert_id] for alert_id in sent)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     return Result("4 latency", f"p99 MQTT→work order at {rate}/s", p99 * 1000, "ms", None, "≤ 1,000 ms", p99 <= 1.0,
                   {"p50_ms": statistics.median(latencies) * 1000, "max_ms": latencies[-1] * 1000, "alerts": len(latencies)})  # fmt: skip
@@ -530,7 +548,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--alerts", type=int, default=5000)
+    parser.add_argument(
+        "--alerts",
+        type=int,
+        default=20000,
+        help="alerts per throughput stage (several of the worker's 5,000-alert batches)",
+    )
     parser.add_argument("--telemetry", type=int, default=60000)
     parser.add_argument(
         "--alerts-per-episode",
@@ -545,6 +568,12 @@ def main() -> int:
         help="readings a sampled sensor sends per message (the second telemetry run)",
     )
     parser.add_argument("--latency-s", type=float, default=10.0)
+    parser.add_argument(
+        "--only",
+        default="",
+        help="run only the stages whose name contains one of these comma-separated words"
+        " (e.g. 'Faust,lane')",
+    )
     args = parser.parse_args()
     config = load_config(CONFIG)
     data_dir = Path(tempfile.mkdtemp(prefix="citywatch-bench-"))
@@ -565,7 +594,14 @@ def main() -> int:
                 "Faust app vs consume→COPY",
                 lambda: stage_app(config, endpoints, data_dir, args.alerts, 1),
             ),
-            ("Faust alone", lambda: stage_faust_floor(endpoints, data_dir, args.alerts)),
+            (
+                "Faust agent alone",
+                lambda: stage_faust_floor(endpoints, data_dir, args.alerts, "agent"),
+            ),
+            (
+                "batch lane alone",
+                lambda: stage_faust_floor(endpoints, data_dir, args.alerts, "lane"),
+            ),
             (
                 "Faust app, lifecycle episodes",
                 lambda: stage_app(
@@ -585,6 +621,9 @@ def main() -> int:
                 ),
             ),
         ]
+        wanted = [word.strip() for word in args.only.split(",") if word.strip()]
+        if wanted:
+            stages = [(n, run) for n, run in stages if any(w in n for w in wanted)]
         with Progress(console=console) as progress:
             task = progress.add_task("stream benchmark", total=len(stages))
             for name, run in stages:

@@ -3,9 +3,11 @@ SLA timers, send receipts and work-order events.
 
 Runs with ``processing_guarantee="at_least_once"`` (Faust's exactly-once mode has known
 duplicate and offset bugs); correctness comes from idempotent sinks. Records are handled in
-batches (``take_events``): one transaction per batch, receipts and events sent only after
-it committed, offsets acknowledged after that. No exception escapes an agent (an escaped
-exception makes Faust skip offsets): a record that cannot be processed goes to the
+batches (:mod:`citywatch.stream.batch_lane`: Faust's consumer hands each topic's records
+to its handler in batches, without an event per record): one transaction per batch,
+receipts and events sent only after it committed, offsets acknowledged after that. No
+exception escapes a handler (an offset must never move past a record that was neither
+stored nor dead-lettered): a record that cannot be processed goes to the
 dead-letter topic with the reason and its original bytes; a database outage is retried
 with backoff after rebuilding the in-memory state from the database.
 """
@@ -22,6 +24,7 @@ from typing import Any, TypeVar
 
 import faust
 import psycopg
+from faust.types import Message
 from psycopg import AsyncConnection
 from pydantic import ValidationError
 
@@ -40,6 +43,7 @@ from citywatch.contracts import (
     encode,
 )
 from citywatch.contracts.messages import Evidence, WireModel
+from citywatch.stream.batch_lane import BatchLane, attach
 from citywatch.stream.center_relay import relay_once
 from citywatch.stream.deadletter import DeadLetter, header_map
 from citywatch.stream.faust_transport import StreamApp, kafka_producer, worker_options
@@ -61,6 +65,7 @@ log = logging.getLogger(__name__)
 RETRY_MAX_S = 30.0
 BATCH_MAX = 5000
 BATCH_WITHIN_S = 0.1
+BATCH_BUFFER = 20000
 TICK_S = 2.0
 RELAY_S = 1.0
 T = TypeVar("T")
@@ -166,8 +171,7 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
     def event_records(events: Sequence[WorkOrderEvent]) -> list[Record]:
         return [(topics.workorder_events, e.work_order_id.encode(), encode(e)) for e in events]
 
-    async def dead_letter(event: faust.EventT, error: Exception) -> None:
-        message = event.message
+    async def dead_letter(message: Message, error: Exception) -> None:
         headers = header_map(message.headers)
         record = DeadLetter(
             source_topic=message.topic, partition=message.partition, offset=message.offset,
@@ -195,30 +199,24 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
             return
         await produce([rejected])
 
-    async def valid(events: Sequence[faust.EventT]) -> list[tuple[faust.EventT, WireModel]]:
+    async def valid(records: Sequence[Message]) -> list[tuple[Message, WireModel]]:
         """The records of a batch that pass validation; the others are dead-lettered."""
         good = []
-        for event in events:
+        for record in records:
             try:
-                _, message = validate_record(event.message.value, event.message.headers, registry)
-                good.append((event, message))
+                _, message = validate_record(record.value, record.headers, registry)
+                good.append((record, message))
             except ContractError as exc:
-                await dead_letter(event, exc)
+                await dead_letter(record, exc)
             except Exception as exc:  # the boundary: one bad record must not stop the stream
-                log.exception(
-                    "unexpected error validating %s@%s", event.message.topic, event.message.offset
-                )
-                await dead_letter(event, exc)
+                log.exception("unexpected error validating %s@%s", record.topic, record.offset)
+                await dead_letter(record, exc)
         return good
 
-    async def handle_alerts(batch: list[tuple[faust.EventT, WireModel]]) -> None:
+    async def handle_alerts(batch: list[tuple[Message, WireModel]]) -> None:
         rows = [
-            AlertRow(
-                m,
-                KafkaPosition(e.message.topic, e.message.partition, e.message.offset),
-                processor.district_of(m),
-            )
-            for e, m in batch
+            AlertRow(m, KafkaPosition(r.topic, r.partition, r.offset), processor.district_of(m))
+            for r, m in batch
             if isinstance(m, Alert)
         ]
 
@@ -230,8 +228,8 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
             outcome = await with_db_retry(f"{len(rows)} alerts", transact)
         except Exception as exc:  # a bug on one batch: dead-letter it, keep the stream going
             log.exception("unexpected error storing a batch of %d alerts", len(rows))
-            for event, _ in batch:
-                await dead_letter(event, exc)
+            for record, _ in batch:
+                await dead_letter(record, exc)
             ready.clear()
             return
         received_at = datetime.now(UTC)
@@ -249,10 +247,10 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         kind: type[M],
         insert: Callable[[AsyncConnection, list[M]], Awaitable[int]],
         name: str,
-    ) -> Callable[[list[tuple[faust.EventT, WireModel]]], Awaitable[None]]:
+    ) -> Callable[[list[tuple[Message, WireModel]]], Awaitable[None]]:
         """A batch handler that stores the messages of ``kind`` in one transaction."""
 
-        async def handle(batch: list[tuple[faust.EventT, WireModel]]) -> None:
+        async def handle(batch: list[tuple[Message, WireModel]]) -> None:
             items = [m for _, m in batch if isinstance(m, kind)]
 
             async def transact() -> int:
@@ -272,21 +270,33 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
     handle_status = storing(Status, upsert_statuses, "status")
     handle_evidence = storing(Evidence, insert_evidence, "evidence")
 
-    def batched(
-        handler: Callable[[list[tuple[faust.EventT, WireModel]]], Awaitable[None]],
-    ) -> Callable[[faust.StreamT], Awaitable[None]]:
-        async def agent(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
-                batch = await valid(events)
-                if batch:
-                    await handler(batch)
+    def lane(
+        topic: faust.TopicT,
+        handler: Callable[[list[tuple[Message, WireModel]]], Awaitable[None]],
+    ) -> None:
+        async def handle(records: list[Message]) -> None:
+            batch = await valid(records)
+            if batch:
+                await handler(batch)
 
-        return agent
+        attach(app, BatchLane(app, topic, handle, dead_letter, max_records=BATCH_MAX,
+                              within_s=BATCH_WITHIN_S, buffer=BATCH_BUFFER))  # fmt: skip
 
-    app.agent(alerts_in, name="alerts")(batched(handle_alerts))
-    app.agent(telemetry_in, name="telemetry")(batched(handle_telemetry))
-    app.agent(status_in, name="status")(batched(handle_status))
-    app.agent(evidence_in, name="evidence")(batched(handle_evidence))
+    lane(alerts_in, handle_alerts)
+    lane(telemetry_in, handle_telemetry)
+    lane(status_in, handle_status)
+    lane(evidence_in, handle_evidence)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def reload_after_rebalance(
+        app: faust.App, assigned: set[faust.types.TP], **_: Any
+    ) -> None:
+        """Partitions that come here from another worker come with the work orders it opened
+        for them, which this worker's memory does not hold (it would open a second order for
+        the same spot): read the state again from the database before the next batch. The
+        previous owner has committed everything it acknowledged: Faust waits for each
+        worker's records in hand to be acknowledged before partitions are assigned again."""
+        ready.clear()
 
     @app.timer(interval=TICK_S)
     async def sla_and_quiet_timer() -> None:

@@ -11,7 +11,6 @@ messages again. Downlink: receipts from the stream are published to each device'
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -20,12 +19,12 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 
 from citywatch.contracts import Channel, ContractError, KafkaTopics, Receipt, TopicAddress, decode
 from citywatch.contracts.topics import UPLINK_CHANNELS, fleet_filter, workorder_events_topic
 from citywatch.mqtt_client import BrokerSettings, connect, make_client, refused
+from citywatch.stream.kafka_admin import ensure_topics
 from citywatch.stream.partitioning import DevicePositions, partition_key
 from citywatch.stream.settings import FETCH_MAX_WAIT_MS, StreamSettings
 from citywatch.stream.validate import MQTT_TOPIC_HEADER
@@ -39,25 +38,6 @@ class BridgeStats:
     forwarded: Counter[str] = field(default_factory=Counter)
     receipts: int = 0
     unroutable: int = 0
-
-
-async def ensure_topics(settings: StreamSettings, topics: KafkaTopics) -> None:
-    """Create the pipeline's topics if they are missing (idempotent)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
-            for name in topics.all()
-            if name not in existing
-        ]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another bridge won the race
-                await admin.create_topics(missing)
-            log.info("created Kafka topics %s", [t.name for t in missing])
-    finally:
-        await admin.close()
 
 
 class Bridge:

@@ -1,6 +1,6 @@
 """Faust's Kafka transport, tuned for a worker that must keep up with a city's alerts.
 
-Two changes, both inside the transport so the app's agents stay plain Faust:
+Three changes, all inside the transport:
 
 **Fetch wait.** Faust creates its worker consumer with ``fetch_max_wait_ms=1500`` and no
 setting to change it. Tansu answers a fetch that finds nothing new only when that wait runs
@@ -18,6 +18,10 @@ topped out near 10,000 records/s on the benchmark machine for that alone (a bare
 has room), so :class:`_Consumer` runs the delivery coroutine's first step in place and
 only when it actually has to wait does it finish it the Faust way, abortable by a
 stopped flow (:func:`_finish`). Offsets, gaps and commits are tracked as Faust does.
+
+**Batch lanes.** Records of a topic that has a :class:`~citywatch.stream.batch_lane.BatchLane`
+skip the conductor and go straight into the lane's buffer, tracked as unacknowledged like
+any record an agent takes (see that module for why and for what Faust still does).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TransportT
 from mode import ServiceT
 
+from citywatch.stream.batch_lane import BatchLane
 from citywatch.stream.settings import FETCH_MAX_WAIT_MS
 
 YIELD_EVERY = 100
@@ -88,13 +93,30 @@ class _Consumer(faust_aiokafka.Consumer):
             delivery = _finish(delivery, waiting)
         await self.wait_first(delivery, self.suspend_flow.wait())
 
+    async def _to_lane(self, lane: BatchLane, message: Any) -> None:
+        """Put ``message`` in its lane's buffer, tracked as unacknowledged; skipped (not
+        tracked: fetched again later) while a rebalance holds the flow or when it was
+        fetched for an older assignment, as Faust's conductor does for agents."""
+        app = self.app
+        if not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id:
+            return
+        message.tracked = True
+        self.track_message(message)
+        queue = lane.queue
+        if queue.full():
+            await self.wait_first(queue.put(message), self.suspend_flow.wait())
+        else:
+            queue.put_nowait(message)
+
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         """Faust's fetch loop (consumer.py, ``Consumer._drain_messages``) with
-        :meth:`_deliver` in place of a ``wait_first`` per record."""
+        :meth:`_deliver` in place of a ``wait_first`` per record, and records of a batch
+        lane's topic put in its buffer (:meth:`_to_lane`) instead of the conductor's."""
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set  # type: ignore[attr-defined]
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
+        lanes: dict[str, BatchLane] = getattr(self.app, "batch_lanes", {})
         since_yield = 0
         try:
             while not (consumer_stopped() or fetcher_stopped()):
@@ -116,7 +138,11 @@ class _Consumer(faust_aiokafka.Consumer):
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    await self._deliver(message)
+                    lane = lanes.get(message.topic)
+                    if lane is None:
+                        await self._deliver(message)
+                    else:
+                        await self._to_lane(lane, message)
                     read_offset[tp] = offset
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
@@ -173,7 +199,12 @@ def worker_options(*, partitions: int, session_timeout_s: float, data_dir: Path)
 
 
 class StreamApp(faust.App):
-    """A Faust app with this module's transport (see the module docstring)."""
+    """A Faust app with this module's transport (see the module docstring) and batch lanes
+    (:mod:`citywatch.stream.batch_lane`), by topic name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_lanes: dict[str, BatchLane] = {}
 
     def _new_transport(self) -> TransportT:
         return _Transport(self.conf.broker_consumer, self)

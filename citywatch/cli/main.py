@@ -303,12 +303,21 @@ def stream_app_cmd(
     import faust
 
     from citywatch.cli.runtime import stream_settings
+    from citywatch.contracts import KafkaTopics
     from citywatch.stream.app import build_app
+    from citywatch.stream.kafka_admin import ensure_topics
     from citywatch.stream.migrate import migrate
 
     cfg = _load(config)
     settings = stream_settings(cfg, data_dir)
     migrate(settings.database_url)
+    # The worker subscribes when it joins its group: its topics must exist by then. A loop
+    # of its own, so Faust's worker still finds no event loop set and makes its own.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(ensure_topics(settings, KafkaTopics(settings.topic_prefix)))
+    finally:
+        loop.close()
     worker = faust.Worker(build_app(cfg, settings), loglevel=log_level.lower(), quiet=True)
     # Faust's progress spinner sets the root logger to DEBUG at WARNING and above, so every
     # aiokafka and Faust debug line would be formatted (and dropped) on the hot path.

@@ -118,6 +118,10 @@ class PostgresService:
             "unix_socket_directories=",
             "-c",
             "max_connections=200",
+            # When each transaction committed (pg_xact_commit_timestamp): the stream
+            # benchmark's clock, and when an operator asks when a row became visible.
+            "-c",
+            "track_commit_timestamp=on",
         ]
 
     def marker(self, port: int) -> str:
