@@ -7,7 +7,9 @@ Stages (issue 5 targets):
    the same messages: ratio ≥ 0.5.
 2. Faust app (Kafka → validation, dedup, work orders committed) vs a bare aiokafka consume →
    psycopg COPY loop over the same records: ratio ≥ 0.3. Both start from records already in
-   Kafka (the app is paused with SIGSTOP while they are produced, timed from SIGCONT). Run
+   Kafka (the app is paused with SIGSTOP while they are produced, timed from SIGCONT) and
+   are timed to their last commit (the app's: the commit timestamp of the transaction that
+   linked its last alert; the embedded stack tracks commit timestamps). Run
    twice: every alert a new incident (the worst case: each opens a work order), and
    episodes of ``--alerts-per-episode`` alerts (start, updates, end: one work order each).
    Two reference rows run a worker that does nothing (benchmarks/faust_floor.py, the app's
