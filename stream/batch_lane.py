@@ -5,9 +5,11 @@ Why: the worker stores, folds and answers alerts a batch at a time (one transact
 receipts and events after the commit), yet a Faust agent receives them one by one: the
 conductor decodes each record into an ``Event``, queues it, and the stream steps through
 it with its sensors, context variables and per-event acks before ``take_events`` hands a
-batch on. That machinery alone capped a do-nothing agent near 23,000 records/s on the
-benchmark machine (a bare aiokafka ``getmany`` loop: 95,000/s), a third of the app's time
-per alert.
+batch on. On the 2-core benchmark machine a worker that drops its records reaches
+12,000–23,000 records/s as a Faust agent and 42,000–54,000/s through a lane
+(``benchmarks/stream.py``, reference rows). The app's own work per alert (validation, the
+transaction, receipts) is larger still, so its rate moved less (within the runs' noise):
+the lane's gain is the CPU it leaves to that work, and to the database beside it.
 
 What Faust still does for a lane's topic: the consumer group and rebalancing, fetching,
 offset tracking with gaps, and commits (an offset moves only past acknowledged records);

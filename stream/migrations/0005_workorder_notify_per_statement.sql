@@ -2,8 +2,8 @@
 -- event. A notification is only a nudge (listeners read the events from the table by feed
 -- position, center/feed.py); the stream worker inserts thousands of events in one
 -- statement, and a row trigger queued a notification for each (with its JSON payload),
--- which PostgreSQL then delivered to every listener: that cost the worker a third of its
--- rate for a batch of new work orders (benchmarks/stream.py).
+-- which PostgreSQL then delivered to every listening command-center process, each waking
+-- for every one. (The worker's own rate does not change measurably either way.)
 -- Payload: {"feed_id": the highest feed position inserted, "events": how many}.
 CREATE OR REPLACE FUNCTION citywatch_notify_workorder_events() RETURNS trigger AS $$
 DECLARE

@@ -1,7 +1,7 @@
 """The nudge behind the live feed: one notification per statement that inserts work-order
 events (migration 0005), naming the highest feed position it inserted; none for a
 statement that inserted nothing. The stream worker inserts a batch's thousands of events in
-one statement; one notification each was a third of its time."""
+one statement; every listener woke for each of them."""
 
 from __future__ import annotations
 
