@@ -28,7 +28,7 @@ import numpy as np
 from citywatch.config.camera import Anchor, StationaryRule
 from citywatch.edge.tracking import TrackedObject
 from citywatch.edge.zones import anchor_points
-from citywatch.models.detections import iou
+from citywatch.models.detections import box_area, intersection, iou
 
 __all__ = ["StationaryObject", "StationaryObjects", "StationaryParams"]
 
@@ -141,16 +141,16 @@ class StationaryObjects:
 
     def _object_for(self, track: TrackedObject, pts_s: float) -> StationaryObject:
         known = self._by_track.get(track.track_id)
-        if known is not None:
-            obj = self._objects[known]
-            if obj.is_stationary or pts_s - obj.first_seen_s > self.params.window_s + _EPS_S:
-                return obj
-            heir = self._lost_stationary_at(track.xyxy, pts_s)
+        obj = self._objects[known] if known is not None else None
+        if obj is not None and (
+            obj.is_stationary or pts_s - obj.first_seen_s > self.params.window_s + _EPS_S
+        ):
+            return obj  # settled: no longer matched against the lost ones
+        heir = self._lost_stationary_at(track.xyxy, pts_s)
+        if obj is not None:  # a young object
             if heir is None:
                 return obj
             self._absorb(obj, heir)
-        else:
-            heir = self._lost_stationary_at(track.xyxy, pts_s)
         if heir is not None:
             heir.track_id = track.track_id
             self._by_track[track.track_id] = heir.object_id
@@ -266,10 +266,6 @@ def _part_of(
     box: tuple[float, float, float, float], place: tuple[float, float, float, float]
 ) -> bool:
     """Whether ``box`` looks like a partial view of what stands at ``place``."""
-    ix = min(box[2], place[2]) - max(box[0], place[0])
-    iy = min(box[3], place[3]) - max(box[1], place[1])
-    if ix <= 0 or iy <= 0:
-        return False
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    place_area = (place[2] - place[0]) * (place[3] - place[1])
-    return ix * iy >= _PART_INSIDE * area and area >= _PART_SIZE * place_area
+    area = box_area(box)
+    shared = intersection(box, place)
+    return shared > 0 and shared >= _PART_INSIDE * area and area >= _PART_SIZE * box_area(place)

@@ -102,6 +102,7 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
     ready_lock = asyncio.Lock()
     ready = asyncio.Event()
     pool_open = asyncio.Event()
+    held: set[faust.types.TP] = set()  # the partitions of the last assignment
 
     async def ensure_ready() -> None:
         """Open the pool and rebuild the processor's state from the database, once."""
@@ -295,8 +296,14 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         for them, which this worker's memory does not hold (it would open a second order for
         the same spot): read the state again from the database before the next batch. The
         previous owner has committed everything it acknowledged: Faust waits for each
-        worker's records in hand to be acknowledged before partitions are assigned again."""
-        ready.clear()
+        worker's records in hand to be acknowledged before partitions are assigned again.
+        A rebalance that leaves this worker what it had (another one joined or left
+        elsewhere) reads nothing."""
+        arrived = assigned - held
+        held.clear()
+        held.update(assigned)
+        if arrived:
+            ready.clear()
 
     @app.timer(interval=TICK_S)
     async def sla_and_quiet_timer() -> None:
