@@ -127,8 +127,13 @@ def rendered_video(scenario_name: str, seconds: float) -> tuple[Path, float, int
 
 # -- the agent's config and publisher ---------------------------------------------------------
 def detector_config(backend: DetectorBackend, imgsz: int, pt: Path | None) -> DetectorConfig:
+    """The suite camera's detector (its class floors too) on ``backend`` at ``imgsz``; the
+    bare loop and the agent both use it."""
     weights = pt if backend == "ultralytics" and pt is not None else None
-    return DetectorConfig(backend=backend, imgsz=imgsz, weights=weights)
+    template = next(c for c in load_config(SUITE).devices.cameras if c.id == TEMPLATE_CAMERA)
+    return DetectorConfig.model_validate(
+        {**template.detector.model_dump(), "backend": backend, "imgsz": imgsz, "weights": weights}
+    )
 
 
 def bench_config(

@@ -245,10 +245,7 @@ class CameraPipeline:
     def _smoke_confirmed(self, frame: Frame, detections: Detections) -> bool | None:
         if self._smoke_opinion is None:
             return None
-        keep = [i for i, name in enumerate(detections.class_name) if name == SMOKE]
-        smoke = Detections(
-            detections.xyxy[keep], detections.confidence[keep], tuple([SMOKE] * len(keep))
-        )
+        smoke = detections.where(np.array([name == SMOKE for name in detections.class_name]))
         return bool(self._smoke_opinion.opinion(frame.image, smoke).any())
 
     def _emit(self, events: list[RuleEvent], frame: Frame) -> CameraOutput:

@@ -76,6 +76,13 @@ class Detections:
     def __len__(self) -> int:
         return len(self.class_name)
 
+    def where(self, keep: NDArray[np.bool_]) -> Detections:
+        """The detections whose entry in ``keep`` is true, in their order."""
+        if keep.all():
+            return self
+        names = tuple(name for name, kept in zip(self.class_name, keep, strict=True) if kept)
+        return Detections(self.xyxy[keep], self.confidence[keep], names)
+
     def __iter__(self) -> Iterator[Detection]:
         for (x1, y1, x2, y2), conf, name in zip(
             self.xyxy.tolist(), self.confidence.tolist(), self.class_name, strict=True

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from citywatch.config.detector import DetectorConfig
 from citywatch.models.detections import Detections, Detector
 
@@ -23,7 +25,6 @@ __all__ = [
     "UnknownClass",
     "WeightsNotFound",
     "check_weights",
-    "drop_empty_boxes",
     "load_detector",
     "require_classes",
 ]
@@ -110,9 +111,12 @@ class ModelClasses:
 
 
 class MappedClassesMixin:
-    """What both YOLO backends say about their classes, from their :class:`ModelClasses`."""
+    """What both YOLO backends share: their classes, from their :class:`ModelClasses`, and
+    the confidence floors their boxes must clear."""
 
     _mapping: ModelClasses
+    confidence: float
+    class_confidence: Mapping[str, float]
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -126,16 +130,28 @@ class MappedClassesMixin:
     def require_classes(self, names: Iterable[str], context: str = "a rule") -> None:
         require_classes(self, names, context)  # type: ignore[arg-type]
 
+    def _set_floors(self, confidence: float, class_confidence: Mapping[str, float] | None) -> None:
+        self.confidence = confidence
+        self.class_confidence = dict(class_confidence or {})
+        unknown = sorted(set(self.class_confidence) - set(self.classes))
+        if unknown:
+            raise UnknownClass(unknown, self.classes, "detector.class_confidence")
 
-def drop_empty_boxes(detections: Detections) -> Detections:
-    """Without boxes of zero width or height: those lying wholly in the letterbox padding,
-    clipped flat at the image edge. Both backends apply it, so they still agree."""
-    xyxy = detections.xyxy
-    keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
-    if keep.all():
-        return detections
-    names = tuple(name for name, kept in zip(detections.class_name, keep, strict=True) if kept)
-    return Detections(xyxy[keep], detections.confidence[keep], names)
+    @property
+    def model_confidence(self) -> float:
+        """What the model runs with: the lowest floor of any class."""
+        return min([self.confidence, *self.class_confidence.values()])
+
+    def _finish(self, detections: Detections) -> Detections:
+        """Both backends' last step, so they still agree: no empty boxes (those lying wholly
+        in the letterbox padding, clipped flat at the image edge), and each box above its
+        class's floor (the model ran at the lowest)."""
+        xyxy = detections.xyxy
+        keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+        if self.class_confidence:
+            floors = [self.class_confidence.get(n, self.confidence) for n in detections.class_name]
+            keep &= detections.confidence > np.asarray(floors, np.float32)
+        return detections.where(keep)
 
 
 def require_classes(detector: Detector, wanted: Iterable[str], context: str = "a rule") -> None:
@@ -160,6 +176,7 @@ def load_detector(config: DetectorConfig, models_dir: Path = MODELS_DIR) -> Dete
             weights,
             imgsz=config.imgsz,
             confidence=config.confidence,
+            class_confidence=config.class_confidence,
             iou=config.iou,
             class_map=config.class_map,
             threads=config.threads,
@@ -171,6 +188,7 @@ def load_detector(config: DetectorConfig, models_dir: Path = MODELS_DIR) -> Dete
         weights,
         imgsz=config.imgsz,
         confidence=config.confidence,
+        class_confidence=config.class_confidence,
         iou=config.iou,
         class_map=config.class_map,
         device=config.device,

@@ -26,7 +26,6 @@ from citywatch.models.detector_factory import (
     ModelClasses,
     ModelFormatError,
     check_weights,
-    drop_empty_boxes,
 )
 
 __all__ = ["Letterbox", "OnnxDetector", "letterbox", "nms"]
@@ -98,6 +97,7 @@ class OnnxDetector(MappedClassesMixin):
         *,
         imgsz: int = 640,
         confidence: float = 0.25,
+        class_confidence: Mapping[str, float] | None = None,
         iou: float = 0.5,
         class_map: Mapping[str, str] | None = None,
         threads: int | None = None,
@@ -139,7 +139,7 @@ class OnnxDetector(MappedClassesMixin):
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
         self.input_hw = _input_size(model_input.shape, imgsz, meta, self.weights)
-        self.confidence = confidence
+        self._set_floors(confidence, class_confidence)
         self.iou = iou
 
     def detect(self, image: Image) -> Detections:
@@ -154,7 +154,7 @@ class OnnxDetector(MappedClassesMixin):
             return Detections.empty()
         boxes = _undo_letterbox(boxes, placement, image.shape[:2])
         names = tuple(self._mapping.names[int(c)] for c in class_ids)
-        return drop_empty_boxes(Detections(boxes, np.clip(scores, 0.0, 1.0), names))
+        return self._finish(Detections(boxes, np.clip(scores, 0.0, 1.0), names))
 
     def _decode(
         self, raw: NDArray[np.float32]
@@ -171,7 +171,7 @@ class OnnxDetector(MappedClassesMixin):
         class_scores = raw[4:]
         class_ids = class_scores.argmax(axis=0)
         scores = class_scores[class_ids, np.arange(raw.shape[1])]
-        keep = scores > self.confidence
+        keep = scores > self.model_confidence
         cx, cy, w, h = raw[:4, keep]
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
         scores, class_ids = scores[keep], class_ids[keep]
@@ -183,7 +183,7 @@ class OnnxDetector(MappedClassesMixin):
         self, raw: NDArray[np.float32]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.intp]]:
         """(N, 6) rows of x1, y1, x2, y2, score, class from a model with NMS built in."""
-        keep = raw[:, 4] > self.confidence
+        keep = raw[:, 4] > self.model_confidence
         rows = raw[keep][:MAX_DET]
         return (
             rows[:, :4].astype(np.float32),

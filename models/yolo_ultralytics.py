@@ -21,7 +21,6 @@ from citywatch.models.detector_factory import (
     ModelClasses,
     ModelFormatError,
     check_weights,
-    drop_empty_boxes,
 )
 
 __all__ = ["UltralyticsDetector"]
@@ -50,6 +49,7 @@ class UltralyticsDetector(MappedClassesMixin):
         *,
         imgsz: int = 640,
         confidence: float = 0.25,
+        class_confidence: Mapping[str, float] | None = None,
         iou: float = 0.5,
         class_map: Mapping[str, str] | None = None,
         device: str = "cpu",
@@ -72,7 +72,7 @@ class UltralyticsDetector(MappedClassesMixin):
             self._model.names, class_map or {}, source=str(self.weights)
         )
         self.imgsz = imgsz
-        self.confidence = confidence
+        self._set_floors(confidence, class_confidence)
         self.iou = iou
         self.device = device
 
@@ -80,7 +80,7 @@ class UltralyticsDetector(MappedClassesMixin):
         result = self._model.predict(
             image,
             imgsz=self.imgsz,
-            conf=self.confidence,
+            conf=self.model_confidence,
             iou=self.iou,
             device=self.device,
             rect=False,  # pad to the full square, as a fixed-size ONNX export must
@@ -92,4 +92,4 @@ class UltralyticsDetector(MappedClassesMixin):
         xyxy = boxes.xyxy.cpu().numpy().astype(np.float32)
         confidence = np.clip(boxes.conf.cpu().numpy().astype(np.float32), 0.0, 1.0)
         names = tuple(self._mapping.names[int(c)] for c in boxes.cls.cpu().numpy())
-        return drop_empty_boxes(Detections(xyxy, confidence, names))
+        return self._finish(Detections(xyxy, confidence, names))

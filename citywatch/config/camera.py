@@ -307,6 +307,7 @@ class CameraConfig(ConfigModel):
         verify_rules_do_not_watch_masks(self)
         verify_names_unique(self)
         verify_tracker_tracks_what_rules_accept(self)
+        verify_detector_passes_what_rules_accept(self)
         verify_calibration_has_an_origin(self)
         return self
 
@@ -399,4 +400,23 @@ def verify_tracker_tracks_what_rules_accept(camera: CameraConfig) -> None:
                 f"rule {rule.name!r}: min_confidence {rule.min_confidence} is below"
                 f" tracker.high_confidence {floor}, so objects in between never get a track;"
                 " raise min_confidence or lower tracker.high_confidence"
+            )
+
+
+def verify_detector_passes_what_rules_accept(camera: CameraConfig) -> None:
+    """Boxes under the detector's floor for their class never leave it, so a rule accepting
+    less than every one of its classes' floors would silently not do what it says."""
+    detector = camera.detector
+    for rule in camera.rules:
+        floor = min(detector.floor(name) for name in rule.classes)
+        if rule.min_confidence < floor:
+            where = (
+                f"detector.class_confidence {rule.classes[0]}"
+                if len(rule.classes) == 1
+                else "detector.class_confidence for one of its classes"
+            )
+            raise ValueError(
+                f"rule {rule.name!r}: min_confidence {rule.min_confidence} is below the"
+                f" detector's floor {floor} for {list(rule.classes)}, so boxes in between never"
+                f" reach the rule; raise min_confidence or lower {where}"
             )

@@ -8,7 +8,7 @@ names (``automobile``, ``fire_smoke``) serves the same rules without retraining.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -217,6 +217,15 @@ class DetectorConfig(ConfigModel):
         title="NMS IoU",
         description="overlap above which the weaker of two boxes of one class is dropped",
     )
+    class_confidence: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict,
+        title="Per-class confidence",
+        description=(
+            "citywatch class → its own floor instead of `confidence`, e.g. {smoke: 0.1}:"
+            " a plume scores low while it is young or dark, and the smoke rule's persistence"
+            " window is what keeps its stray boxes out; vehicles keep the stricter floor"
+        ),
+    )
     class_map: dict[str, str] = Field(
         default_factory=dict,
         title="Class map",
@@ -252,6 +261,15 @@ class DetectorConfig(ConfigModel):
             " confirm_with_classical ask for a second opinion"
         ),
     )
+
+    def floor(self, class_name: str) -> float:
+        """The confidence a box of ``class_name`` needs to leave the detector."""
+        return self.class_confidence.get(class_name, self.confidence)
+
+    @property
+    def model_floor(self) -> float:
+        """The lowest floor of any class: what the model itself is run with."""
+        return min([self.confidence, *self.class_confidence.values()])
 
     @field_validator("class_map")
     @classmethod

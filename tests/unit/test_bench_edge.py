@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from citywatch.config.detector import BUNDLED_WEIGHTS, DetectorConfig
+from citywatch.config.detector import BUNDLED_WEIGHTS
 from citywatch.models.detector_factory import MODELS_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def test_bench_camera_detects_every_frame_as_fast_as_possible(
 ) -> None:
     """The benchmark camera plays the file at full speed, detecting every frame, no schedule."""
     path, fps, _ = video
-    config = bench.bench_config(path, fps, DetectorConfig(backend="onnx", imgsz=320), cameras=2)
+    config = bench.bench_config(path, fps, bench.detector_config("onnx", 320, None), cameras=2)
     cameras = [c for c in config.devices.cameras if c.gateway == bench.GATEWAY]
     assert [c.id for c in cameras] == ["cam-bench-0", "cam-bench-1"]
     for camera in cameras:
@@ -57,7 +57,7 @@ def test_bare_loop_and_agent_see_the_same_frames(
     """Both loops process every frame of the video; the agent publishes into its outbox."""
     path, fps, frames = video
     bare = bench.bare_onnx(path, 320, lambda **_: None)
-    config = bench.bench_config(path, fps, DetectorConfig(backend="onnx", imgsz=320))
+    config = bench.bench_config(path, fps, bench.detector_config("onnx", 320, None))
     agent = bench.agent(config, tmp_path, True, lambda **_: None)
     assert bare.frames == agent.frames == frames
     assert agent.outbox >= 1  # the gateway's closing telemetry, at least

@@ -21,12 +21,14 @@ from citywatch.config.camera import (
     TrackerConfig,
     Zone,
     verify_area_range,
+    verify_detector_passes_what_rules_accept,
     verify_names_unique,
     verify_rules_do_not_watch_masks,
     verify_rules_use_known_zones,
     verify_tracker_tracks_what_rules_accept,
     verify_zone_polygon,
 )
+from citywatch.config.detector import DetectorConfig
 
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo-district.yaml"
 SQUARE = [[0.1, 0.5], [0.9, 0.5], [0.9, 0.9], [0.1, 0.9]]
@@ -236,6 +238,19 @@ def test_verify_tracker_tracks_what_rules_accept_ignores_smoke() -> None:
     """Smoke is judged on raw detections, so its min_confidence may be below the tracker's."""
     rule = SmokeRule(name="s", zones=("curb",), min_confidence=0.1)
     verify_tracker_tracks_what_rules_accept(_camera(rules=(rule,)))
+
+
+def test_a_rule_below_the_detector_floor_for_its_class_is_refused() -> None:
+    """Boxes under the detector's floor never reach a rule: a smoke rule at 0.1 behind the
+    default floor of 0.25 would silently behave as 0.25, so the error says what to lower."""
+    rule = SmokeRule(name="burning", zones=("curb",), min_confidence=0.1)
+    with pytest.raises(
+        ValueError, match=r"'burning'.*floor 0\.25.*detector\.class_confidence smoke"
+    ):
+        verify_detector_passes_what_rules_accept(_camera(rules=(rule,)))
+    lowered = DetectorConfig(class_confidence={"smoke": 0.1})
+    verify_detector_passes_what_rules_accept(_camera(rules=(rule,), detector=lowered))
+    assert (lowered.floor("smoke"), lowered.floor("car"), lowered.model_floor) == (0.1, 0.25, 0.1)
 
 
 def test_schedule_needs_at_least_one_day() -> None:

@@ -94,6 +94,27 @@ def test_onnx_backend_decodes_nms_and_undoes_the_letterbox(fake_onnx: Path) -> N
     assert found.xyxy[2].tolist() == pytest.approx([540, 280, 640, 360])  # clipped at x=640
 
 
+def test_a_class_floor_lets_that_class_through_lower_and_no_other(fake_onnx: Path) -> None:
+    """``class_confidence`` lowers one class's floor (young, dark smoke scores low) while the
+    vehicles keep ``confidence``; the floors apply to citywatch's class names."""
+    detector = OnnxDetector(
+        fake_onnx,
+        confidence=0.75,
+        class_confidence={"smoke": 0.05},
+        class_map={"automobile": "car"},
+    )
+    found = detector.detect(np.zeros((320, 320, 3), np.uint8))
+    assert detector.model_confidence == 0.05
+    assert found.class_name == ("car", "smoke", "smoke")  # the 0.7 truck stays out
+    assert found.confidence.tolist() == pytest.approx([0.9, 0.6, 0.1])
+
+
+def test_a_class_floor_for_a_class_the_model_lacks_is_refused(fake_onnx: Path) -> None:
+    """A floor for a class no box can have is a typo: say so, and what the model has."""
+    with pytest.raises(UnknownClass, match=r"class_confidence.*\['fire'\].*'automobile'"):
+        OnnxDetector(fake_onnx, class_confidence={"fire": 0.1})
+
+
 def test_onnx_backend_maps_model_classes_to_citywatch_classes(fake_onnx: Path) -> None:
     """``class_map`` renames a model class; unlisted classes keep their names."""
     detector = OnnxDetector(fake_onnx, class_map={"automobile": "car"})
@@ -336,6 +357,8 @@ def test_ultralytics_backend_maps_classes_and_checks_rules(
         detector_factory.require_classes(detector, ["fire"])
     with pytest.raises(UnknownClass, match="lorry"):
         load_detector(config.model_copy(update={"class_map": {"lorry": "truck"}}))
+    floors = load_detector(config.model_copy(update={"class_confidence": {"smoke": 0.05}}))
+    assert floors.model_confidence == 0.05  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("spin_wait", [False, True])
