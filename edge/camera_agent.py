@@ -123,15 +123,16 @@ class CameraWorker:
             loop=camera.source.loop,
         )
         self.pipeline: CameraPipeline | None = None
-        self._pending: CameraConfig | None = None
+        self._pending: tuple[CameraConfig, Detector] | None = None
         self._was_dark = False
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._main, name=f"camera-{camera.id}", daemon=True)
 
-    def reconfigure(self, camera: CameraConfig) -> None:
-        """Hand a changed config to the camera thread (applied before its next frame)."""
+    def reconfigure(self, camera: CameraConfig, detector: Detector | None = None) -> None:
+        """Hand a changed config (and the detector its settings now call for) to the camera
+        thread, which applies both before its next frame."""
         with self._lock:
-            self._pending = camera
+            self._pending = (camera, detector or self.detector)
 
     def _main(self) -> None:
         try:
@@ -230,19 +231,22 @@ class CameraWorker:
     def _apply_pending(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, None
-        if pending is None or self.pipeline is None:
-            if pending is not None:
-                self.camera = pending
+        if pending is None:
             return
-        for part in ("source", "detector"):
-            if getattr(pending, part) != getattr(self.camera, part):
-                log.warning(
-                    "camera %s: a changed %s applies after a restart; zones and rules apply now",
-                    self.camera.id,
-                    part,
-                )
-        out = self.pipeline.reconfigure(pending)
-        self.camera = pending
+        camera, self.detector = pending
+        if self.pipeline is None:
+            self.camera = camera
+            return
+        if camera.source != self.camera.source:
+            log.warning(
+                "camera %s: a changed source applies after a restart; the rest applies now",
+                self.camera.id,
+            )
+        if camera.detector != self.camera.detector:
+            log.info("camera %s: new detector settings applied", self.camera.id)
+        self.pipeline.detector = self.detector
+        out = self.pipeline.reconfigure(camera)
+        self.camera = camera
         self.stats.reloads += 1
         self._publish(out.messages)
 
@@ -445,20 +449,22 @@ class CameraGateway:
         return self.apply(config)
 
     def apply(self, config: CitywatchConfig) -> bool:
-        """Hand each running camera its new zones and rules (sources restart only with us)."""
+        """Hand each running camera its new zones, rules and detector settings (a changed
+        model is loaded first: one that fails to load refuses the whole change); sources
+        restart only with us."""
         cameras = {c.id: c for c in config.devices.cameras if c.gateway == self.gateway_id}
         try:
-            for camera_id, camera in cameras.items():
-                if camera_id in self.workers:
-                    require_classes(
-                        self.workers[camera_id].detector,
-                        sorted(rule_classes(camera)),
-                        f"camera {camera_id}",
-                    )
+            detectors = {
+                camera_id: self._detector_for(camera)
+                for camera_id, camera in cameras.items()
+                if camera_id in self.workers
+            }
         except Exception as exc:
             self.reload_failures += 1
             log.error("config change rejected, the running rules stay: %s", exc)
             return False
+        in_use = {camera.detector.model_dump_json() for camera in cameras.values()}
+        self._detectors = {k: d for k, d in self._detectors.items() if k in in_use}
         added = sorted(set(cameras) - set(self.workers))
         removed = sorted(set(self.workers) - set(cameras))
         if added or removed:
@@ -467,7 +473,7 @@ class CameraGateway:
             )
         for camera_id, worker in self.workers.items():
             if camera_id in cameras and cameras[camera_id] != worker.camera:
-                worker.reconfigure(cameras[camera_id])
+                worker.reconfigure(cameras[camera_id], detectors[camera_id])
                 log.info("camera %s: new zones and rules applied", camera_id)
         self.config = config
         return True

@@ -71,7 +71,45 @@ def test_a_changed_rule_reaches_the_running_cameras(suite_copy: Path) -> None:
     assert gateway.check_reload()
     worker = gateway.workers[CAMERA]
     assert worker._pending is not None
-    assert worker._pending.rules[0].dwell.total_seconds() == 45  # type: ignore[union-attr]
+    camera, detector = worker._pending
+    assert camera.rules[0].dwell.total_seconds() == 45  # type: ignore[union-attr]
+    assert detector is worker.detector  # same detector settings: the same model
+
+
+def test_changed_detector_settings_reach_the_running_cameras(suite_copy: Path) -> None:
+    """An operator lowering the smoke floor gets it without a restart: the model is loaded
+    with the new settings, once for all cameras that share them, before the change lands."""
+    gateway = _gateway(suite_copy)
+    before = gateway.workers[CAMERA].detector
+    _edit(
+        _cameras_file(suite_copy),
+        "{class_confidence: {smoke: 0.1}}",
+        "{class_confidence: {smoke: 0.08}}",
+    )
+    assert gateway.check_reload()
+    pending = [worker._pending for worker in gateway.workers.values()]
+    assert all(p is not None for p in pending)
+    detectors = {id(p[1]) for p in pending if p is not None}
+    assert len(detectors) == 1 and before not in [p[1] for p in pending if p is not None]
+    camera, detector = gateway.workers[CAMERA]._pending  # type: ignore[misc]
+    assert camera.detector.class_confidence == {"smoke": 0.08}
+    assert detector._detector.model_confidence == 0.08  # type: ignore[attr-defined]
+    worker = gateway.workers[CAMERA]
+    worker._apply_pending()  # what the camera thread does before its next frame
+    assert worker.detector is detector and worker.camera == camera
+
+
+def test_a_detector_change_whose_model_fails_to_load_is_refused(suite_copy: Path) -> None:
+    """Missing weights on reload: the change is refused as a whole, the cameras keep going."""
+    gateway = _gateway(suite_copy)
+    _edit(
+        _cameras_file(suite_copy),
+        "{class_confidence: {smoke: 0.1}}",
+        "{class_confidence: {smoke: 0.1}, weights: /nowhere/model.onnx}",
+    )
+    assert not gateway.check_reload()
+    assert gateway.reload_failures == 1
+    assert all(worker._pending is None for worker in gateway.workers.values())
 
 
 def test_an_invalid_change_is_refused_with_file_line_and_field(
@@ -105,9 +143,9 @@ def test_nothing_changed_means_no_reload(suite_copy: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (("source: {url: \"synthetic:parked-car\", detect_fps: 5}",
-          "source: {url: \"synthetic:parked-car\", detect_fps: 5}\n      detector: {weights: /nowhere/model.onnx}"),
-         "/nowhere/model.onnx"),
+        (("detector: &suite-detector {class_confidence: {smoke: 0.1}}",
+          "detector: &suite-detector {class_confidence: {smoke: 0.1}, weights: /nowhere/model.onnx}"),
+         "not found at /nowhere/model.onnx"),
         (("zones: [no-parking-curb], dwell: 20s,", "zones: [no-parking-curb], dwell: 20s, classes: [tractor],"),
          "tractor"),
     ],
