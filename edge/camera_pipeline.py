@@ -35,6 +35,7 @@ from citywatch.edge.ground import GroundProjection
 from citywatch.hardware.frames import Frame
 from citywatch.hardware.video_source import DetectionCadence
 from citywatch.models.detections import Detections, Detector
+from citywatch.models.smoke_change import corroborated
 from citywatch.models.smoke_classical import ClassicalSmokeDetector
 
 __all__ = ["CameraOutput", "CameraPipeline", "PipelineStats"]
@@ -115,6 +116,8 @@ class CameraPipeline:
         self.camera = camera
         self.tz = tz
         self.start_time = start_time
+        self._shared_detector: Detector | None = None
+        self._detector: Detector | None = None
         self.detector = detector
         self.evidence = evidence
         self.clip_settings = clips
@@ -144,6 +147,19 @@ class CameraPipeline:
             self._clips = (
                 ClipWorker(recorder, name=f"clips-{camera.id}") if clip_thread else recorder
             )
+
+    @property
+    def detector(self) -> Detector | None:
+        """This camera's detector: the (possibly shared) model, with its weak smoke boxes
+        corroborated when the camera's detector settings ask for it."""
+        return self._detector
+
+    @detector.setter
+    def detector(self, detector: Detector | None) -> None:
+        if detector is self._shared_detector and self._detector is not None:
+            return  # the same model again: keep this camera's corroboration state
+        self._shared_detector = detector
+        self._detector = corroborated(detector, self.camera.detector) if detector else None
 
     # -- time ----------------------------------------------------------------------------------
     def wall_time(self, pts_s: float) -> datetime:
@@ -213,8 +229,11 @@ class CameraPipeline:
         """Apply changed zones and rules without losing the objects' dwell clocks."""
         if camera.id != self.camera.id:
             raise ValueError(f"cannot reconfigure camera {self.camera.id} as {camera.id}")
+        detector_changed = camera.detector != self.camera.detector
         self.camera = camera
         self._ground = self._ground_for(camera)
+        if detector_changed and self._shared_detector is not None:
+            self._detector = corroborated(self._shared_detector, camera.detector)
         wanted = self._opinion_config(camera)
         if wanted != self.classical_smoke:  # new thresholds: learn the background afresh
             self._smoke_opinion = ClassicalSmokeDetector(wanted) if wanted is not None else None

@@ -222,10 +222,11 @@ def edge_detect(
     from citywatch.edge.detection_file import write_detections
     from citywatch.hardware.video_source import VideoSource
     from citywatch.models.detector_factory import load_detector
+    from citywatch.models.smoke_change import corroborated
 
     cfg = _load(config)
     cam = _camera(cfg, camera)
-    detector = load_detector(cam.detector)
+    detector = corroborated(load_detector(cam.detector), cam.detector)
     rows = []
     with (
         VideoSource(str(video), detect_fps=cam.source.detect_fps) as source,

@@ -408,7 +408,7 @@ def verify_detector_passes_what_rules_accept(camera: CameraConfig) -> None:
     less than every one of its classes' floors would silently not do what it says."""
     detector = camera.detector
     for rule in camera.rules:
-        floor = min(detector.floor(name) for name in rule.classes)
+        floor = min(detector.reach(name) for name in rule.classes)
         if rule.min_confidence < floor:
             where = (
                 f"detector.class_confidence {rule.classes[0]}"

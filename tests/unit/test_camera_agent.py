@@ -77,14 +77,14 @@ def test_a_changed_rule_reaches_the_running_cameras(suite_copy: Path) -> None:
 
 
 def test_changed_detector_settings_reach_the_running_cameras(suite_copy: Path) -> None:
-    """An operator lowering the smoke floor gets it without a restart: the model is loaded
+    """An operator lowering the weak-smoke floor gets it without a restart: the model is loaded
     with the new settings, once for all cameras that share them, before the change lands."""
     gateway = _gateway(suite_copy)
     before = gateway.workers[CAMERA].detector
     _edit(
         _cameras_file(suite_copy),
-        "{class_confidence: {smoke: 0.1}}",
-        "{class_confidence: {smoke: 0.08}}",
+        "{corroborated_smoke: 0.05}",
+        "{corroborated_smoke: 0.04}",
     )
     assert gateway.check_reload()
     pending = [worker._pending for worker in gateway.workers.values()]
@@ -92,8 +92,8 @@ def test_changed_detector_settings_reach_the_running_cameras(suite_copy: Path) -
     detectors = {id(p[1]) for p in pending if p is not None}
     assert len(detectors) == 1 and before not in [p[1] for p in pending if p is not None]
     camera, detector = gateway.workers[CAMERA]._pending  # type: ignore[misc]
-    assert camera.detector.class_confidence == {"smoke": 0.08}
-    assert detector._detector.model_confidence == 0.08  # type: ignore[attr-defined]
+    assert camera.detector.corroborated_smoke == 0.04
+    assert detector._detector.model_confidence == 0.04  # type: ignore[attr-defined]
     worker = gateway.workers[CAMERA]
     worker._apply_pending()  # what the camera thread does before its next frame
     assert worker.detector is detector and worker.camera == camera
@@ -115,7 +115,7 @@ def test_an_invalid_change_is_refused_with_file_line_and_field(
     ("old", "new"),
     [
         ("zones: [no-parking-curb], dwell: 20s,", "zones: [no-parking-curb], dwell: 20s, classes: [tractor],"),
-        ("{class_confidence: {smoke: 0.1}}", "{class_confidence: {smoke: 0.1}, weights: /nowhere/model.onnx}"),
+        ("{corroborated_smoke: 0.05}", "{corroborated_smoke: 0.05, weights: /nowhere/model.onnx}"),
     ],
     ids=["rule for a class the model lacks", "model that fails to load"],
 )  # fmt: skip
@@ -138,8 +138,8 @@ def test_nothing_changed_means_no_reload(suite_copy: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (("detector: &suite-detector {class_confidence: {smoke: 0.1}}",
-          "detector: &suite-detector {class_confidence: {smoke: 0.1}, weights: /nowhere/model.onnx}"),
+        (("detector: &suite-detector {corroborated_smoke: 0.05}",
+          "detector: &suite-detector {corroborated_smoke: 0.05, weights: /nowhere/model.onnx}"),
          "not found at /nowhere/model.onnx"),
         (("zones: [no-parking-curb], dwell: 20s,", "zones: [no-parking-curb], dwell: 20s, classes: [tractor],"),
          "tractor"),

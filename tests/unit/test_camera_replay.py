@@ -22,6 +22,7 @@ from citywatch.edge.evidence import EvidenceStore
 from citywatch.edge.scenario_suite import suite_cases, truth_detections
 from citywatch.hardware.video_source import DetectionCadence
 from citywatch.models.detections import Detections
+from citywatch.models.smoke_change import SmokeCorroboration
 from tests.conftest import REPO
 
 SUITE = REPO / "configs" / "scenario-suite.yaml"
@@ -184,3 +185,42 @@ def test_the_classical_second_opinion_runs_with_the_cameras_thresholds() -> None
     assert pipeline.classical_smoke == SmokeOpinionConfig()
     pipeline.reconfigure(camera)
     assert pipeline.classical_smoke is None
+
+
+def test_weak_smoke_corroboration_is_per_camera_and_follows_its_settings() -> None:
+    """The suite's cameras corroborate weak smoke boxes: each pipeline wraps the shared
+    model in its own grey-change cue; handing it the same model again keeps the cue's
+    background; new detector settings build a new one; without the setting none runs."""
+    config = load_config(SUITE)
+    camera = next(c for c in config.devices.cameras if c.id == "cam-smoke-plume")
+    shared = FixedDetections()
+    pipelines = [
+        CameraPipeline(
+            site_id=config.site.id,
+            camera=camera,
+            tz=config.site.timezone,
+            start_time=datetime(2026, 5, 12, 6, 0, tzinfo=UTC),
+            detector=shared,
+        )
+        for _ in range(2)
+    ]
+    first, second = (p.detector for p in pipelines)
+    assert isinstance(first, SmokeCorroboration) and isinstance(second, SmokeCorroboration)
+    assert first.detector is shared and first.change is not second.change
+    pipelines[0].detector = shared
+    assert pipelines[0].detector is first
+    stricter = camera.detector.model_copy(update={"corroborated_smoke": 0.2})
+    pipelines[0].reconfigure(camera.model_copy(update={"detector": stricter}))
+    assert isinstance(pipelines[0].detector, SmokeCorroboration)
+    assert pipelines[0].detector is not first
+    plain = camera.detector.model_copy(update={"corroborated_smoke": None})
+    rules = tuple(r.model_copy(update={"min_confidence": 0.4}) for r in camera.rules)
+    pipelines[1].reconfigure(camera.model_copy(update={"detector": plain, "rules": rules}))
+    assert pipelines[1].detector is shared
+
+
+class FixedDetections:
+    classes = ("smoke",)
+
+    def detect(self, image: object) -> Detections:
+        return Detections.empty()
