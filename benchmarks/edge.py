@@ -61,7 +61,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -126,11 +126,18 @@ def rendered_video(scenario_name: str, seconds: float) -> tuple[Path, float, int
 
 
 # -- the agent's config and publisher ---------------------------------------------------------
+@cache
+def suite_config() -> tuple[CitywatchConfig, CameraConfig]:
+    """The suite's config and the camera the benchmark copies (read once per run)."""
+    suite = load_config(SUITE)
+    return suite, next(c for c in suite.devices.cameras if c.id == TEMPLATE_CAMERA)
+
+
 def detector_config(backend: DetectorBackend, imgsz: int, pt: Path | None) -> DetectorConfig:
     """The suite camera's detector (its class floors too) on ``backend`` at ``imgsz``; the
     bare loop and the agent both use it."""
     weights = pt if backend == "ultralytics" and pt is not None else None
-    template = next(c for c in load_config(SUITE).devices.cameras if c.id == TEMPLATE_CAMERA)
+    _, template = suite_config()
     return DetectorConfig.model_validate(
         {**template.detector.model_dump(), "backend": backend, "imgsz": imgsz, "weights": weights}
     )
@@ -140,8 +147,7 @@ def bench_config(
     video: Path, fps: float, detector: DetectorConfig, cameras: int = 1, read_ahead: int = 2
 ) -> CitywatchConfig:
     """The suite's site with ``cameras`` copies of its first camera playing ``video``."""
-    suite = load_config(SUITE)
-    template = next(c for c in suite.devices.cameras if c.id == TEMPLATE_CAMERA)
+    suite, template = suite_config()
     rules = []
     for rule in template.model_dump()["rules"]:
         rule["schedule"] = None  # the video's wall clock is "now": no rule may sleep

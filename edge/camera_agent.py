@@ -128,11 +128,11 @@ class CameraWorker:
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._main, name=f"camera-{camera.id}", daemon=True)
 
-    def reconfigure(self, camera: CameraConfig, detector: Detector | None = None) -> None:
-        """Hand a changed config (and the detector its settings now call for) to the camera
+    def reconfigure(self, camera: CameraConfig, detector: Detector) -> None:
+        """Hand a changed config and the detector its settings call for to the camera
         thread, which applies both before its next frame."""
         with self._lock:
-            self._pending = (camera, detector or self.detector)
+            self._pending = (camera, detector)
 
     def _main(self) -> None:
         try:
@@ -244,8 +244,7 @@ class CameraWorker:
             )
         if camera.detector != self.camera.detector:
             log.info("camera %s: new detector settings applied", self.camera.id)
-        self.pipeline.detector = self.detector
-        out = self.pipeline.reconfigure(camera)
+        out = self.pipeline.reconfigure(camera, self.detector)
         self.camera = camera
         self.stats.reloads += 1
         self._publish(out.messages)

@@ -116,9 +116,10 @@ class CameraPipeline:
         self.camera = camera
         self.tz = tz
         self.start_time = start_time
-        self._shared_detector: Detector | None = None
-        self._detector: Detector | None = None
-        self.detector = detector
+        self._shared_detector = detector
+        self.detector = corroborated(detector, camera.detector) if detector else None
+        """This camera's detector: the (possibly shared) model, with its weak smoke boxes
+        corroborated when the camera's detector settings ask for it."""
         self.evidence = evidence
         self.clip_settings = clips
         self.on_detections = on_detections
@@ -147,19 +148,6 @@ class CameraPipeline:
             self._clips = (
                 ClipWorker(recorder, name=f"clips-{camera.id}") if clip_thread else recorder
             )
-
-    @property
-    def detector(self) -> Detector | None:
-        """This camera's detector: the (possibly shared) model, with its weak smoke boxes
-        corroborated when the camera's detector settings ask for it."""
-        return self._detector
-
-    @detector.setter
-    def detector(self, detector: Detector | None) -> None:
-        if detector is self._shared_detector and self._detector is not None:
-            return  # the same model again: keep this camera's corroboration state
-        self._shared_detector = detector
-        self._detector = corroborated(detector, self.camera.detector) if detector else None
 
     # -- time ----------------------------------------------------------------------------------
     def wall_time(self, pts_s: float) -> datetime:
@@ -225,15 +213,18 @@ class CameraPipeline:
         if isinstance(self._clips, ClipWorker):
             self._clips.close()
 
-    def reconfigure(self, camera: CameraConfig) -> CameraOutput:
-        """Apply changed zones and rules without losing the objects' dwell clocks."""
+    def reconfigure(self, camera: CameraConfig, detector: Detector | None = None) -> CameraOutput:
+        """Apply changed zones, rules and detector settings without losing the objects'
+        dwell clocks; ``detector``: the model the new settings call for (default: the one in
+        use). The same model under the same settings keeps this camera's smoke cue."""
         if camera.id != self.camera.id:
             raise ValueError(f"cannot reconfigure camera {self.camera.id} as {camera.id}")
-        detector_changed = camera.detector != self.camera.detector
+        shared = detector or self._shared_detector
+        if shared is not self._shared_detector or camera.detector != self.camera.detector:
+            self._shared_detector = shared
+            self.detector = corroborated(shared, camera.detector) if shared else None
         self.camera = camera
         self._ground = self._ground_for(camera)
-        if detector_changed and self._shared_detector is not None:
-            self._detector = corroborated(self._shared_detector, camera.detector)
         wanted = self._opinion_config(camera)
         if wanted != self.classical_smoke:  # new thresholds: learn the background afresh
             self._smoke_opinion = ClassicalSmokeDetector(wanted) if wanted is not None else None

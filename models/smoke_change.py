@@ -5,9 +5,10 @@ also lets through what it half takes for smoke and that stays put (a grey umbrel
 stall's awning). Smoke moves: it turns the place it covers grey against what was there.
 So boxes scored between ``detector.corroborated_smoke`` and smoke's floor are kept only
 when at least ``classical_smoke.min_change_fraction`` of the box differs from a running
-background and is unsaturated. That is the cheap part of the classical detector (its
-motion and colour cues at half its working width, ~0.2 ms a 1280×720 frame), without its texture and persistence tests:
-here the model has already said "smoke", the cue only has to say "and it moves".
+background and is unsaturated. That is the cheap part of the classical detector (its motion
+and colour cues at half its working width, ~0.2 ms a 1280×720 frame), without its texture
+and persistence tests: here the model has already said "smoke", the cue only has to say
+"and it moves".
 
 Stateful over one camera's frames: one :class:`SmokeCorroboration` per camera, wrapping the
 detector the cameras may share.
@@ -21,7 +22,7 @@ from numpy.typing import NDArray
 
 from citywatch.config.detector import SMOKE_CLASS, DetectorConfig, SmokeOpinionConfig
 from citywatch.models.detections import Detections, Detector, Image
-from citywatch.models.smoke_classical import scale_to_width
+from citywatch.models.smoke_classical import learn_background, scale_to_width, share_of_box
 
 __all__ = ["GreyChange", "SmokeCorroboration", "corroborated"]
 
@@ -52,20 +53,13 @@ class GreyChange:
         moving = np.abs(gray - self._background) > cfg.diff_threshold
         saturation = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)[:, :, 1]
         self._grey_change = moving & (saturation <= cfg.max_saturation)
-        alpha = np.where(moving, cfg.foreground_alpha, cfg.background_alpha).astype(np.float32)
-        self._background += alpha * (gray - self._background)
+        learn_background(self._background, gray, moving, cfg)
 
     def cover(self, box: NDArray[np.float32] | tuple[float, float, float, float]) -> float:
         """Share of ``box`` (xyxy, source pixels) that turned grey in the last frame fed."""
         if self._grey_change is None:
             return 0.0
-        h, w = self._grey_change.shape
-        x1, y1, x2, y2 = (float(v) * self._scale for v in box)
-        c1, r1 = int(np.clip(np.floor(x1), 0, w)), int(np.clip(np.floor(y1), 0, h))
-        c2, r2 = int(np.clip(np.ceil(x2), 0, w)), int(np.clip(np.ceil(y2), 0, h))
-        if c2 <= c1 or r2 <= r1:
-            return 0.0
-        return float(self._grey_change[r1:r2, c1:c2].mean())
+        return share_of_box(self._grey_change, self._scale, box)
 
 
 class SmokeCorroboration:

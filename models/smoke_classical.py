@@ -32,7 +32,13 @@ from numpy.typing import NDArray
 from citywatch.config.detector import SMOKE_CLASS, SmokeOpinionConfig
 from citywatch.models.detections import Detections, Image
 
-__all__ = ["SMOKE", "ClassicalSmokeDetector", "scale_to_width"]
+__all__ = [
+    "SMOKE",
+    "ClassicalSmokeDetector",
+    "learn_background",
+    "scale_to_width",
+    "share_of_box",
+]
 
 SMOKE = SMOKE_CLASS
 _TEXTURE_WINDOW_PX = 9
@@ -87,13 +93,7 @@ class ClassicalSmokeDetector:
         """Whether the last frame fed shows lasting smoke over ``box`` (xyxy source pixels)."""
         if self._smoke is None:
             return False
-        h, w = self._smoke.shape
-        x1, y1, x2, y2 = (float(v) * self._scale for v in box)
-        c1, r1 = int(np.clip(np.floor(x1), 0, w)), int(np.clip(np.floor(y1), 0, h))
-        c2, r2 = int(np.clip(np.ceil(x2), 0, w)), int(np.clip(np.ceil(y2), 0, h))
-        if c2 <= c1 or r2 <= r1:
-            return False
-        return float(self._smoke[r1:r2, c1:c2].mean()) >= self.config.min_box_fraction
+        return share_of_box(self._smoke, self._scale, box) >= self.config.min_box_fraction
 
     def _update(self, image: Image) -> Mask:
         """Advance the model by one frame and return the lasting-smoke mask (working size)."""
@@ -131,10 +131,7 @@ class ClassicalSmokeDetector:
         )
         self._smoke = self._anchored(lasting)
 
-        # Still pixels teach the background quickly, changed ones (smoke too) slowly, so a
-        # plume is not absorbed before it has been reported.
-        alpha = np.where(moving, cfg.foreground_alpha, cfg.background_alpha).astype(np.float32)
-        self._background += alpha * (gray - self._background)
+        learn_background(self._background, gray, moving, cfg)
         return self._smoke
 
     def _anchored(self, lasting: NDArray[np.uint8]) -> Mask:
@@ -228,6 +225,29 @@ class ClassicalSmokeDetector:
     def _resize(self, image: Image) -> Image:
         small, self._scale = scale_to_width(image, self.config.work_width_px)
         return small
+
+
+def learn_background(
+    background: FloatImage, gray: FloatImage, moving: Mask, config: SmokeOpinionConfig
+) -> None:
+    """Blend ``gray`` into ``background`` in place. Still pixels teach it quickly, changed
+    ones (smoke too) slowly, so a plume is not absorbed before it has been judged."""
+    alpha = np.where(moving, config.foreground_alpha, config.background_alpha)
+    background += alpha.astype(np.float32) * (gray - background)
+
+
+def share_of_box(
+    mask: Mask, scale: float, box: NDArray[np.float32] | tuple[float, float, float, float]
+) -> float:
+    """Share of ``box`` (xyxy, source pixels) that ``mask`` (working size, ``scale`` of the
+    source) covers; 0 for a box outside it."""
+    h, w = mask.shape
+    x1, y1, x2, y2 = (float(v) * scale for v in box)
+    c1, r1 = int(np.clip(np.floor(x1), 0, w)), int(np.clip(np.floor(y1), 0, h))
+    c2, r2 = int(np.clip(np.ceil(x2), 0, w)), int(np.clip(np.ceil(y2), 0, h))
+    if c2 <= c1 or r2 <= r1:
+        return 0.0
+    return float(mask[r1:r2, c1:c2].mean())
 
 
 def scale_to_width(

@@ -207,7 +207,7 @@ def test_weak_smoke_corroboration_is_per_camera_and_follows_its_settings() -> No
     first, second = (p.detector for p in pipelines)
     assert isinstance(first, SmokeCorroboration) and isinstance(second, SmokeCorroboration)
     assert first.detector is shared and first.change is not second.change
-    pipelines[0].detector = shared
+    pipelines[0].reconfigure(camera, shared)
     assert pipelines[0].detector is first
     stricter = camera.detector.model_copy(update={"corroborated_smoke": 0.2})
     pipelines[0].reconfigure(camera.model_copy(update={"detector": stricter}))
