@@ -26,7 +26,7 @@ inference is, in both loops). Baselines:
   square; a default predict letterboxes 1280×720 to 640×384 and is faster for that reason
   alone, shown for reference as "predict default").
 
-The agent runs :class:`~citywatch.edge.camera_agent.CameraGateway` on one camera of
+The agent runs :class:`~citywatch.edge.camera.agent.CameraGateway` on one camera of
 ``configs/scenario-suite.yaml`` with the video file as source, ``detect_fps`` = the video's
 rate (every frame detected, like the bare loop), ``speed: 0``, and dwell times cut to 2 s
 without schedules so alerts, evidence and clips do happen within a short video. It
@@ -79,7 +79,7 @@ from citywatch.config import CitywatchConfig, load_config
 from citywatch.config.camera import CameraConfig
 from citywatch.config.detector import DetectorBackend, DetectorConfig
 from citywatch.contracts import DeviceKind, DeviceRef
-from citywatch.edge.camera_agent import CameraGateway
+from citywatch.edge.camera.agent import CameraGateway
 from citywatch.edge.outbox import Outbox
 from citywatch.edge.session import EdgeSession
 from citywatch.models.detector_factory import MODELS_DIR, load_detector
@@ -106,7 +106,7 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 # -- the video ---------------------------------------------------------------------------------
 def rendered_video(scenario_name: str, seconds: float) -> tuple[Path, float, int]:
     """(path, fps, frames) of the scenario's first ``seconds``, rendered once into the cache."""
-    from citywatch.hardware.street_scenario import load_scenario, render_video
+    from citywatch.hardware.camera.street.scenario import load_scenario, render_video
 
     scenario = load_scenario(scenario_name)
     scenario = scenario.model_copy(update={"duration_s": min(seconds, scenario.duration_s)})

@@ -41,10 +41,10 @@ from citywatch.config.sensor import SensorConfig, SimulatedRain
 from citywatch.config.site import Placement
 from citywatch.contracts import Alert, DeviceKind, DeviceRef, Telemetry
 from citywatch.edge.outbox import NewMessage, Outbox, PutResult
-from citywatch.edge.sensor_agent import SensorAgentStats, SensorChannel, run_sensor_agent
-from citywatch.edge.sensor_logic import SensorLogic
+from citywatch.edge.sensor.agent import SensorAgentStats, SensorChannel, run_sensor_agent
+from citywatch.edge.sensor.logic import SensorLogic
 from citywatch.edge.session import EdgeSession
-from citywatch.hardware.water_sim import SimulatedWaterSensor
+from citywatch.hardware.water.sim import SimulatedWaterSensor
 from citywatch.mqtt_client import BrokerSettings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "edge_sensors.json"

@@ -59,8 +59,6 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from citywatch.cli.accounts import Endpoints, embedded_stack, resolve_endpoints
-from citywatch.cli.child import CliProcess
 from citywatch.config import CitywatchConfig, load_config
 from citywatch.config.secrets import resolve_secret
 from citywatch.contracts import (
@@ -73,6 +71,8 @@ from citywatch.contracts import (
     encode,
 )
 from citywatch.contracts.topics import fleet_filter
+from citywatch.stack.child import CliProcess
+from citywatch.stack.endpoints import Endpoints, embedded_stack, resolve_endpoints
 from citywatch.stream.migrate import migrate
 
 REPO = Path(__file__).resolve().parents[1]

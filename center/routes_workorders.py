@@ -31,6 +31,7 @@ from citywatch.center.workorder_queries import (
     summary,
 )
 from citywatch.config.base import Duration
+from citywatch.storage.workorders import UnknownTier, load_for_update, order_from_row, save_action
 from citywatch.workorder.lifecycle import (
     Action,
     ActionArgumentError,
@@ -38,7 +39,6 @@ from citywatch.workorder.lifecycle import (
     allowed_actions,
     apply,
 )
-from citywatch.workorder.store import UnknownTier, load_for_update, order_from_row, save_action
 
 router = APIRouter(prefix="/api/v1", tags=["work orders"])
 OrderId = Annotated[str, Path(min_length=1, max_length=200)]

@@ -1,6 +1,6 @@
 """A weight-free detector for nadir aerial photos: colour and shape cues, no model file.
 
-Good enough for the synthetic aerial scenes (:mod:`citywatch.models.aerial`), so the dock
+Good enough for the synthetic aerial scenes (:mod:`citywatch.hardware.dock.aerial`), so the dock
 path runs end to end without the trained YOLO model. It looks for two things:
 
 - **saturated, non-green blobs** (vehicle paint, umbrella fabric on grass and asphalt),

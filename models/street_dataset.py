@@ -1,6 +1,6 @@
 """A YOLO training set of random street scenes, rendered on demand (never committed).
 
-Each image is an independent random scene from :mod:`citywatch.hardware.street_scene`: a
+Each image is an independent random scene from :mod:`citywatch.hardware.camera.street.scene`: a
 randomly proportioned street under day, dusk or night light, with a random mix of parked and
 moving (motion-blurred) vehicles, pedestrians, vendor stalls with their vendors, and smoke
 of every size and density, plus distractors that are not smoke (bright flashes, white vans)
@@ -22,7 +22,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from ruamel.yaml import YAML
 
-from citywatch.hardware.street_actors import (
+from citywatch.hardware.camera.street.actors import (
     FlashLook,
     SmokeLook,
     VehicleKind,
@@ -31,9 +31,9 @@ from citywatch.hardware.street_actors import (
     random_stall,
     random_vehicle,
 )
-from citywatch.hardware.street_layout import Lane, StreetLayout
-from citywatch.hardware.street_lighting import LIGHTING_PRESETS, Lighting
-from citywatch.hardware.street_scene import STREET_CLASSES, Actor, TruthBox, render_street
+from citywatch.hardware.camera.street.layout import Lane, StreetLayout
+from citywatch.hardware.camera.street.lighting import LIGHTING_PRESETS, Lighting
+from citywatch.hardware.camera.street.scene import STREET_CLASSES, Actor, TruthBox, render_street
 
 __all__ = [
     "DATASET_VERSION",

@@ -168,7 +168,7 @@ def write_card(result: TrainResult, path: Path) -> None:
 
 **What it is.** A small YOLOv8-layout detector ({_params(result.pt)}: narrow at the large
 feature maps, wider at strides 16–32; see `{ARCHITECTURE.name}`) trained from random
-initialisation on street-camera scenes rendered by `hardware/street_scene.py`. It exists
+initialisation on street-camera scenes rendered by `hardware/camera/street/scene.py`. It exists
 so that the demo, the tests and the benchmarks run offline with a real detector. It has
 never seen a real camera image: **a real deployment points `detector.weights` at its own
 model** (any weights ultralytics loads; class names mapped with `detector.class_map`).

@@ -43,6 +43,7 @@ from citywatch.contracts import (
     encode,
 )
 from citywatch.contracts.messages import Evidence, WireModel
+from citywatch.storage.workorders import StaleWorkOrders
 from citywatch.stream.batch_lane import BatchLane, attach
 from citywatch.stream.center_relay import relay_once
 from citywatch.stream.deadletter import DeadLetter, header_map
@@ -59,7 +60,6 @@ from citywatch.stream.sink import (
     upsert_status,
 )
 from citywatch.stream.validate import MQTT_TOPIC_HEADER, Registry, validate_record
-from citywatch.workorder.store import StaleWorkOrders
 
 log = logging.getLogger(__name__)
 RETRY_MAX_S = 30.0

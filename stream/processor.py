@@ -21,8 +21,8 @@ from citywatch.config.site import Placement
 from citywatch.contracts import Alert, AlertKind, WorkOrderEvent
 from citywatch.stream import workorder_store
 from citywatch.stream.dedup import DedupEngine, Incident, alert_position
-from citywatch.stream.escalation import escalate_due, next_escalation_at
 from citywatch.stream.sink import AlertRow, insert_alerts
+from citywatch.workorder.escalation import escalate_due, next_escalation_at
 from citywatch.workorder.lifecycle import (
     WorkOrder,
     WorkOrderTransition,

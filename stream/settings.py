@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from citywatch.config import CitywatchConfig
+from citywatch.config.secrets import resolve_secret
+from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
+
 FETCH_MAX_WAIT_MS = 100
 """How long a consumer's fetch may wait for records. Tansu answers a fetch that finds nothing
 new only when this wait runs out (records arriving meanwhile do not end it early), so it
@@ -32,3 +36,28 @@ class StreamSettings:
     @property
     def kafka_servers(self) -> list[str]:
         return [server.strip() for server in self.kafka_bootstrap.split(",") if server.strip()]
+
+
+def stream_settings(
+    config: CitywatchConfig, data_dir: Path | None, bridge_id: str = "1"
+) -> StreamSettings:
+    """The stream processes' settings: the site's endpoints resolved (the embedded stack's when
+    the config says ``embedded``) with the bridge's broker account."""
+    root = data_dir_of(config, data_dir)
+    endpoints = resolve_endpoints(config, root)
+    mqtt = config.services.mqtt
+    return StreamSettings(
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        kafka_idempotent=endpoints.kafka_idempotent,
+        database_url=endpoints.database_url,
+        mqtt_host=endpoints.mqtt_host,
+        mqtt_port=endpoints.mqtt_port,
+        mqtt_username=mqtt.bridge.username,
+        mqtt_password=resolve_secret(mqtt.bridge.password, endpoints.secrets_dir),
+        data_dir=root,
+        site=config.site.id,
+        topic_prefix=config.services.kafka.topic_prefix,
+        partitions=config.services.kafka.partitions,
+        share_group=mqtt.share_group,
+        bridge_id=bridge_id,
+    )

@@ -18,10 +18,7 @@ from psycopg.rows import dict_row
 
 from citywatch.config.workflow import Workflow
 from citywatch.contracts import AlertKind
-from citywatch.stream.dedup import Incident, Position
-from citywatch.stream.sink import stage
-from citywatch.workorder.lifecycle import WorkOrder, WorkOrderTransition
-from citywatch.workorder.store import (
+from citywatch.storage.workorders import (
     ALERT_IDS,
     EVENT_COLUMNS,
     StaleWorkOrders,
@@ -30,6 +27,9 @@ from citywatch.workorder.store import (
     lock_current,
     order_from_row,
 )
+from citywatch.stream.dedup import Incident, Position
+from citywatch.stream.sink import stage
+from citywatch.workorder.lifecycle import WorkOrder, WorkOrderTransition
 
 __all__ = ["StaleWorkOrders", "load", "save"]
 

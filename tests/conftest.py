@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from citywatch.cli import child
 from citywatch.config import CitywatchConfig, load_config
+from citywatch.stack import child
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "demo-district.yaml"
@@ -32,7 +32,7 @@ def demo_config() -> CitywatchConfig:
 class RunningStack:
     data_dir: Path
     info: object  # citywatch.stack.launcher.StackInfo
-    endpoints: object  # citywatch.cli.accounts.Endpoints
+    endpoints: object  # citywatch.stack.endpoints.Endpoints
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +40,7 @@ def stack(
     demo_config: CitywatchConfig, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningStack]:
     """The embedded stack with the demo site's accounts, up for the whole session."""
-    from citywatch.cli.accounts import embedded_stack, resolve_endpoints
+    from citywatch.stack.endpoints import embedded_stack, resolve_endpoints
 
     # Not under pytest's 0700 tmp root: the services drop root for their own users, who
     # must be able to reach the data directory.

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from citywatch.cli.dock_cmds import DEFAULT_CONFIG, ConfigOpt, DataDirOpt, _stop_on_signals
+from citywatch.cli.options import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    DataDirOpt,
+    GatewayOpt,
+    LogOpt,
+    load_config_or_exit,
+    stop_on_signals,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -39,14 +47,12 @@ class _NoPublisherYet:
 
 
 def edge_camera(
-    gateway: Annotated[
-        str, typer.Option("--gateway", "-g", help="Gateway id from devices.gateways.")
-    ],
+    gateway: GatewayOpt,
     config: ConfigOpt = DEFAULT_CONFIG,
     data_dir: DataDirOpt = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     telemetry_interval: Annotated[float, typer.Option(help="Seconds between telemetry.")] = 10.0,
-    log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
+    log_level: LogOpt = "INFO",
 ) -> None:
     """Run a camera gateway: every camera of GATEWAY through detector, tracker and rules.
 
@@ -54,17 +60,16 @@ def edge_camera(
     durable outbox. Edit zones or rules in the config (or send SIGHUP) to apply them
     without dropping a stream; an invalid change is rejected and the old rules stay.
     """
-    from citywatch.cli.accounts import data_dir_of
     from citywatch.cli.logs import setup_logging
-    from citywatch.cli.main import _load
-    from citywatch.cli.runtime import edge_session
-    from citywatch.edge.camera_agent import CameraGateway
+    from citywatch.edge.camera.agent import CameraGateway
+    from citywatch.edge.gateway_session import edge_session
     from citywatch.models.detector_factory import DetectorError
+    from citywatch.stack.endpoints import data_dir_of
 
     setup_logging(log_level)
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     root = data_dir_of(cfg, data_dir)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     try:
         # The models load (and the rules' classes are checked) before anything connects.
         agent = CameraGateway(
@@ -135,31 +140,30 @@ def edge_replay(
     start time; with --truth, scores them (event-level precision and recall per kind,
     duplicates, start delay) so a rule change can be back-tested before it goes live.
     """
-    from citywatch.cli.main import _load
     from citywatch.contracts import encode
-    from citywatch.edge.backtest import score
-    from citywatch.edge.backtest_report import render_report
-    from citywatch.edge.camera_pipeline import CameraPipeline
-    from citywatch.edge.camera_replay import (
+    from citywatch.edge.camera.evaluation.backtest import score
+    from citywatch.edge.camera.evaluation.backtest_report import render_report
+    from citywatch.edge.camera.evaluation.replay import (
         expected_latency_s,
         replay_detections,
         replay_video,
         start_of,
     )
-    from citywatch.edge.evidence import EvidenceStore
-    from citywatch.edge.truth_file import read_truth
-    from citywatch.hardware.video_source import VideoSourceError
+    from citywatch.edge.camera.evaluation.truth_file import read_truth
+    from citywatch.edge.camera.evidence import EvidenceStore
+    from citywatch.edge.camera.pipeline import CameraPipeline
+    from citywatch.hardware.camera.video_source import VideoSourceError
     from citywatch.models.detector_factory import DetectorError, load_detector, require_classes
 
     if (video is None) == (detections is None):
         raise typer.BadParameter("give exactly one of --video and --detections")
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     cam = _camera(cfg, camera)
     started = start_of(start, datetime.now(UTC))
     detector = None
     try:
         if video is not None:
-            from citywatch.edge.camera_agent import rule_classes
+            from citywatch.edge.camera.agent import rule_classes
 
             detector = load_detector(cam.detector)
             require_classes(detector, sorted(rule_classes(cam)), f"camera {cam.id}")
@@ -218,13 +222,12 @@ def edge_detect(
     detection rate, written as a detection file for `citywatch edge replay --detections`."""
     from rich.progress import Progress
 
-    from citywatch.cli.main import _load
-    from citywatch.edge.detection_file import write_detections
-    from citywatch.hardware.video_source import VideoSource
+    from citywatch.edge.camera.evaluation.detection_file import write_detections
+    from citywatch.hardware.camera.video_source import VideoSource
     from citywatch.models.detector_factory import load_detector
     from citywatch.models.smoke_change import corroborated
 
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     cam = _camera(cfg, camera)
     detector = corroborated(load_detector(cam.detector), cam.detector)
     rows = []
@@ -246,7 +249,7 @@ def sim_camera(
 ) -> None:
     """Render a street scenario: video.mp4, ground-truth boxes (MOT CSV) and the expected
     events (truth JSON lines for `citywatch edge replay --truth`)."""
-    from citywatch.hardware.street_scenario import load_scenario, render_video
+    from citywatch.hardware.camera.street.scenario import load_scenario, render_video
 
     loaded = load_scenario(scenario)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -281,9 +284,8 @@ def edge_suite(
     as fast as the model goes) and again as detection files through replay."""
     import tempfile
 
-    from citywatch.cli.main import _load
-    from citywatch.edge.backtest_report import render_report, render_suite
-    from citywatch.edge.scenario_suite import (
+    from citywatch.edge.camera.evaluation.backtest_report import render_report, render_suite
+    from citywatch.edge.camera.evaluation.scenario_suite import (
         SuiteRun,
         run_live,
         run_replay,
@@ -291,7 +293,7 @@ def edge_suite(
         truth_detections,
     )
 
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     cases = suite_cases(cfg, scenario or ())
     if not cases:
         raise typer.BadParameter("no synthetic cameras (or none of the named scenarios)")

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from citywatch.cli.dock_cmds import DEFAULT_CONFIG, ConfigOpt, DataDirOpt
+from citywatch.cli.options import DEFAULT_CONFIG, ConfigOpt, DataDirOpt, load_config_or_exit
 
 if TYPE_CHECKING:
     from citywatch.center.settings import CenterSettings
@@ -28,10 +28,9 @@ center_app.add_typer(token_app, name="token")
 def center_settings(config_path: Path, data_dir: Path | None) -> CenterSettings:
     """Settings from the site config and the running stack (database, secrets, evidence)."""
     from citywatch.center.settings import CenterSettings
-    from citywatch.cli.accounts import data_dir_of, resolve_endpoints
-    from citywatch.cli.main import _load
+    from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
 
-    cfg = _load(config_path)
+    cfg = load_config_or_exit(config_path)
     root = data_dir_of(cfg, data_dir)
     endpoints = resolve_endpoints(cfg, root)
     roots = tuple(dict.fromkeys([*cfg.center.evidence_roots, root / "evidence"]))

@@ -22,18 +22,19 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from citywatch.cli.accounts import data_dir_of, embedded_stack, resolve_endpoints, secrets_dir_of
-from citywatch.cli.child import CliProcess
-from citywatch.cli.runtime import edge_session
 from citywatch.config import CitywatchConfig
 from citywatch.config.secrets import resolve_secret
-from citywatch.edge.sensor_agent import (
+from citywatch.edge.gateway_session import edge_session
+from citywatch.edge.sensor.agent import (
     SensorAgentStats,
     SensorChannel,
     build_channels,
     run_sensor_agent,
 )
 from citywatch.edge.session import EdgeSession
+from citywatch.hardware.water.sim import SimulatedWaterSensor
+from citywatch.stack.child import CliProcess
+from citywatch.stack.endpoints import data_dir_of, embedded_stack, resolve_endpoints, secrets_dir_of
 from citywatch.stream.migrate import migrate
 
 
@@ -104,7 +105,7 @@ def run_demo(
         )
         console.print(f"[green]✓[/] started {gateway_id}: {what}")
     gateways = [
-        Gateway(g.id, edge_session(config, g.id, root), build_channels(config, g.id))
+        Gateway(g.id, edge_session(config, g.id, root), build_channels(config, g.id, simulator=SimulatedWaterSensor.for_sensor))
         for g in config.devices.gateways
         if g.kind == "sensor"
     ]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,28 +12,21 @@ from urllib.parse import urlsplit
 import typer
 from rich.console import Console
 
+from citywatch.cli.options import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    DataDirOpt,
+    GatewayOpt,
+    LogOpt,
+    load_config_or_exit,
+    stop_on_signals,
+)
+
 if TYPE_CHECKING:
     from citywatch.config import CitywatchConfig
     from citywatch.config.dock import DockConfig
 
 console = Console()
-DEFAULT_CONFIG = Path("configs/demo-district.yaml")
-ConfigOpt = Annotated[
-    Path, typer.Option("--config", "-c", envvar="CITYWATCH_CONFIG", help="Site config YAML.")
-]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="CITYWATCH_DATA_DIR", help="Stack, secrets, outboxes."),
-]
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
-
-
 def _docks(cfg: CitywatchConfig, gateway: str | None) -> list[DockConfig]:
     docks = [d for d in cfg.devices.docks if gateway is None or d.gateway == gateway]
     if not docks:
@@ -48,33 +39,30 @@ def media_dir_of(dock: DockConfig, root: Path) -> Path:
 
 
 def edge_dock(
-    gateway: Annotated[
-        str, typer.Option("--gateway", "-g", help="Gateway id from devices.gateways.")
-    ],
+    gateway: GatewayOpt,
     config: ConfigOpt = DEFAULT_CONFIG,
     data_dir: DataDirOpt = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
+    log_level: LogOpt = "INFO",
 ) -> None:
     """Run a drone-dock gateway: DJI dock messages → photos → detector → geo-located alerts."""
-    from citywatch.cli.accounts import data_dir_of, resolve_endpoints
     from citywatch.cli.logs import setup_logging
-    from citywatch.cli.main import _load
-    from citywatch.cli.runtime import edge_session
     from citywatch.config.dock import MqttDockLink
     from citywatch.config.secrets import resolve_secret
-    from citywatch.edge.dock_agent import (
+    from citywatch.edge.dock.agent import (
         DockAgent,
         DockLink,
         LocalMediaStore,
         make_detector,
         run_dock_agent,
-        simulated_link,
     )
-    from citywatch.edge.dock_link import MqttLink
+    from citywatch.edge.dock.link import MqttLink
+    from citywatch.edge.gateway_session import edge_session
+    from citywatch.hardware.dock.sim import simulated_link
+    from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
 
     setup_logging(log_level)
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     docks = _docks(cfg, gateway)
     if len(docks) > 1:
         raise typer.BadParameter("one dock per dock gateway (a gateway box sits beside its dock)")
@@ -91,7 +79,7 @@ def edge_dock(
         link = mqtt_link
     else:
         link = simulated_link(dock, media, dock.link.time_scale)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     session.start()
     agent = DockAgent(
         site=cfg.site.id,
@@ -134,11 +122,10 @@ def sim_dock(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Fly the simulated dock: DJI Cloud API OSD, topology, progress and photo events."""
-    from citywatch.cli.main import _load
-    from citywatch.hardware.dji import DjiTopic
-    from citywatch.hardware.dock_sim import SimulatedDock
+    from citywatch.hardware.dock.dji import DjiTopic
+    from citywatch.hardware.dock.sim import SimulatedDock
 
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     dock = _docks(cfg, gateway)[0]
     media = media_dir or (Path(dock.media_dir) if dock.media_dir else Path("media") / dock.id)
     sim = SimulatedDock(dock, media, epoch=datetime.now(UTC))
@@ -164,7 +151,7 @@ def sim_dock(
             client.subscribe(f"{root}/product/{dock.serial}/{channel}", qos=1)
         client.loop_start()
     console.print(f"dock {dock.id} ({dock.serial}): photos in {media}")
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     started = time.monotonic()
     sent = 0
     try:

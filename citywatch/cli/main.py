@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +18,17 @@ from citywatch.cli.camera_cmds import edge_camera, edge_detect, edge_replay, edg
 from citywatch.cli.center_cmds import center_app
 from citywatch.cli.dock_cmds import edge_dock
 from citywatch.cli.model_cmds import model_app
+from citywatch.cli.options import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    DataDirOpt,
+    GatewayOpt,
+    LogOpt,
+    load_config_or_exit,
+    stop_on_signals,
+)
 from citywatch.cli.sim_cmds import sim_app
-from citywatch.config import ConfigError, check_files, load_config
+from citywatch.config import check_files
 from citywatch.config.tree import CitywatchConfig
 
 console = Console()
@@ -58,33 +66,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(model_app, name="model")
 app.add_typer(center_app, name="center")
-
-DEFAULT_CONFIG = Path("configs/demo-district.yaml")
-ConfigOpt = Annotated[
-    Path,
-    typer.Option(
-        "--config", "-c", envvar="CITYWATCH_CONFIG", help="Site config YAML.", show_default=True
-    ),
-]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar="CITYWATCH_DATA_DIR",
-        help="Stack, secrets and outboxes (default: services.data_dir).",
-    ),
-]
-LogOpt = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
-
-
-def _load(path: Path) -> CitywatchConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            err.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
 
 @app.callback(invoke_without_command=True)
 def _root(
@@ -143,10 +124,10 @@ def stack_up(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) ->
     credentials are generated into DATA_DIR/secrets. Returns once every service accepts a
     real connection.
     """
-    from citywatch.cli.accounts import data_dir_of, embedded_stack
+    from citywatch.stack.endpoints import data_dir_of, embedded_stack
     from citywatch.stack.errors import StackError
 
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     stack = embedded_stack(cfg, data_dir_of(cfg, data_dir))
     try:
         with console.status("starting the embedded stack…") as status:
@@ -160,10 +141,10 @@ def stack_up(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) ->
 @stack_app.command("status")
 def stack_status(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) -> None:
     """Print each service of the embedded stack with its URL, PID and version."""
-    from citywatch.cli.accounts import data_dir_of
+    from citywatch.stack.endpoints import data_dir_of
     from citywatch.stack.launcher import EmbeddedStack
 
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     info = EmbeddedStack(data_dir_of(cfg, data_dir) / "stack").status()
     if info is None:
         console.print("the embedded stack is not running (start it with `citywatch stack up`)")
@@ -176,10 +157,10 @@ def stack_status(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None
 @stack_app.command("down")
 def stack_down(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) -> None:
     """Stop every service of the embedded stack and verify no process is left."""
-    from citywatch.cli.accounts import data_dir_of
+    from citywatch.stack.endpoints import data_dir_of
     from citywatch.stack.launcher import EmbeddedStack
 
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     with console.status("stopping the embedded stack…"):
         EmbeddedStack(data_dir_of(cfg, data_dir) / "stack").down()
     console.print("[green]✓[/] embedded stack stopped")
@@ -206,10 +187,10 @@ def _print_stack(info: object) -> None:
 @db_app.command("migrate")
 def db_migrate(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) -> None:
     """Apply pending schema migrations (uses TimescaleDB features when the extension exists)."""
-    from citywatch.cli.accounts import data_dir_of, resolve_endpoints
+    from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
     from citywatch.stream.migrate import migrate
 
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     endpoints = resolve_endpoints(cfg, data_dir_of(cfg, data_dir))
     report = migrate(endpoints.database_url)
     flavour = "TimescaleDB" if report.timescale else "plain PostgreSQL (timescaledb not available)"
@@ -221,28 +202,35 @@ def db_migrate(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) 
 # -- edge --------------------------------------------------------------------------------------
 @edge_app.command("sensor")
 def edge_sensor(
-    gateway: Annotated[
-        str, typer.Option("--gateway", "-g", help="Gateway id from devices.gateways.")
-    ],
+    gateway: GatewayOpt,
     config: ConfigOpt = DEFAULT_CONFIG,
     data_dir: DataDirOpt = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     log_level: LogOpt = "INFO",
 ) -> None:
     """Run a waterlogging-sensor gateway: levels with hysteresis → alerts and telemetry."""
-    from citywatch.cli.accounts import data_dir_of, resolve_endpoints
     from citywatch.cli.logs import setup_logging
-    from citywatch.cli.runtime import edge_session
-    from citywatch.edge.sensor_agent import run_sensor_gateway
+    from citywatch.edge.gateway_session import edge_session
+    from citywatch.edge.sensor.agent import run_sensor_gateway
+    from citywatch.hardware.water.sim import SimulatedWaterSensor
+    from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
 
     setup_logging(log_level)
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     session = edge_session(cfg, gateway, data_dir)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     session.start()
     try:
         secrets_dir = resolve_endpoints(cfg, data_dir_of(cfg, data_dir)).secrets_dir
-        stats = run_sensor_gateway(cfg, gateway, session, stop, duration, secrets_dir=secrets_dir)
+        stats = run_sensor_gateway(
+            cfg,
+            gateway,
+            session,
+            stop,
+            duration,
+            secrets_dir=secrets_dir,
+            simulator=SimulatedWaterSensor.for_sensor,
+        )
         session.pump()
     finally:
         session.stop()
@@ -272,13 +260,13 @@ def stream_bridge(
 ) -> None:
     """Bridge every device's uplink from MQTT to Kafka, and receipts back to MQTT."""
     from citywatch.cli.logs import setup_logging
-    from citywatch.cli.runtime import stream_settings
     from citywatch.stream.bridge import Bridge
+    from citywatch.stream.settings import stream_settings
 
     setup_logging(log_level)
     from citywatch.stream.partitioning import device_positions
 
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     settings = stream_settings(cfg, data_dir, bridge_id)
 
     async def main() -> None:
@@ -302,13 +290,13 @@ def stream_app_cmd(
     """
     import faust
 
-    from citywatch.cli.runtime import stream_settings
     from citywatch.contracts import KafkaTopics
     from citywatch.stream.app import build_app
     from citywatch.stream.kafka_admin import ensure_topics
     from citywatch.stream.migrate import migrate
+    from citywatch.stream.settings import stream_settings
 
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     settings = stream_settings(cfg, data_dir)
     migrate(settings.database_url)
     # The worker subscribes when it joins its group: its topics must exist by then. A loop
@@ -346,7 +334,7 @@ def stream_replay(
 
     from citywatch.stream.replay import replay
 
-    summary = replay(_load(config), alerts, out, lateness=timedelta(seconds=lateness))
+    summary = replay(load_config_or_exit(config), alerts, out, lateness=timedelta(seconds=lateness))
     for bad in summary.bad_lines:
         err.print(f"[yellow]![/] {alerts}:{bad.line}: {bad.error}", highlight=False, soft_wrap=True)
     console.print(
@@ -374,17 +362,8 @@ def demo(
     """
     from citywatch.cli.demo import run_demo
 
-    cfg = _load(config)
+    cfg = load_config_or_exit(config)
     code = run_demo(cfg, config, data_dir, duration, keep_stack, console, linger)
     raise typer.Exit(code)
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
-
-
 if __name__ == "__main__":
     app()

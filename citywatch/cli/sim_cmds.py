@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citywatch.cli.dock_cmds import sim_dock
+from citywatch.cli.options import load_config_or_exit
 from citywatch.config.base import parse_duration
 from citywatch.config.sensor import (
     LorawanTransport,
@@ -34,7 +35,7 @@ from citywatch.config.sensor import (
 from citywatch.config.site import Placement
 
 if TYPE_CHECKING:
-    from citywatch.hardware.water_sim import SimulatedWaterSensor
+    from citywatch.hardware.water.sim import SimulatedWaterSensor
 
 console = Console()
 sim_app = typer.Typer(
@@ -122,8 +123,8 @@ def sim_sensor(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Serve simulated water-level sensors over Modbus TCP and/or ChirpStack MQTT uplinks."""
-    from citywatch.hardware.modbus_server import SimulatedUnit, WaterSensorServer
-    from citywatch.hardware.water_sim import SimulatedWaterSensor
+    from citywatch.hardware.water.modbus_server import SimulatedUnit, WaterSensorServer
+    from citywatch.hardware.water.sim import SimulatedWaterSensor
 
     if modbus_port is None and chirpstack_url is None:
         raise typer.BadParameter("give --modbus-port, --chirpstack-url or both")
@@ -135,9 +136,7 @@ def sim_sensor(
         )
     extra_faults = [parse_fault(f) for f in fault or []]
     if config is not None:
-        from citywatch.cli.main import _load
-
-        cfg = _load(config)
+        cfg = load_config_or_exit(config)
         chosen = [s for s in cfg.devices.sensors if gateway is None or s.gateway == gateway]
     else:
         chosen = synthetic_sensors(sensors, interval)
@@ -263,9 +262,9 @@ class UplinkPublisher:
         self._client.loop_stop()
 
     def step(self, elapsed: float) -> None:
-        from citywatch.hardware.codecs import encode_em500_udl
-        from citywatch.hardware.lorawan import encode_chirpstack_v3, encode_chirpstack_v4
-        from citywatch.hardware.water_sim import SimulatedWaterSensor
+        from citywatch.hardware.water.codecs import encode_em500_udl
+        from citywatch.hardware.water.lorawan import encode_chirpstack_v3, encode_chirpstack_v4
+        from citywatch.hardware.water.sim import SimulatedWaterSensor
 
         now = datetime.now(UTC)
         for i, sensor in enumerate(self.sensors):

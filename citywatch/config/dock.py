@@ -51,7 +51,7 @@ class DockSimulation(ConfigModel):
 
 
 class SimulatedDockLink(ConfigModel):
-    """The dock runs in-process (hardware/dock_sim.py); no broker needed."""
+    """The dock runs in-process (hardware/dock/sim.py); no broker needed."""
 
     type: Literal["simulated"]
     time_scale: float = Field(

@@ -12,10 +12,10 @@ import psycopg
 from citywatch.config import CitywatchConfig
 from citywatch.config.site import Placement
 from citywatch.contracts import AlertKind
+from citywatch.storage.workorders import EVENT_COLUMNS, event_values
 from citywatch.workorder.lifecycle import WorkOrder, WorkOrderTransition, open_work_order
 from citywatch.workorder.priority import route
 from citywatch.workorder.sla import site_zone
-from citywatch.workorder.store import EVENT_COLUMNS, event_values
 
 
 def insert_alert(

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from citywatch.storage.workorders import StaleWorkOrders
 from citywatch.stream.processor import AlertProcessor
-from citywatch.workorder.store import StaleWorkOrders
 from tests.center.conftest import auth
 from tests.center.seed import seed_order
 

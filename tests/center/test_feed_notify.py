@@ -10,7 +10,7 @@ import json
 import psycopg
 import pytest
 
-from citywatch.workorder.store import EVENT_COLUMNS, event_values
+from citywatch.storage.workorders import EVENT_COLUMNS, event_values
 from tests.center.seed import seed_order
 
 pytestmark = pytest.mark.integration

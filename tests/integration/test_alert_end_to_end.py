@@ -18,12 +18,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from paho.mqtt.enums import CallbackAPIVersion
 
-from citywatch.cli.runtime import edge_session
 from citywatch.config import CitywatchConfig
 from citywatch.config.secrets import resolve_secret
 from citywatch.config.sensor import SimulatedRain
 from citywatch.contracts import Channel, DeviceRef, Phase, encode
-from citywatch.edge.sensor_agent import build_channels, run_sensor_agent
+from citywatch.edge.gateway_session import edge_session
+from citywatch.edge.sensor.agent import build_channels, run_sensor_agent
+from citywatch.hardware.water.sim import SimulatedWaterSensor
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 GATEWAY = "gw-sensors-east"
@@ -69,7 +70,7 @@ def test_sensor_alert_reaches_the_database_and_its_receipt_returns(
     """A sensor crossing 15 cm publishes one start alert; it is stored once and receipted."""
     config = fast_rain(demo_config)
     session = edge_session(config, GATEWAY, stack.data_dir)
-    channels = build_channels(config, GATEWAY)[:1]
+    channels = build_channels(config, GATEWAY, simulator=SimulatedWaterSensor.for_sensor)[:1]
     stop = threading.Event()
     session.start()
     try:
@@ -204,7 +205,8 @@ def test_alert_published_while_the_stream_app_is_down_is_stored_after_restart(
     try:
         assert session.wait_connected(15)
         stats = run_sensor_agent(
-            build_channels(config, GATEWAY)[:1], session, stop, duration_s=12.0
+            build_channels(config, GATEWAY, simulator=SimulatedWaterSensor.for_sensor)[:1],
+            session, stop, duration_s=12.0
         )
         alert = next(a for a in stats.alerts if a.phase is Phase.START)
         assert stored_alert(stack.endpoints.database_url, alert.id) == []

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from citywatch.cli.runtime import edge_session
 from citywatch.contracts import Alert, DeviceRef, Location
+from citywatch.edge.gateway_session import edge_session
 from tests.conftest import CliProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

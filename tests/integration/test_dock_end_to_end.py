@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from citywatch.cli.runtime import edge_session
 from citywatch.contracts import AlertKind
-from citywatch.edge.dock_agent import DockAgent, LocalMediaStore, make_detector
+from citywatch.edge.dock.agent import DockAgent, LocalMediaStore, make_detector
+from citywatch.edge.gateway_session import edge_session
 from citywatch.edge.geo import distance_m
-from citywatch.hardware.dock_sim import SimulatedDock
+from citywatch.hardware.dock.sim import SimulatedDock
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 GATEWAY = "gw-dock-01"

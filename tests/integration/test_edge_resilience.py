@@ -30,7 +30,6 @@ import psycopg
 import pytest
 
 from citywatch import __version__
-from citywatch.cli.runtime import edge_session
 from citywatch.config import CitywatchConfig
 from citywatch.contracts import (
     Alert,
@@ -41,6 +40,7 @@ from citywatch.contracts import (
     Phase,
     Telemetry,
 )
+from citywatch.edge.gateway_session import edge_session
 from citywatch.edge.outbox import Outbox
 from citywatch.edge.session import EdgeSession
 

@@ -17,9 +17,9 @@ import pytest
 from rich.console import Console
 
 from citywatch.config import CitywatchConfig, load_config
-from citywatch.edge.backtest import BacktestReport, merge_reports
-from citywatch.edge.backtest_report import render_suite
-from citywatch.edge.scenario_suite import (
+from citywatch.edge.camera.evaluation.backtest import BacktestReport, merge_reports
+from citywatch.edge.camera.evaluation.backtest_report import render_suite
+from citywatch.edge.camera.evaluation.scenario_suite import (
     SuiteRun,
     run_live,
     run_replay,

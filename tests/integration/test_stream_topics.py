@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from citywatch.cli.child import CliProcess
 from citywatch.contracts import KafkaTopics
+from citywatch.stack.child import CliProcess
 from tests.conftest import DEMO_CONFIG, REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

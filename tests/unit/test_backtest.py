@@ -11,9 +11,19 @@ import pytest
 from rich.console import Console
 
 from citywatch.contracts.messages import Alert, AlertKind, DeviceKind, DeviceRef, Location, Phase
-from citywatch.edge.backtest import BacktestReport, episodes_of, merge_reports, score
-from citywatch.edge.backtest_report import render_report, render_suite
-from citywatch.edge.truth_file import TruthEvent, TruthFileError, parse_truth, read_truth
+from citywatch.edge.camera.evaluation.backtest import (
+    BacktestReport,
+    episodes_of,
+    merge_reports,
+    score,
+)
+from citywatch.edge.camera.evaluation.backtest_report import render_report, render_suite
+from citywatch.edge.camera.evaluation.truth_file import (
+    TruthEvent,
+    TruthFileError,
+    parse_truth,
+    read_truth,
+)
 
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 CAM = DeviceRef(site="s1", kind=DeviceKind.CAMERA, id="cam1")

@@ -15,7 +15,7 @@ from citywatch.cli.main import app
 from citywatch.config import CitywatchConfig, load_config
 from citywatch.contracts import Alert, Status, Telemetry
 from citywatch.contracts.messages import Evidence
-from citywatch.edge.camera_agent import CameraGateway
+from citywatch.edge.camera.agent import CameraGateway
 from citywatch.edge.outbox import PutResult
 from tests.conftest import REPO
 from tests.unit.test_video_source import MjpegServer, cut_in_half, write_video

@@ -10,9 +10,9 @@ import pytest
 from citywatch.config.camera import CameraConfig
 from citywatch.contracts import Alert, AlertKind, Phase, decode, encode
 from citywatch.contracts.messages import EvidenceKind, EvidenceRef
-from citywatch.edge.camera_alerts import alert_for, episode_id
-from citywatch.edge.camera_episodes import RuleEvent
-from citywatch.edge.camera_rules import CameraRules
+from citywatch.edge.camera.alerts import alert_for, episode_id
+from citywatch.edge.camera.episodes import RuleEvent
+from citywatch.edge.camera.rules import CameraRules
 from citywatch.models.detections import Detections
 
 W, H = 1280, 720

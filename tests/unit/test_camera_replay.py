@@ -15,12 +15,16 @@ from citywatch.config import load_config
 from citywatch.config.detector import SmokeOpinionConfig
 from citywatch.contracts import AlertKind, decode
 from citywatch.contracts.messages import EvidenceKind
-from citywatch.edge.camera_pipeline import CameraPipeline, ClipSettings
-from citywatch.edge.camera_replay import detection_frames, expected_latency_s, replay_detections
-from citywatch.edge.detection_file import DetectionFrame, write_detections
-from citywatch.edge.evidence import EvidenceStore
-from citywatch.edge.scenario_suite import suite_cases, truth_detections
-from citywatch.hardware.video_source import DetectionCadence
+from citywatch.edge.camera.evaluation.detection_file import DetectionFrame, write_detections
+from citywatch.edge.camera.evaluation.replay import (
+    detection_frames,
+    expected_latency_s,
+    replay_detections,
+)
+from citywatch.edge.camera.evaluation.scenario_suite import suite_cases, truth_detections
+from citywatch.edge.camera.evidence import EvidenceStore
+from citywatch.edge.camera.pipeline import CameraPipeline, ClipSettings
+from citywatch.hardware.camera.video_source import DetectionCadence
 from citywatch.models.detections import Detections
 from citywatch.models.smoke_change import SmokeCorroboration
 from tests.conftest import REPO

@@ -18,8 +18,8 @@ import pytest
 
 from citywatch.config.camera import CameraConfig
 from citywatch.contracts.messages import AlertKind, Phase
-from citywatch.edge.camera_episodes import RuleEvent, schedule_active
-from citywatch.edge.camera_rules import CameraRules
+from citywatch.edge.camera.episodes import RuleEvent, schedule_active
+from citywatch.edge.camera.rules import CameraRules
 from citywatch.models.detections import Detections
 
 W, H, FPS = 1280, 720, 5

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from citywatch.edge.clip_worker import ClipWorker, ClipWorkerClosed
-from citywatch.edge.clips import ClipReady, ClipRecorder
-from citywatch.edge.evidence import EvidenceStore
-from citywatch.hardware.frames import Frame
+from citywatch.edge.camera.clip_worker import ClipWorker, ClipWorkerClosed
+from citywatch.edge.camera.clips import ClipReady, ClipRecorder
+from citywatch.edge.camera.evidence import EvidenceStore
+from citywatch.hardware.camera.frames import Frame
 
 W, H = 160, 120
 WHEN = datetime(2025, 6, 1, 23, 30, tzinfo=UTC)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from citywatch.edge.detection_file import (
+from citywatch.edge.camera.evaluation.detection_file import (
     DetectionFileError,
     DetectionFrame,
     format_detections,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citywatch.hardware import dji
-from citywatch.hardware.dji import (
+from citywatch.hardware.dock import dji
+from citywatch.hardware.dock.dji import (
     AircraftOsd,
     DjiError,
     DockOsd,

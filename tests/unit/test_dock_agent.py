@@ -18,10 +18,10 @@ from citywatch.config.dock import (
 )
 from citywatch.config.site import Placement
 from citywatch.contracts import Alert, AlertKind, Telemetry
-from citywatch.edge.dock_agent import DockAgent, LocalMediaStore, make_detector
+from citywatch.edge.dock.agent import DockAgent, LocalMediaStore, make_detector
 from citywatch.edge.geo import distance_m
 from citywatch.edge.outbox import PutResult
-from citywatch.hardware.dock_sim import SimulatedDock
+from citywatch.hardware.dock.sim import SimulatedDock
 
 EPOCH = datetime(2025, 7, 1, 2, 0, tzinfo=UTC)
 SMOKE = GeoPoint(lat=31.42880, lon=119.47285)

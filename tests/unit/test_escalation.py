@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from citywatch.config.site import Placement
 from citywatch.config.workflow import EscalationStep, SlaTier, WorkingCalendar
 from citywatch.contracts.messages import AlertKind
-from citywatch.stream.escalation import (
+from citywatch.workorder.escalation import (
     due_escalations,
     escalate_due,
     escalation_schedule,

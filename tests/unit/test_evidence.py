@@ -14,11 +14,11 @@ import pytest
 
 from citywatch.config.camera import Zone
 from citywatch.contracts.messages import EvidenceKind, EvidenceRef
-from citywatch.edge.annotate import annotate, evidence_label, zone_overlays
-from citywatch.edge.clips import ClipRecorder
-from citywatch.edge.evidence import EvidenceError, EvidenceStore, crop, prune
-from citywatch.edge.frame_ring import BestFrame, FrameRing
-from citywatch.hardware.frames import Frame
+from citywatch.edge.camera.annotate import annotate, evidence_label, zone_overlays
+from citywatch.edge.camera.clips import ClipRecorder
+from citywatch.edge.camera.evidence import EvidenceError, EvidenceStore, crop, prune
+from citywatch.edge.camera.frame_ring import BestFrame, FrameRing
+from citywatch.hardware.camera.frames import Frame
 
 W, H = 160, 120
 WHEN = datetime(2025, 6, 1, 23, 30, tzinfo=UTC)

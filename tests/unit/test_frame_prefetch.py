@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from citywatch.edge.frame_prefetch import Prefetch
+from citywatch.edge.camera.frame_prefetch import Prefetch
 
 
 class Source:

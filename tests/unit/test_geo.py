@@ -14,7 +14,7 @@ from citywatch.edge.geo import (
     lat_lon_to_enu,
     pixel_to_ground,
 )
-from citywatch.hardware.dock_sim import ground_to_pixel
+from citywatch.hardware.dock.sim import ground_to_pixel
 
 LAT, LON = 31.4290, 119.4730
 W, H, HFOV = 1280, 960, 84.0

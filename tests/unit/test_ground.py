@@ -6,8 +6,8 @@ import pytest
 
 from citywatch.config import load_config
 from citywatch.config.camera import GroundCalibration, verify_calibration_has_an_origin
+from citywatch.edge.camera.ground import CalibrationError, GroundProjection
 from citywatch.edge.geo import distance_m, lat_lon_to_enu
-from citywatch.edge.ground import CalibrationError, GroundProjection
 from tests.conftest import REPO
 
 LAT0, LON0 = 31.43, 119.48

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from citywatch.config.sensor import DepthLevel, LevelPolicy
-from citywatch.edge.levels import LevelChange, LevelTracker, depth_from_distance
+from citywatch.edge.sensor.levels import LevelChange, LevelTracker, depth_from_distance
 
 T0 = datetime(2025, 7, 1, 8, 0, tzinfo=UTC)
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from citywatch.hardware.codecs import CodecError, decode_em500_udl, encode_em500_udl
-from citywatch.hardware.lorawan import (
+from citywatch.hardware.water.codecs import CodecError, decode_em500_udl, encode_em500_udl
+from citywatch.hardware.water.lorawan import (
     MalformedUplink,
     PayloadError,
     UplinkError,

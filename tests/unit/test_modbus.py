@@ -19,7 +19,7 @@ from citywatch.config.sensor import (
     SimulatedFault,
     SimulatedRain,
 )
-from citywatch.hardware.modbus import (
+from citywatch.hardware.water.modbus import (
     ModbusReadError,
     ModbusWaterSensor,
     RegisterMapError,
@@ -28,8 +28,8 @@ from citywatch.hardware.modbus import (
     make_client,
     read_spans,
 )
-from citywatch.hardware.modbus_server import SimulatedUnit, WaterSensorServer
-from citywatch.hardware.water_sim import SimulatedWaterSensor
+from citywatch.hardware.water.modbus_server import SimulatedUnit, WaterSensorServer
+from citywatch.hardware.water.sim import SimulatedWaterSensor
 
 T0 = datetime(2025, 7, 1, 8, 0, tzinfo=UTC)
 CASES = json.loads((Path(__file__).parents[1] / "data" / "modbus" / "registers.json").read_text())

@@ -27,13 +27,13 @@ from citywatch.config.sensor import (
 )
 from citywatch.contracts import Alert, Telemetry
 from citywatch.edge.outbox import PutResult
-from citywatch.edge.sensor_agent import SensorAgentStats, run_sensor_gateway
-from citywatch.edge.sensor_sources import Counts, Inbox, UplinkRouter
-from citywatch.hardware.codecs import encode_em500_udl
-from citywatch.hardware.lorawan import encode_chirpstack_v4
-from citywatch.hardware.modbus_server import SimulatedUnit, WaterSensorServer
-from citywatch.hardware.water_reading import WaterReading
-from citywatch.hardware.water_sim import SimulatedWaterSensor
+from citywatch.edge.sensor.agent import SensorAgentStats, run_sensor_gateway
+from citywatch.edge.sensor.sources import Counts, Inbox, UplinkRouter
+from citywatch.hardware.water.codecs import encode_em500_udl
+from citywatch.hardware.water.lorawan import encode_chirpstack_v4
+from citywatch.hardware.water.modbus_server import SimulatedUnit, WaterSensorServer
+from citywatch.hardware.water.reading import WaterReading
+from citywatch.hardware.water.sim import SimulatedWaterSensor
 
 GATEWAY = "gw-sensors-east"
 MOSQUITTO = shutil.which("mosquitto") or (
@@ -117,7 +117,15 @@ def test_gateway_reads_modbus_units_and_counts_a_unit_that_does_not_answer(
         config = with_transports(demo_config, transports)
         recorder = Recorder()
         stats = SensorAgentStats()
-        run_sensor_gateway(config, GATEWAY, recorder, threading.Event(), 2.0, stats=stats)
+        run_sensor_gateway(
+            config,
+            GATEWAY,
+            recorder,
+            threading.Event(),
+            2.0,
+            stats=stats,
+            simulator=SimulatedWaterSensor.for_sensor,
+        )
     counts = stats.counts.snapshot()
     assert counts["modbus.readings"] >= 10
     assert counts.get("modbus.ModbusReadError", 0) >= 5  # unit 9 never answers

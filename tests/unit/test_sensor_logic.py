@@ -21,9 +21,9 @@ from citywatch.config.sensor import (
 )
 from citywatch.config.site import Placement
 from citywatch.contracts import Alert, AlertKind, Phase, Telemetry
-from citywatch.edge.sensor_logic import SensorLogic
-from citywatch.hardware.water_reading import WaterReading
-from citywatch.hardware.water_sim import SimulatedWaterSensor
+from citywatch.edge.sensor.logic import SensorLogic
+from citywatch.hardware.water.reading import WaterReading
+from citywatch.hardware.water.sim import SimulatedWaterSensor
 
 T0 = datetime(2025, 7, 1, 8, 0, tzinfo=UTC)
 POLICY = LevelPolicy()  # lane 15, underpass_closure 25, closure 40; hysteresis 2; 30 s

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from citywatch.edge.stationary import StationaryObjects, StationaryParams
-from citywatch.edge.tracking import TrackedObject
+from citywatch.edge.camera.stationary import StationaryObjects, StationaryParams
+from citywatch.edge.camera.tracking import TrackedObject
 
 FPS = 5
 PARAMS = StationaryParams(window_s=5, max_displacement=0.15, lost_grace_s=10)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from ruamel.yaml import YAML
 
-from citywatch.hardware.street_actors import FlashLook
-from citywatch.hardware.street_scene import STREET_CLASSES, TruthBox
+from citywatch.hardware.camera.street.actors import FlashLook
+from citywatch.hardware.camera.street.scene import STREET_CLASSES, TruthBox
 from citywatch.models.street_dataset import MIN_BOX_PX, random_scene, render_dataset, yolo_lines
 
 SIZE = (320, 192)

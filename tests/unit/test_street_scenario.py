@@ -15,7 +15,7 @@ from shapely.geometry import Point, Polygon
 
 from citywatch.config import load_config
 from citywatch.config.camera import IllegalParkingRule, SmokeRule, StreetVendingRule
-from citywatch.hardware.street_scenario import (
+from citywatch.hardware.camera.street.scenario import (
     SCENARIO_DIR,
     Scenario,
     ScenarioError,

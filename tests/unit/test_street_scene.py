@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon, box
 
-from citywatch.hardware.street_actors import (
+from citywatch.hardware.camera.street.actors import (
     SmokeLook,
     VehicleKind,
     VehicleLook,
@@ -17,9 +17,9 @@ from citywatch.hardware.street_actors import (
     random_stall,
     random_vehicle,
 )
-from citywatch.hardware.street_layout import DEFAULT_LAYOUT, REGIONS
-from citywatch.hardware.street_lighting import DAY, NIGHT, shake_offset
-from citywatch.hardware.street_scene import STREET_CLASSES, Actor, render_street
+from citywatch.hardware.camera.street.layout import DEFAULT_LAYOUT, REGIONS
+from citywatch.hardware.camera.street.lighting import DAY, NIGHT, shake_offset
+from citywatch.hardware.camera.street.scene import STREET_CLASSES, Actor, render_street
 
 SIZE = (1280, 720)
 RED_CAR = VehicleLook("car", "sedan", 4.7, 1.45, (40, 40, 190), (40, 40, 190))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from citywatch.config.camera import TrackerConfig
-from citywatch.edge.tracking import Tracker
+from citywatch.edge.camera.tracking import Tracker
 from citywatch.models.detections import Detections
 
 FPS = 5.0

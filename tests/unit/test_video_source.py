@@ -19,9 +19,9 @@ import pytest
 from numpy.typing import NDArray
 
 from citywatch.edge.backoff import Backoff
-from citywatch.edge.camera_source import ReconnectingSource
-from citywatch.hardware import video_source
-from citywatch.hardware.video_source import (
+from citywatch.edge.camera.source import ReconnectingSource
+from citywatch.hardware.camera import video_source
+from citywatch.hardware.camera.video_source import (
     CorruptVideo,
     SourceKind,
     SourceNotFound,
@@ -305,7 +305,7 @@ def test_http_mjpeg_stream_reconnects_after_the_camera_returns(
     frames = []
     restart = threading.Timer(0.4, mjpeg_server.start)
     deadline = time.monotonic() + 15
-    with caplog.at_level(logging.INFO, logger="citywatch.edge.camera_source"):
+    with caplog.at_level(logging.INFO, logger="citywatch.edge.camera.source"):
         for frame in wrapper:
             frames.append(frame)
             if len(frames) == 5:

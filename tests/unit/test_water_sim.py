@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from citywatch.config.sensor import LevelPolicy, SimulatedRain
-from citywatch.edge.levels import LevelChange, LevelTracker, depth_from_distance
-from citywatch.hardware.water_sim import SimulatedWaterSensor, WaterReading
+from citywatch.edge.sensor.levels import LevelChange, LevelTracker, depth_from_distance
+from citywatch.hardware.water.sim import SimulatedWaterSensor, WaterReading
 
 T0 = datetime(2025, 7, 1, 8, 0, tzinfo=UTC)
 

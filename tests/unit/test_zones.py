@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from citywatch.config.camera import Anchor, Zone
-from citywatch.edge.zones import ZoneError, ZoneMap, anchor_points, area_fractions, drop_masked
+from citywatch.edge.camera.zones import (
+    ZoneError,
+    ZoneMap,
+    anchor_points,
+    area_fractions,
+    drop_masked,
+)
 from citywatch.models.detections import Detections
 
 W, H = 1000, 500

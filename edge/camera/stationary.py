@@ -1,0 +1,271 @@
+"""Which tracked objects stand still, since when, and who they are when the tracker loses them.
+
+An object is stationary when, over ``window_s`` of video, its anchor point neither drifts
+(median of the first third vs. median of the last third) nor spreads (80th percentile of
+the distances to the median) by more than ``max_displacement`` box diagonals: medians make
+it robust to box jitter and to a frame or two of a bad box. Once stationary it keeps its
+reference position until the median of the last half window moves away from it.
+
+Stationary objects are remembered for ``lost_grace_s`` after their track disappears; a track
+appearing on the same place takes over the object, its identity and its dwell clock
+(Frigate's stationary objects are the model). The place is the median box of the object's
+last window, so the half-hidden boxes of its last frames (a bus pulling in front) do not
+move it. A new box is on the place when it overlaps it (IoU >= ``reid_iou``) or when it is
+a view of part of it: mostly inside it and at least a quarter of its size. A track is judged
+again while it is young (first seen less than a window ago and not stationary itself): its
+first box after an occlusion is often a sliver, and the box that matches comes a frame later.
+Time is the video's.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from citywatch.config.camera import Anchor, StationaryRule
+from citywatch.edge.camera.tracking import TrackedObject
+from citywatch.edge.camera.zones import anchor_points
+from citywatch.models.detections import box_area, intersection, iou
+
+__all__ = ["StationaryObject", "StationaryObjects", "StationaryParams"]
+
+CONFIDENCE_SMOOTHING = 0.3
+"""Weight of the newest detection in an object's smoothed confidence (exponential average)."""
+
+_MIN_SAMPLES = 3
+_PART_INSIDE = 0.8
+"""A box at least this fraction inside a remembered place …"""
+_PART_SIZE = 0.25
+"""… and at least this fraction of its area is a partial view of the object standing there."""
+_SPREAD_PERCENTILE = 80
+_EPS_S = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class StationaryParams:
+    """How still, over how long, and how long a lost stationary object is remembered."""
+
+    window_s: float = 5.0
+    max_displacement: float = 0.15
+    lost_grace_s: float = 10.0
+    anchor: Anchor = "bottom_center"
+    reid_iou: float = 0.5
+
+    @classmethod
+    def from_rule(cls, rule: StationaryRule) -> StationaryParams:
+        return cls(
+            window_s=rule.stationary_window.total_seconds(),
+            max_displacement=rule.max_displacement,
+            lost_grace_s=rule.lost_grace.total_seconds(),
+            anchor=rule.anchor,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    pts_s: float
+    x: float
+    y: float
+    diagonal: float
+    box: tuple[float, float, float, float]
+
+
+@dataclass
+class StationaryObject:
+    """One physical object as seen through one or more track ids."""
+
+    object_id: int
+    track_id: int
+    class_name: str
+    xyxy: tuple[float, float, float, float]
+    confidence: float
+    """Smoothed over the detections, so one low frame does not drop the object."""
+    first_seen_s: float
+    last_seen_s: float
+    stationary_since_s: float | None = None
+    reference: tuple[float, float] | None = None
+    """The anchor position (pixels) it stands at, while stationary."""
+    samples: deque[_Sample] = field(default_factory=deque)
+
+    @property
+    def is_stationary(self) -> bool:
+        return self.stationary_since_s is not None
+
+    @property
+    def place(self) -> tuple[float, float, float, float]:
+        """Where it stands: the median box of its last window (its last box before any)."""
+        if not self.samples:
+            return self.xyxy
+        x1, y1, x2, y2 = np.median([s.box for s in self.samples], axis=0).tolist()
+        return (x1, y1, x2, y2)
+
+    def seen_at(self, pts_s: float) -> bool:
+        """Whether a track reported this object in the frame at ``pts_s``."""
+        return self.last_seen_s == pts_s
+
+    def dwell_s(self, pts_s: float) -> float:
+        """Video seconds it has been standing still at ``pts_s`` (0 when it is not)."""
+        if self.stationary_since_s is None:
+            return 0.0
+        return max(0.0, pts_s - self.stationary_since_s)
+
+
+class StationaryObjects:
+    """The objects of some classes on one camera, with their stationary state."""
+
+    def __init__(self, params: StationaryParams, classes: Iterable[str] | None = None) -> None:
+        self.params = params
+        self.classes = frozenset(classes) if classes is not None else None
+        self._objects: dict[int, StationaryObject] = {}
+        self._by_track: dict[int, int] = {}
+
+    @property
+    def objects(self) -> list[StationaryObject]:
+        """Every remembered object, seen in this frame or lost within the grace, by id."""
+        return [self._objects[key] for key in sorted(self._objects)]
+
+    def update(self, pts_s: float, tracks: Sequence[TrackedObject]) -> list[StationaryObject]:
+        """Take the tracks of the frame at ``pts_s``; return the objects forgotten now."""
+        for track in tracks:
+            if self.classes is not None and track.class_name not in self.classes:
+                continue
+            obj = self._object_for(track, pts_s)
+            if obj.seen_at(pts_s):
+                # Two ids of one object in one frame (the old one revived): the first counts.
+                continue
+            self._observe(obj, track, pts_s)
+        return self._forget_lost(pts_s)
+
+    def _object_for(self, track: TrackedObject, pts_s: float) -> StationaryObject:
+        known = self._by_track.get(track.track_id)
+        obj = self._objects[known] if known is not None else None
+        if obj is not None and (
+            obj.is_stationary or pts_s - obj.first_seen_s > self.params.window_s + _EPS_S
+        ):
+            return obj  # settled: no longer matched against the lost ones
+        heir = self._lost_stationary_at(track.xyxy, pts_s)
+        if obj is not None:  # a young object
+            if heir is None:
+                return obj
+            self._absorb(obj, heir)
+        if heir is not None:
+            heir.track_id = track.track_id
+            self._by_track[track.track_id] = heir.object_id
+            return heir
+        obj = StationaryObject(
+            object_id=track.track_id,
+            track_id=track.track_id,
+            class_name=track.class_name,
+            xyxy=track.xyxy,
+            confidence=track.confidence,
+            first_seen_s=pts_s,
+            last_seen_s=float("-inf"),
+        )
+        self._objects[obj.object_id] = obj
+        self._by_track[track.track_id] = obj.object_id
+        return obj
+
+    def _lost_stationary_at(
+        self, xyxy: tuple[float, float, float, float], pts_s: float
+    ) -> StationaryObject | None:
+        """The lost stationary object whose place this box is on, the best overlap first."""
+        best: StationaryObject | None = None
+        best_score = 0.0
+        for obj in self.objects:
+            if not obj.is_stationary or obj.seen_at(pts_s):
+                continue
+            place = obj.place
+            overlap = iou(place, xyxy)
+            on_place = overlap >= self.params.reid_iou or _part_of(xyxy, place)
+            if on_place and (best is None or overlap > best_score):
+                best, best_score = obj, overlap
+        return best
+
+    def _absorb(self, young: StationaryObject, heir: StationaryObject) -> None:
+        """A young object turned out to be a lost stationary one: one object, the heir's
+        identity and clock, the young one's recent boxes."""
+        del self._objects[young.object_id]
+        for track_id, object_id in self._by_track.items():
+            if object_id == young.object_id:
+                self._by_track[track_id] = heir.object_id
+        heir.samples.extend(young.samples)
+
+    def _observe(self, obj: StationaryObject, track: TrackedObject, pts_s: float) -> None:
+        first = obj.last_seen_s == float("-inf")
+        obj.track_id = track.track_id
+        obj.xyxy = track.xyxy
+        obj.class_name = track.class_name
+        obj.confidence = (
+            track.confidence
+            if first
+            else obj.confidence + CONFIDENCE_SMOOTHING * (track.confidence - obj.confidence)
+        )
+        obj.last_seen_s = pts_s
+        (x, y) = anchor_points(np.array(track.xyxy), self.params.anchor)[0].tolist()
+        x1, y1, x2, y2 = track.xyxy
+        obj.samples.append(_Sample(pts_s, x, y, float(np.hypot(x2 - x1, y2 - y1)), track.xyxy))
+        window = self.params.window_s
+        while obj.samples and obj.samples[0].pts_s < pts_s - window - _EPS_S:
+            obj.samples.popleft()
+        if obj.is_stationary:
+            self._check_moved(obj, pts_s)
+        else:
+            self._check_still(obj, pts_s)
+
+    def _check_still(self, obj: StationaryObject, pts_s: float) -> None:
+        samples = list(obj.samples)
+        if len(samples) < _MIN_SAMPLES or pts_s - samples[0].pts_s < self.params.window_s - _EPS_S:
+            return
+        points = np.array([(s.x, s.y) for s in samples])
+        limit = self.params.max_displacement * float(np.median([s.diagonal for s in samples]))
+        centre = np.median(points, axis=0)
+        spread = float(np.percentile(np.hypot(*(points - centre).T), _SPREAD_PERCENTILE))
+        third = max(1, len(points) // 3)
+        drift = float(
+            np.hypot(*(np.median(points[-third:], axis=0) - np.median(points[:third], axis=0)))
+        )
+        if spread <= limit and drift <= limit:
+            obj.stationary_since_s = samples[0].pts_s
+            obj.reference = (float(centre[0]), float(centre[1]))
+
+    def _check_moved(self, obj: StationaryObject, pts_s: float) -> None:
+        if obj.reference is None:
+            return
+        recent = [s for s in obj.samples if s.pts_s >= pts_s - self.params.window_s / 2 - _EPS_S]
+        if len(recent) < _MIN_SAMPLES:
+            # A slow detection rate: the last few boxes, whenever they were. Fewer than that
+            # in the whole window means just re-acquired: one odd (half-hidden) box is no move.
+            recent = list(obj.samples)[-_MIN_SAMPLES:]
+            if len(recent) < _MIN_SAMPLES:
+                return
+        points = np.array([(s.x, s.y) for s in recent])
+        limit = self.params.max_displacement * float(np.median([s.diagonal for s in recent]))
+        moved = float(np.hypot(*(np.median(points, axis=0) - np.array(obj.reference))))
+        if moved > limit:
+            obj.stationary_since_s = None
+            obj.reference = None
+            obj.samples = deque(recent)
+
+    def _forget_lost(self, pts_s: float) -> list[StationaryObject]:
+        lost = [
+            obj
+            for obj in self.objects
+            if pts_s - obj.last_seen_s > self.params.lost_grace_s + _EPS_S
+        ]
+        for obj in lost:
+            del self._objects[obj.object_id]
+        gone = {obj.object_id for obj in lost}
+        self._by_track = {t: o for t, o in self._by_track.items() if o not in gone}
+        return lost
+
+
+def _part_of(
+    box: tuple[float, float, float, float], place: tuple[float, float, float, float]
+) -> bool:
+    """Whether ``box`` looks like a partial view of what stands at ``place``."""
+    area = box_area(box)
+    shared = intersection(box, place)
+    return shared > 0 and shared >= _PART_INSIDE * area and area >= _PART_SIZE * box_area(place)
