@@ -15,238 +15,48 @@ An incident's deadline is ``last_activity + quiet`` once all its episodes have e
 alert whose own event time is at or after the deadline of the incident it matches finds
 that incident closed at its deadline, whether or not ``expire`` has run yet.
 
-Positions are WGS84; distances are equirectangular metres (well under 0.1 % off the
-haversine distance at dedup radii). A grid of cells at least ``radius_m`` wide per kind
-keeps a lookup to about nine cells with thousands of open incidents. Not handled: incidents
-on either side of the antimeridian are never within reach of each other.
+Positions are WGS84 (not handled: incidents on either side of the antimeridian are never
+within reach of each other). The values the engine hands out live in
+:mod:`citywatch.stream.incident`, its indexes (per-incident bookkeeping, the grid of cells
+per kind, distances) in :mod:`citywatch.stream.dedup_index`; callers import every name
+they use from this module.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
-from citywatch.config.site import Placement
 from citywatch.config.workflow import DedupPolicy
-from citywatch.contracts.messages import Alert, AlertKind, DeviceRef, Phase
+from citywatch.contracts.messages import Alert, AlertKind, Phase
+from citywatch.stream.dedup_index import M_PER_DEG, NEVER, KindRules, Slot, distance_m
+from citywatch.stream.incident import (
+    DedupResult,
+    Incident,
+    Position,
+    alert_position,
+    device_key,
+)
 
-EARTH_RADIUS_M = 6_371_008.8
-M_PER_DEG = EARTH_RADIUS_M * math.pi / 180
+__all__ = [
+    "DEFAULT_LATENESS",
+    "M_PER_DEG",
+    "DedupEngine",
+    "DedupResult",
+    "Incident",
+    "MissingDedupPolicy",
+    "Position",
+    "alert_position",
+    "device_key",
+    "distance_m",
+]
+
 DEFAULT_LATENESS = timedelta(minutes=5)
-_POLAR_LAT = 89.9  # beyond this a grid row is one cell wide in longitude
-_NEVER = math.inf
 
 
 class MissingDedupPolicy(LookupError):
     """An alert of a kind the site config has no dedup policy for."""
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """A WGS84 point."""
-
-    lat: float
-    lon: float
-
-
-@dataclass
-class Incident:
-    """One problem in the world, built from every alert that reported it.
-
-    ``position`` is the resolved position of the incident's first alert (an anchor, not a
-    centroid: it never moves, so merging cannot drift along a chain of sightings); ``None``
-    when that alert had none. ``attributes`` holds the alert attributes of the latest alert
-    by event time (e.g. ``level``, ``depth_cm``), plus ``peak_depth_cm`` (the largest
-    ``depth_cm`` or ``peak_depth_cm`` any alert carried) and, once closed, ``closed_by``
-    (``"ended"``: all episodes ended and the quiet period passed; ``"aged_out"``: no message
-    for window + quiet, the open episodes are then abandoned).
-    """
-
-    id: str
-    kind: AlertKind
-    position: Position | None
-    opened_at: datetime
-    last_activity: datetime
-    closed_at: datetime | None = None
-    state: Literal["open", "closed"] = "open"
-    episodes: set[str] = field(default_factory=set)
-    open_episodes: set[str] = field(default_factory=set)
-    alert_ids: list[str] = field(default_factory=list)
-    sources: set[str] = field(default_factory=set)
-    reopen_count: int = 0
-    max_confidence: float = 0.0
-    attributes: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class DedupResult:
-    """Where one alert went. Exactly one of ``created``, ``merged`` and ``duplicate`` is
-    true; ``reopened`` implies ``merged``. ``incident`` is the engine's live object: copy what
-    you need before the next call.
-    """
-
-    incident: Incident
-    created: bool
-    merged: bool
-    reopened: bool
-    duplicate: bool
-
-
-def alert_position(
-    alert: Alert, placements: Mapping[tuple[str, str], Placement]
-) -> Position | None:
-    """Where an alert happened: its own point (a drone's shot position, a projected box),
-    else its device's configured position (a fixed camera or sensor), else unknown.
-    ``placements`` is :meth:`CitywatchConfig.placements`.
-    """
-    location = alert.location
-    if location.lat is not None and location.lon is not None:
-        return Position(location.lat, location.lon)
-    place = placements.get((alert.device.kind.value, alert.device.id))
-    if place is None or place.position is None:
-        return None
-    return Position(place.position.lat, place.position.lon)
-
-
-def device_key(device: DeviceRef) -> str:
-    """``site/kind/id``: how an incident names the devices that contributed to it."""
-    return f"{device.site}/{device.kind.value}/{device.id}"
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Equirectangular distance in metres between two WGS84 points."""
-    x = math.radians(lon2 - lon1) * math.cos(math.radians((lat1 + lat2) / 2))
-    y = math.radians(lat2 - lat1)
-    return EARTH_RADIUS_M * math.hypot(x, y)
-
-
-class _Slot:
-    """The engine's bookkeeping for one incident (float times for the hot path)."""
-
-    __slots__ = (
-        "cell",
-        "closed_ts",
-        "device",
-        "ended",
-        "inc",
-        "last_ts",
-        "lat",
-        "latest_ts",
-        "lon",
-        "opened_ts",
-        "rules",
-        "scheduled",
-    )
-
-    def __init__(self, inc: Incident, rules: _KindRules, device: str | None) -> None:
-        self.inc = inc
-        self.rules = rules
-        self.device = device  # set when matched per device instead of by position
-        self.opened_ts = inc.opened_at.timestamp()
-        self.last_ts = inc.last_activity.timestamp()
-        self.latest_ts = -_NEVER  # event time of the alert whose attributes are kept
-        self.closed_ts = inc.closed_at.timestamp() if inc.closed_at is not None else _NEVER
-        self.scheduled = _NEVER  # deadline of this incident's live entry in the expiry heap
-        self.ended: set[str] = inc.episodes - inc.open_episodes
-        self.lat = inc.position.lat if inc.position is not None else 0.0
-        self.lon = inc.position.lon if inc.position is not None else 0.0
-        self.cell = (0, 0)
-
-    def deadline(self) -> float:
-        rules = self.rules
-        if self.inc.open_episodes:
-            return self.last_ts + rules.window_s + rules.quiet_s
-        return self.last_ts + rules.quiet_s
-
-
-class _Grid:
-    """Incidents bucketed in cells at least ``radius_m`` wide: all within reach of a point
-    lie in the cells overlapping its bounding box, usually 3 × 3 of them."""
-
-    __slots__ = ("_dlon", "cells", "dlat", "radius_m")
-
-    def __init__(self, radius_m: float) -> None:
-        self.radius_m = radius_m
-        self.dlat = radius_m / M_PER_DEG
-        self._dlon: dict[int, float] = {}
-        self.cells: dict[tuple[int, int], list[_Slot]] = {}
-
-    def _row_dlon(self, row: int) -> float:
-        dlon = self._dlon.get(row)
-        if dlon is None:
-            edge = max(abs(row * self.dlat), abs((row + 1) * self.dlat))
-            dlon = (
-                360.0
-                if edge >= _POLAR_LAT
-                else self.radius_m / (M_PER_DEG * math.cos(math.radians(edge)))
-            )
-            self._dlon[row] = dlon
-        return dlon
-
-    def cell(self, lat: float, lon: float) -> tuple[int, int]:
-        row = math.floor(lat / self.dlat)
-        return row, math.floor(lon / self._row_dlon(row))
-
-    def add(self, slot: _Slot) -> None:
-        self.cells.setdefault(slot.cell, []).append(slot)
-
-    def remove(self, slot: _Slot) -> None:
-        bucket = self.cells[slot.cell]
-        bucket.remove(slot)
-        if not bucket:
-            del self.cells[slot.cell]
-
-    def near(self, lat: float, lon: float, out: list[_Slot]) -> None:
-        """Append to ``out`` every incident in a cell that may hold points within reach."""
-        cells = self.cells
-        if not cells:
-            return
-        dlat = self.dlat
-        reach = abs(lat) + dlat
-        half = (
-            360.0
-            if reach >= _POLAR_LAT
-            else self.radius_m / (M_PER_DEG * math.cos(math.radians(reach)))
-        )
-        floor = math.floor
-        for row in range(floor((lat - dlat) / dlat), floor((lat + dlat) / dlat) + 1):
-            dlon = self._row_dlon(row)
-            for col in range(floor((lon - half) / dlon), floor((lon + half) / dlon) + 1):
-                bucket = cells.get((row, col))
-                if bucket:
-                    out.extend(bucket)
-
-
-class _KindRules:
-    """One kind's policy in seconds, and its indexes of open and closed incidents."""
-
-    __slots__ = (
-        "by_device",
-        "closed",
-        "devices",
-        "open",
-        "policy",
-        "quiet_s",
-        "radius_m",
-        "reopen_s",
-        "window_s",
-    )
-
-    def __init__(self, kind: AlertKind, policy: DedupPolicy) -> None:
-        self.policy = policy
-        self.radius_m = policy.radius_m
-        self.window_s = policy.window.total_seconds()
-        self.quiet_s = policy.quiet.total_seconds()
-        self.reopen_s = policy.reopen.total_seconds()
-        # A device fault is about the device, never about a place shared with others.
-        self.by_device = kind is AlertKind.DEVICE_FAULT
-        self.open = _Grid(policy.radius_m)
-        self.closed = _Grid(policy.radius_m)
-        self.devices: dict[str, list[_Slot]] = {}  # open and closed, matched per device
 
 
 class DedupEngine:
@@ -258,13 +68,13 @@ class DedupEngine:
         if lateness < timedelta(0):
             raise ValueError(f"lateness must not be negative, got {lateness}")
         self._rules = {
-            AlertKind(kind): _KindRules(AlertKind(kind), p) for kind, p in policies.items()
+            AlertKind(kind): KindRules(AlertKind(kind), p) for kind, p in policies.items()
         }
         self._lateness_s = lateness.total_seconds()
-        self._open: dict[str, _Slot] = {}
-        self._closed: dict[str, _Slot] = {}
-        self._by_alert: dict[str, _Slot] = {}
-        self._by_episode: dict[str, _Slot] = {}
+        self._open: dict[str, Slot] = {}
+        self._closed: dict[str, Slot] = {}
+        self._by_alert: dict[str, Slot] = {}
+        self._by_episode: dict[str, Slot] = {}
         self._heap: list[tuple[float, str]] = []
         self._pending: list[Incident] = []  # closed inside add(), reported by expire()
 
@@ -338,7 +148,7 @@ class DedupEngine:
             rules = self._rules_for(inc.kind)
             by_device = rules.by_device or inc.position is None
             source = min(inc.sources, default=inc.id) if by_device else None
-            slot = _Slot(inc, rules, source)
+            slot = Slot(inc, rules, source)
             slot.latest_ts = slot.last_ts
             self._index(slot)
             for alert_id in inc.alert_ids:
@@ -363,7 +173,7 @@ class DedupEngine:
 
     # -- placing an alert -------------------------------------------------------------------
 
-    def _rules_for(self, kind: AlertKind) -> _KindRules:
+    def _rules_for(self, kind: AlertKind) -> KindRules:
         rules = self._rules.get(kind)
         if rules is None:
             raise MissingDedupPolicy(
@@ -372,7 +182,7 @@ class DedupEngine:
             )
         return rules
 
-    def _continue_episode(self, slot: _Slot, alert: Alert, t: float) -> bool:
+    def _continue_episode(self, slot: Slot, alert: Alert, t: float) -> bool:
         """A message of a known episode; returns whether it reopened the incident."""
         inc = slot.inc
         episode = alert.episode_id
@@ -394,13 +204,13 @@ class DedupEngine:
         return reopened
 
     def _place(
-        self, rules: _KindRules, position: Position | None, source: str, t: float, alert: Alert
-    ) -> tuple[_Slot, bool, bool]:
+        self, rules: KindRules, position: Position | None, source: str, t: float, alert: Alert
+    ) -> tuple[Slot, bool, bool]:
         """The incident a new episode's first message joins: (slot, created, reopened)."""
         window = rules.window_s
         reopen = rules.reopen_s
         by_device = rules.by_device or position is None
-        candidates: list[_Slot] = []
+        candidates: list[Slot] = []
         if by_device:
             candidates = rules.devices.get(source, candidates)
         else:
@@ -408,8 +218,8 @@ class DedupEngine:
             lat, lon = position.lat, position.lon
             rules.open.near(lat, lon, candidates)
             rules.closed.near(lat, lon, candidates)
-        merge: tuple[float, float, str, _Slot] | None = None
-        recur: tuple[float, float, str, _Slot] | None = None
+        merge: tuple[float, float, str, Slot] | None = None
+        recur: tuple[float, float, str, Slot] | None = None
         for slot in candidates:
             if t < slot.opened_ts - window:
                 continue
@@ -418,7 +228,7 @@ class DedupEngine:
                 if t < deadline:
                     if t > slot.last_ts + window:
                         continue
-                    closed_ts = _NEVER
+                    closed_ts = NEVER
                 elif t > deadline + reopen:
                     continue
                 else:
@@ -430,7 +240,7 @@ class DedupEngine:
             dist = 0.0 if by_device else distance_m(lat, lon, slot.lat, slot.lon)
             if dist > rules.radius_m:
                 continue
-            if closed_ts == _NEVER:
+            if closed_ts == NEVER:
                 key = (dist, slot.opened_ts, slot.inc.id, slot)
                 if merge is None or key[:3] < merge[:3]:
                     merge = key
@@ -450,12 +260,12 @@ class DedupEngine:
 
     def _create(
         self,
-        rules: _KindRules,
+        rules: KindRules,
         alert: Alert,
         position: Position | None,
         source: str,
         by_device: bool,
-    ) -> _Slot:
+    ) -> Slot:
         incident_id = f"inc.{alert.id}"
         n = 1
         while incident_id in self._open or incident_id in self._closed:
@@ -468,12 +278,12 @@ class DedupEngine:
             opened_at=alert.event_time,
             last_activity=alert.event_time,
         )
-        slot = _Slot(inc, rules, source if by_device else None)
+        slot = Slot(inc, rules, source if by_device else None)
         self._index(slot)
         self._open[incident_id] = slot
         return slot
 
-    def _record(self, slot: _Slot, alert: Alert, t: float, source: str) -> None:
+    def _record(self, slot: Slot, alert: Alert, t: float, source: str) -> None:
         """Attach the alert to its incident and keep the incident's summary current."""
         inc = slot.inc
         inc.alert_ids.append(alert.id)
@@ -509,14 +319,14 @@ class DedupEngine:
 
     # -- index upkeep -----------------------------------------------------------------------
 
-    def _schedule(self, slot: _Slot) -> None:
+    def _schedule(self, slot: Slot) -> None:
         """Keep one live heap entry no later than the deadline (expire re-pushes later ones)."""
         deadline = slot.deadline()
         if deadline < slot.scheduled:
             slot.scheduled = deadline
             heapq.heappush(self._heap, (deadline, slot.inc.id))
 
-    def _index(self, slot: _Slot) -> None:
+    def _index(self, slot: Slot) -> None:
         rules = slot.rules
         if slot.device is not None:
             rules.devices.setdefault(slot.device, []).append(slot)
@@ -525,7 +335,7 @@ class DedupEngine:
         slot.cell = grid.cell(slot.lat, slot.lon)
         grid.add(slot)
 
-    def _close(self, slot: _Slot) -> None:
+    def _close(self, slot: Slot) -> None:
         inc = slot.inc
         rules = slot.rules
         aged_out = bool(inc.open_episodes)
@@ -535,28 +345,28 @@ class DedupEngine:
         inc.state = "closed"
         inc.open_episodes.clear()
         inc.attributes["closed_by"] = "aged_out" if aged_out else "ended"
-        slot.scheduled = _NEVER
+        slot.scheduled = NEVER
         del self._open[inc.id]
         self._closed[inc.id] = slot
         if slot.device is None:
             rules.open.remove(slot)
             rules.closed.add(slot)
 
-    def _reopen(self, slot: _Slot) -> None:
+    def _reopen(self, slot: Slot) -> None:
         inc = slot.inc
         rules = slot.rules
         inc.state = "open"
         inc.closed_at = None
         inc.reopen_count += 1
         inc.attributes.pop("closed_by", None)
-        slot.closed_ts = _NEVER
+        slot.closed_ts = NEVER
         del self._closed[inc.id]
         self._open[inc.id] = slot
         if slot.device is None:
             rules.closed.remove(slot)
             rules.open.add(slot)
 
-    def _drop(self, slot: _Slot) -> None:
+    def _drop(self, slot: Slot) -> None:
         """Forget an incident entirely (its alert ids and episodes with it)."""
         inc = slot.inc
         rules = slot.rules
@@ -568,7 +378,7 @@ class DedupEngine:
             (rules.open if inc.state == "open" else rules.closed).remove(slot)
         self._open.pop(inc.id, None)
         self._closed.pop(inc.id, None)
-        slot.scheduled = _NEVER
+        slot.scheduled = NEVER
         for alert_id in inc.alert_ids:
             if self._by_alert.get(alert_id) is slot:
                 del self._by_alert[alert_id]

@@ -1,0 +1,89 @@
+"""Incidents: what the dedup engine builds from alerts, and where an alert happened.
+
+The engine's public values (:mod:`citywatch.stream.dedup` decides, this module only names
+what it decides about): an incident with everything its alerts told, the result of placing
+one alert, and the resolution of an alert's position from its own point or its device's.
+Imported by the work-order store and the replay as well as the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from citywatch.config.site import Placement
+from citywatch.contracts.messages import Alert, AlertKind, DeviceRef
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A WGS84 point."""
+
+    lat: float
+    lon: float
+
+
+@dataclass
+class Incident:
+    """One problem in the world, built from every alert that reported it.
+
+    ``position`` is the resolved position of the incident's first alert (an anchor, not a
+    centroid: it never moves, so merging cannot drift along a chain of sightings); ``None``
+    when that alert had none. ``attributes`` holds the alert attributes of the latest alert
+    by event time (e.g. ``level``, ``depth_cm``), plus ``peak_depth_cm`` (the largest
+    ``depth_cm`` or ``peak_depth_cm`` any alert carried) and, once closed, ``closed_by``
+    (``"ended"``: all episodes ended and the quiet period passed; ``"aged_out"``: no message
+    for window + quiet, the open episodes are then abandoned).
+    """
+
+    id: str
+    kind: AlertKind
+    position: Position | None
+    opened_at: datetime
+    last_activity: datetime
+    closed_at: datetime | None = None
+    state: Literal["open", "closed"] = "open"
+    episodes: set[str] = field(default_factory=set)
+    open_episodes: set[str] = field(default_factory=set)
+    alert_ids: list[str] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
+    reopen_count: int = 0
+    max_confidence: float = 0.0
+    attributes: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DedupResult:
+    """Where one alert went. Exactly one of ``created``, ``merged`` and ``duplicate`` is
+    true; ``reopened`` implies ``merged``. ``incident`` is the engine's live object: copy what
+    you need before the next call.
+    """
+
+    incident: Incident
+    created: bool
+    merged: bool
+    reopened: bool
+    duplicate: bool
+
+
+def alert_position(
+    alert: Alert, placements: Mapping[tuple[str, str], Placement]
+) -> Position | None:
+    """Where an alert happened: its own point (a drone's shot position, a projected box),
+    else its device's configured position (a fixed camera or sensor), else unknown.
+    ``placements`` is :meth:`CitywatchConfig.placements`.
+    """
+    location = alert.location
+    if location.lat is not None and location.lon is not None:
+        return Position(location.lat, location.lon)
+    place = placements.get((alert.device.kind.value, alert.device.id))
+    if place is None or place.position is None:
+        return None
+    return Position(place.position.lat, place.position.lon)
+
+
+def device_key(device: DeviceRef) -> str:
+    """``site/kind/id``: how an incident names the devices that contributed to it."""
+    return f"{device.site}/{device.kind.value}/{device.id}"
