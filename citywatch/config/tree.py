@@ -5,6 +5,7 @@ from __future__ import annotations
 from citywatch.config.base import ConfigModel
 from citywatch.config.center import CenterConfig
 from citywatch.config.devices import Devices
+from citywatch.config.intake import Intake
 from citywatch.config.sensor import LevelPolicy, SensorConfig
 from citywatch.config.services import Services
 from citywatch.config.site import Placement, Site
@@ -24,6 +25,7 @@ class CitywatchConfig(ConfigModel):
     workflow: Workflow
     services: Services = Services()
     center: CenterConfig = CenterConfig()
+    intake: Intake = Intake()
 
     def level_policy(self, sensor: SensorConfig) -> LevelPolicy:
         """The sensor's own level policy, or the site's."""

@@ -17,7 +17,7 @@ from citywatch.contracts.errors import (
     UnsupportedVersion,
     WrongMessageType,
 )
-from citywatch.contracts.messages import MESSAGE_TYPES, Message, WireModel
+from citywatch.contracts.messages import MESSAGE_TYPES, NO_ESCAPES, Message, WireModel
 from citywatch.contracts.version import check_version
 
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -64,7 +64,7 @@ def decode(data: bytes | str, expected: type[WireModel] | None = None) -> WireMo
         expected_name = expected.model_fields["type"].default
         raise WrongMessageType(f"expected a {expected_name!r} message, got {type_name!r}")
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context=_context(data))
     except ValidationError as exc:
         raise MalformedMessage(_describe(exc)) from None
 
@@ -76,7 +76,7 @@ def _decode_valid(data: bytes | str, expected: type[M]) -> M | None:
     error): the checks above then run in order and name the first problem.
     """
     try:
-        message = expected.model_validate_json(data)
+        message = expected.model_validate_json(data, context=_context(data))
     except ValidationError:
         return None
     given = message.model_fields_set
@@ -87,6 +87,13 @@ def _decode_valid(data: bytes | str, expected: type[M]) -> M | None:
     except UnsupportedVersion:
         return None
     return message
+
+
+def _context(data: bytes | str) -> dict[str, bool]:
+    """Tell the models' storability check it may skip: text with no ``\\u`` escape cannot
+    hold a NUL or a lone surrogate once parsed (the parser refuses raw ones)."""
+    escape: bytes | str = b"\\u" if isinstance(data, bytes) else "\\u"
+    return {NO_ESCAPES: escape not in data}  # type: ignore[operator]
 
 
 def _describe(exc: ValidationError) -> str:

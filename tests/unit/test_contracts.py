@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from citywatch.contracts import (
     Alert,
@@ -246,3 +247,17 @@ def test_receipt_refers_to_the_message_it_confirms() -> None:
         id="r.1", message_id="a.1", device=SENSOR, status="stored", received_at=datetime.now(UTC)
     )
     assert decode(encode(receipt), Receipt).message_id == "a.1"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"rule": "a\x00b"}, {"attributes": {"x": float("nan")}}, {"confidence": float("inf")},
+     {"attributes": {"z": "\udc00"}}, {"attributes": {str(n): n for n in range(65)}}],
+    ids=["NUL", "NaN attribute", "infinite confidence", "lone surrogate", "65 attributes"],
+)  # fmt: skip
+def test_a_gateway_cannot_build_an_alert_the_stream_would_refuse(
+    changes: dict[str, object],
+) -> None:
+    """The same storability rules hold where messages are made: the edge fails early and loudly."""
+    with pytest.raises(ValidationError):
+        make_alert(**changes)
