@@ -21,7 +21,7 @@ from citywatch.config.site import Placement
 from citywatch.contracts import Alert, AlertKind, WorkOrderEvent
 from citywatch.stream import workorder_store
 from citywatch.stream.dedup import DedupEngine, Incident, alert_position
-from citywatch.stream.sink import AlertRow, insert_alerts
+from citywatch.stream.sink import AlertConflict, AlertRow, insert_alerts
 from citywatch.workorder.escalation import escalate_due, next_escalation_at
 from citywatch.workorder.lifecycle import (
     WorkOrder,
@@ -46,6 +46,8 @@ class Outcome:
     work_order_of: dict[str, str] = field(default_factory=dict)  # alert id → work order id
     events: list[WorkOrderEvent] = field(default_factory=list)
     new_alerts: int = 0
+    conflicts: list[AlertConflict] = field(default_factory=list)
+    """Alerts refused because their id already names another alert (to dead-letter)."""
 
 
 class AlertProcessor:
@@ -97,12 +99,17 @@ class AlertProcessor:
     async def handle(self, conn: AsyncConnection, rows: Sequence[AlertRow]) -> Outcome:
         """Store a batch of alerts and fold the new ones into work orders (one transaction)."""
         outcome = Outcome()
-        new_ids = await insert_alerts(conn, rows)
+        stored = await insert_alerts(conn, rows)
+        new_ids, outcome.conflicts = stored.new, stored.conflicts
         outcome.new_alerts = len(new_ids)
+        refused = {id(c.row) for c in stored.conflicts}
         changed: dict[str, tuple[WorkOrder, Incident]] = {}
         events: list[WorkOrderTransition] = []
         links: list[tuple[str, str]] = []
-        fresh = sorted((r.alert for r in rows if r.alert.id in new_ids), key=lambda a: a.event_time)
+        fresh = sorted(
+            (r.alert for r in rows if r.alert.id in new_ids and id(r) not in refused),
+            key=lambda a: a.event_time,
+        )
         seen: set[str] = set()
         for alert in fresh:
             if alert.id in seen:
@@ -113,7 +120,7 @@ class AlertProcessor:
             changed[order.id] = (order, incident)
             links.append((order.id, alert.id))
             outcome.work_order_of[alert.id] = order.id
-        old = [r.alert.id for r in rows if r.alert.id not in new_ids]
+        old = [r.alert.id for r in rows if r.alert.id not in new_ids and id(r) not in refused]
         if old:  # redeliveries: their receipts still name the work order
             cursor = await conn.execute(
                 "SELECT alert_id, work_order_id FROM work_order_alerts WHERE alert_id = ANY(%s)",

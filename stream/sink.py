@@ -1,7 +1,10 @@
 """Batched, idempotent writes of alerts, telemetry and device state to PostgreSQL/TimescaleDB.
 
 Every write is keyed by the message's stable id, so the at-least-once stream can deliver a
-message twice and the database holds it once. Batches go through ``COPY`` into a temporary
+message twice and the database holds it once. An alert id names one alert forever: another
+message with the same id and other content (another event time included) is a conflict,
+returned to the caller to dead-letter with both versions, never a second row and never a
+silent drop; an identical redelivery changes nothing. Batches go through ``COPY`` into a temporary
 table and one ``INSERT … ON CONFLICT DO NOTHING RETURNING id``, which is both the fastest
 path into PostgreSQL and the way to learn which messages are new: only new alerts are fed
 to dedup, which makes the whole pipeline idempotent with the database as the only judge.
@@ -12,8 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -28,6 +31,8 @@ ALERT_COLUMNS = (
     "phase", "zone", "lat", "lon", "confidence", "track_id", "evidence", "attributes",
     "kafka_topic", "kafka_partition", "kafka_offset", "district",
 )  # fmt: skip
+CONTENT_COLUMNS = ALERT_COLUMNS[: ALERT_COLUMNS.index("kafka_topic")]
+"""What the device said; where the stream read it (a resend has a new offset) is not content."""
 
 
 @dataclass(frozen=True)
@@ -80,17 +85,78 @@ async def stage(
     return staged
 
 
-async def insert_alerts(conn: AsyncConnection, rows: Sequence[AlertRow]) -> set[str]:
-    """Insert a batch of alerts; return the ids that were not stored before."""
+@dataclass(frozen=True)
+class AlertConflict:
+    """A message reusing an alert id with other content: refused, with both versions."""
+
+    row: AlertRow
+    stored: Mapping[str, object]
+    """The version that holds the id (the stored row's content, or the batch's first)."""
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"alert id {self.row.alert.id!r} already names another alert (stored with event_time"
+            f" {self.stored.get('event_time')}); a new alert needs a new id"
+        )
+
+
+@dataclass(frozen=True)
+class StoredAlerts:
+    """What :func:`insert_alerts` did with a batch."""
+
+    new: set[str]
+    """Ids stored now for the first time (only these go on to dedup)."""
+    conflicts: list[AlertConflict] = field(default_factory=list)
+
+
+async def insert_alerts(conn: AsyncConnection, rows: Sequence[AlertRow]) -> StoredAlerts:
+    """Insert a batch of alerts: the ids that are new, and the rows whose id already names
+    another alert (in the database or earlier in the batch), which are not stored."""
     if not rows:
-        return set()
+        return StoredAlerts(set())
+    unique, conflicts = _first_of_each_id(rows)
     columns = ", ".join(ALERT_COLUMNS)
-    staged = await stage(conn, "alerts", ALERT_COLUMNS, map(_alert_values, rows))
+    staged = await stage(conn, "alerts", ALERT_COLUMNS, (_alert_values(r) for r in unique))
+    differs = " OR ".join(f"a.{c} IS DISTINCT FROM s.{c}" for c in CONTENT_COLUMNS)
+    stored_json = ", ".join(f"'{c}', a.{c}" for c in CONTENT_COLUMNS)
     cursor = await conn.execute(
-        f"INSERT INTO alerts ({columns}) SELECT DISTINCT ON (id, event_time) {columns} FROM {staged}"
+        f"SELECT s.id, jsonb_build_object({stored_json}) FROM {staged} s"
+        f" JOIN alerts a ON a.id = s.id WHERE {differs}"
+    )
+    clashing = {alert_id: stored for alert_id, stored in await cursor.fetchall()}
+    if clashing:
+        by_id = {r.alert.id: r for r in unique}
+        conflicts += [AlertConflict(by_id[i], stored) for i, stored in clashing.items()]
+        await conn.execute(f"DELETE FROM {staged} WHERE id = ANY(%s)", (list(clashing),))
+        for conflict in conflicts:
+            log.warning(
+                "%s",
+                conflict.reason,
+                extra={"device": conflict.row.alert.device.id, "alert_id": conflict.row.alert.id},
+            )
+    cursor = await conn.execute(
+        f"INSERT INTO alerts ({columns}) SELECT {columns} FROM {staged}"
         " ON CONFLICT (id, event_time) DO NOTHING RETURNING id"
     )
-    return {r[0] for r in await cursor.fetchall()}
+    return StoredAlerts({r[0] for r in await cursor.fetchall()}, conflicts)
+
+
+def _first_of_each_id(rows: Sequence[AlertRow]) -> tuple[list[AlertRow], list[AlertConflict]]:
+    """The batch with one row per alert id (identical redeliveries dropped), and the rows
+    that reuse an id of an earlier row with other content."""
+    first: dict[str, tuple[AlertRow, tuple[object, ...]]] = {}
+    conflicts: list[AlertConflict] = []
+    width = len(CONTENT_COLUMNS)
+    for row in rows:
+        content = _alert_values(row)[:width]
+        held = first.get(row.alert.id)
+        if held is None:
+            first[row.alert.id] = (row, content)
+        elif held[1] != content:
+            stored = {c: v for c, v in zip(CONTENT_COLUMNS, held[1], strict=True)}
+            conflicts.append(AlertConflict(row, stored))
+    return [row for row, _ in first.values()], conflicts
 
 
 async def insert_telemetry(conn: AsyncConnection, batch: Sequence[Telemetry]) -> int:
