@@ -1,5 +1,6 @@
-"""The command-center benchmark's data: a private PostgreSQL and a realistic site's work
-orders, alerts, links and events, each order played through the real state machine.
+"""The command-center benchmark's data: a realistic site's work orders, alerts, links and
+events, each order played through the real state machine, loaded by COPY in the rows the
+center's tests seed too (``benchmarks/seeding.py``).
 
 Split from benchmarks/center.py (which measures); see its docstring for the method.
 """
@@ -10,24 +11,26 @@ import contextlib
 import json
 import math
 import random
-import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from rich.progress import Progress
 
+from benchmarks.seeding import (
+    ALERT_COLUMNS,
+    FEED_EVENT_COLUMNS,
+    LINK_COLUMNS,
+    ORDER_COLUMNS,
+    alert_row,
+    feed_event_row,
+    order_row,
+)
 from citywatch.config import CitywatchConfig
 from citywatch.config.site import Placement
 from citywatch.contracts import AlertKind
-from citywatch.stack import processes
-from citywatch.stack.binaries import choose_postgres
-from citywatch.stack.ports import pick_free_port
-from citywatch.stack.postgres import PostgresService
-from citywatch.stack.service import ProbeFailed
 from citywatch.workorder import lifecycle as lc
 from citywatch.workorder.priority import Routing, priority, route
 from citywatch.workorder.sla import site_zone
@@ -54,54 +57,6 @@ RULES = {
     AlertKind.WATERLOGGING: "depth-level",
     AlertKind.DEVICE_FAULT: "heartbeat",
 }
-
-
-# -- a private PostgreSQL ------------------------------------------------------------------------
-class PrivatePostgres:
-    """Only the embedded stack's PostgreSQL, in ``data_dir``, on a free loopback port.
-
-    Same binaries, initdb options and server command line as ``citywatch stack up``; as root
-    it runs as the ``postgres`` system user, like the stack's.
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        run_as = processes.ServiceUser.lookup("postgres") if processes.running_as_root() else None
-        data_dir.chmod(0o711 if run_as else 0o700)
-        self.service = PostgresService(data_dir, choose_postgres(), run_as, secrets.token_hex(16))
-        self.port = pick_free_port()
-        self.record: processes.ProcessRecord | None = None
-
-    @property
-    def url(self) -> str:
-        return self.service.url(self.port)
-
-    def start(self, timeout_s: float = 60.0) -> str:
-        self.service.prepare(self.port)
-        argv = self.service.argv(self.port)
-        self.record = processes.spawn(
-            argv,
-            log_path=self.service.log_path,
-            marker=self.service.marker(self.port),
-            user=self.service.run_as,
-            cwd=self.service.data_dir,
-        )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if not processes.is_alive(self.record):
-                raise RuntimeError(f"PostgreSQL exited while starting; see {self.service.log_path}")
-            try:
-                self.service.probe(self.port)
-                return self.url
-            except ProbeFailed:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.record is not None:
-            service = self.service
-            processes.stop_all({"postgres": (self.record, service.stop_signal, 15.0)}, 20.0)
-            self.record = None
 
 
 # -- the data set --------------------------------------------------------------------------------
@@ -135,25 +90,6 @@ class Sizes:
     alerts: int = 0
     links: int = 0
     events: int = 0
-
-
-ORDER_COLUMNS = (
-    "id", "kind", "category_code", "category_name", "department", "priority", "state", "sla_tier",
-    "opened_at", "due_at", "clock_started_at", "escalated_levels", "resolved_at", "closed_at",
-    "escalation_level", "district", "street", "community", "lat", "lon", "incident_state",
-    "incident_closed_at", "last_activity", "episodes", "open_episodes", "sources", "alert_count",
-    "max_confidence", "reopen_count", "attributes", "seq", "updated_at",
-)  # fmt: skip
-ALERT_COLUMNS = (
-    "id", "event_time", "episode_id", "seq", "site", "device_kind", "device_id", "kind", "rule",
-    "phase", "zone", "lat", "lon", "confidence", "track_id", "evidence", "attributes",
-    "received_at", "kafka_topic", "kafka_partition", "kafka_offset", "district",
-)  # fmt: skip
-LINK_COLUMNS = ("work_order_id", "alert_id", "added_at")
-EVENT_COLUMNS = (
-    "id", "work_order_id", "seq", "event", "from_state", "to_state", "actor", "time", "reason",
-    "data", "feed_id",
-)  # fmt: skip
 
 
 class Stop(Exception):
@@ -366,12 +302,14 @@ def _order_alerts(
                 attributes = json.dumps({"class": what, "dwell_s": round(rng.uniform(60, 1800))})
             else:
                 attributes = "{}"
-            rows.append((
-                alert_id, at, episode, seq, "demo", device.kind, device.id, kind.value,
-                RULES[kind], phase, "zone-1" if camera else None, lat + rng.gauss(0, 0.00005),
-                lon + rng.gauss(0, 0.00005), round(rng.uniform(0.35, 0.98), 3), track, evidence,
-                attributes, at + timedelta(milliseconds=rng.randint(80, 900)), "citywatch.alerts",
-                0, offset + len(rows), order.district,
+            rows.append(alert_row(
+                alert_id, episode, seq, at, device_kind=device.kind, device_id=device.id,
+                kind=kind.value, rule=RULES[kind], phase=phase, district=order.district,
+                zone="zone-1" if camera else None, lat=lat + rng.gauss(0, 0.00005),
+                lon=lon + rng.gauss(0, 0.00005), confidence=round(rng.uniform(0.35, 0.98), 3),
+                track_id=track, evidence=evidence, attributes=attributes,
+                received_at=at + timedelta(milliseconds=rng.randint(80, 900)),
+                kafka_offset=offset + len(rows),
             ))  # fmt: skip
     return rows
 
@@ -395,7 +333,7 @@ def generate(
     task = progress.add_task("generating work orders", total=work_orders)
     began = time.perf_counter()
     names = ("work_orders", "alerts", "work_order_alerts", "workorder_events")
-    columns = (ORDER_COLUMNS, ALERT_COLUMNS, LINK_COLUMNS, EVENT_COLUMNS)
+    columns = (ORDER_COLUMNS, ALERT_COLUMNS, LINK_COLUMNS, FEED_EVENT_COLUMNS)
     with contextlib.ExitStack() as stack:
         conns = [stack.enter_context(psycopg.connect(url)) for _ in names]
         copies = []
@@ -412,27 +350,18 @@ def generate(
             rows = _order_alerts(rng, order, device, lat, lon, counts[n], sizes.alerts, now)
             for row in rows:
                 alert_copy.write_row(row)
-                link_copy.write_row((order.id, row[0], row[17]))
+                link_copy.write_row((order.id, row[0], row[21]))  # received → linked
             for e in order.events:
                 feed_id += 1
-                event_copy.write_row((
-                    e.id, e.work_order_id, e.seq, e.event, e.from_state.value, e.to_state.value,
-                    e.actor, e.time, e.reason, json.dumps(e.data, default=str), feed_id,
-                ))  # fmt: skip
+                event_copy.write_row(feed_event_row(e, feed_id))
             last = rows[-1][1]
             incident_open = order.is_open and now - last < timedelta(hours=1)
-            order_copy.write_row((
-                order.id, order.kind.value, order.category_code, order.category_name,
-                order.department, order.priority, order.state.value, order.sla_tier,
-                order.opened_at, order.due_at, order.clock_started_at,
-                json.dumps(order.escalated_levels), order.resolved_at, order.closed_at,
-                order.escalation_level, order.district, order.street, order.community, lat, lon,
-                "open" if incident_open else "closed", None if incident_open else last, last,
-                json.dumps(sorted({r[2] for r in rows})),
-                json.dumps([rows[-1][2]] if incident_open else []),
-                json.dumps([f"demo/{device.kind}/{device.id}"]), len(rows),
-                max(r[13] for r in rows), order.reopen_count, "{}", order.seq,
-                order.events[-1].time,
+            order_copy.write_row(order_row(
+                order, lat=lat, lon=lon, last_activity=last,
+                sources=[f"demo/{device.kind}/{device.id}"], alert_count=len(rows),
+                max_confidence=max(r[13] for r in rows), updated_at=order.events[-1].time,
+                episodes={r[2] for r in rows}, open_episodes=[rows[-1][2]] if incident_open else [],
+                incident_closed_at=None if incident_open else last,
             ))  # fmt: skip
             sizes.work_orders += 1
             sizes.alerts += len(rows)

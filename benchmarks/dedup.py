@@ -13,32 +13,35 @@ The stream (seeded): updates of open episodes, ends, new episodes beside an inci
 (merges) and at random places (new incidents), and resends, over a 20 km × 20 km district,
 kinds and radii as in the demo config. Target (issue 5): ≥ 50,000 alerts/s.
 
-    .venv/bin/python benchmarks/dedup.py [--alerts 100000] [--open 10000] [--repeat 3]
+    .venv/bin/python -m benchmarks.dedup [--alerts 100000] [--open 10000] [--repeat 3]
+        [--linear 5000]
 
 Prints a table and writes benchmarks/results/dedup.json.
 """
 
 from __future__ import annotations
 
-import argparse
-import gc
-import json
 import math
 import os
-import platform
 import random
 import statistics
 import sys
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from functools import partial
 
-from rich.console import Console
-from rich.table import Table
-
-from citywatch.cli.progress import counted_progress
+from benchmarks.harness import (
+    console,
+    counted_progress,
+    parser,
+    reproduce,
+    run_facts,
+    save,
+    say,
+    table,
+    timed,
+)  # fmt: skip
 from citywatch.config.workflow import DedupPolicy
 from citywatch.contracts import (
     Alert,
@@ -53,36 +56,25 @@ from citywatch.contracts import (
 from citywatch.stream.dedup import M_PER_DEG, DedupEngine, Position, distance_m
 
 TARGET_ALERTS_PER_S = 50_000
-RESULTS = Path(__file__).resolve().parent / "results" / "dedup.json"
 CENTER = Position(31.4300, 119.4800)
 HALF_SIDE_M = 10_000.0
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 STEP = timedelta(milliseconds=30)  # event time between consecutive alerts
 EXPIRE_EVERY = 1_000
 
+MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
 POLICIES = {
-    AlertKind.ILLEGAL_PARKING: DedupPolicy(radius_m=15, window=timedelta(minutes=30)),
-    AlertKind.STREET_VENDING: DedupPolicy(radius_m=30, window=timedelta(hours=1)),
-    AlertKind.SMOKE: DedupPolicy(
-        radius_m=300, window=timedelta(minutes=30), quiet=timedelta(minutes=15)
-    ),
-    AlertKind.WATERLOGGING: DedupPolicy(
-        radius_m=100, window=timedelta(hours=1), quiet=timedelta(minutes=20)
-    ),
-    AlertKind.DEVICE_FAULT: DedupPolicy(radius_m=1, window=timedelta(hours=1)),
+    AlertKind.ILLEGAL_PARKING: DedupPolicy(radius_m=15, window=30 * MINUTE),
+    AlertKind.STREET_VENDING: DedupPolicy(radius_m=30, window=HOUR),
+    AlertKind.SMOKE: DedupPolicy(radius_m=300, window=30 * MINUTE, quiet=15 * MINUTE),
+    AlertKind.WATERLOGGING: DedupPolicy(radius_m=100, window=HOUR, quiet=20 * MINUTE),
+    AlertKind.DEVICE_FAULT: DedupPolicy(radius_m=1, window=HOUR),
 }
-KIND_MIX = [
-    (AlertKind.ILLEGAL_PARKING, 0.6),
-    (AlertKind.STREET_VENDING, 0.25),
-    (AlertKind.WATERLOGGING, 0.1),
-    (AlertKind.SMOKE, 0.05),
-]
-DEVICE_KIND = {
-    AlertKind.ILLEGAL_PARKING: DeviceKind.CAMERA,
-    AlertKind.STREET_VENDING: DeviceKind.CAMERA,
-    AlertKind.WATERLOGGING: DeviceKind.SENSOR,
-    AlertKind.SMOKE: DeviceKind.DOCK,
-}
+KIND_MIX = {AlertKind.ILLEGAL_PARKING: 0.6, AlertKind.STREET_VENDING: 0.25,
+            AlertKind.WATERLOGGING: 0.1, AlertKind.SMOKE: 0.05}  # fmt: skip
+DEVICE_KIND = {AlertKind.ILLEGAL_PARKING: DeviceKind.CAMERA,
+               AlertKind.STREET_VENDING: DeviceKind.CAMERA,
+               AlertKind.WATERLOGGING: DeviceKind.SENSOR, AlertKind.SMOKE: DeviceKind.DOCK}  # fmt: skip
 
 
 @dataclass
@@ -90,17 +82,6 @@ class Workload:
     warmup: list[tuple[Alert, Position]]  # starts that open the incidents held at the start
     stream: list[tuple[Alert, Position]]  # what is measured
     blobs: list[bytes]  # the stream as published (for the decode baseline)
-
-
-@dataclass
-class Measurement:
-    name: str
-    alerts: int
-    seconds: float
-
-    @property
-    def per_s(self) -> float:
-        return self.alerts / self.seconds
 
 
 def pin_to_one_core() -> int | None:
@@ -155,8 +136,7 @@ def build_workload(
 ) -> Workload:
     rng = random.Random(seed)
     make = _Builder(rng)
-    kinds = [k for k, _ in KIND_MIX]
-    weights = [w for _, w in KIND_MIX]
+    kinds, weights = list(KIND_MIX), list(KIND_MIX.values())
     live: list[tuple[str, AlertKind, Position, str]] = []  # open episodes
     anchors: list[tuple[AlertKind, Position]] = []  # where incidents are
 
@@ -205,27 +185,23 @@ def warmed_engine(workload: Workload) -> DedupEngine:
     return engine
 
 
-def run_engine(engine: DedupEngine, stream: list[tuple[Alert, Position]]) -> tuple[float, int, int]:
-    """Seconds for the stream, and how many alerts created or merged into incidents."""
+def engine_pass(engine: DedupEngine, stream: Sequence[tuple[Alert, Position]]) -> tuple[int, int]:
+    """How many alerts of the stream created or merged into incidents (the timer's
+    ``expire(now)`` every :data:`EXPIRE_EVERY` alerts included)."""
     add, expire = engine.add, engine.expire
     created = merged = 0
-    gc.collect()
-    started = time.perf_counter()
     for n, (alert, where) in enumerate(stream, start=1):
         result = add(alert, where)
         created += result.created
         merged += result.merged
         if n % EXPIRE_EVERY == 0:
             expire(alert.event_time)
-    return time.perf_counter() - started, created, merged
+    return created, merged
 
 
-def run_decode(blobs: list[bytes]) -> float:
-    gc.collect()
-    started = time.perf_counter()
+def decode_all(blobs: list[bytes]) -> None:
     for blob in blobs:
         decode(blob, Alert)
-    return time.perf_counter() - started
 
 
 @dataclass(slots=True)
@@ -275,126 +251,97 @@ class LinearScan:
         return created, not created
 
 
-def run_linear(workload: Workload, n: int) -> tuple[float, int, int]:
-    naive = LinearScan(workload.warmup)
+def linear_pass(naive: LinearScan, stream: Sequence[tuple[Alert, Position]]) -> tuple[int, int]:
+    """The linear scan's (created, merged) over the stream."""
     created = merged = 0
-    gc.collect()
-    started = time.perf_counter()
-    for alert, where in workload.stream[:n]:
+    for alert, where in stream:
         c, m = naive.add(alert, where)
         created += c
         merged += m
-    return time.perf_counter() - started, created, merged
+    return created, merged
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--alerts", type=int, default=100_000, help="alerts in the stream")
-    parser.add_argument("--open", type=int, default=10_000, help="open incidents at the start")
-    parser.add_argument("--repeat", type=int, default=3, help="engine and decode passes")
-    parser.add_argument("--linear", type=int, default=5_000, help="alerts for the linear scan")
-    parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    console = Console()
+@dataclass
+class Measurement:
+    """One run over the stream (or its first alerts): a row of the table."""
+
+    name: str
+    alerts: int
+    seconds: float
+
+    @property
+    def per_s(self) -> float:
+        return self.alerts / self.seconds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    options = parser(__doc__ or "", "default benchmarks/results/dedup.json")
+    options.add_argument("--alerts", type=int, default=100_000, help="alerts in the stream")
+    options.add_argument("--open", type=int, default=10_000, help="open incidents at the start")
+    options.add_argument("--repeat", type=int, default=3, help="engine and decode passes")
+    options.add_argument("--linear", type=int, default=5_000, help="alerts for the linear scan")
+    options.add_argument("--seed", type=int, default=5)
+    args = options.parse_args(argv)
     cpu = pin_to_one_core()
-
     engine_runs: list[float] = []
     decode_runs: list[float] = []
-    with counted_progress(console) as progress:
+    with counted_progress() as progress:
         build = progress.add_task("building the alert stream", total=args.alerts)
         workload = build_workload(
             args.open, args.alerts, args.seed, lambda: progress.advance(build)
         )
         passes = progress.add_task("engine and decode passes", total=2 * args.repeat)
-        open_at_end = 0
         for _ in range(args.repeat):
             engine = warmed_engine(workload)
             open_at_start = len(engine.open_incidents())
-            seconds, created, merged = run_engine(engine, workload.stream)
+            seconds, (created, merged) = timed(partial(engine_pass, engine, workload.stream))
             open_at_end = len(engine.open_incidents())
             engine_runs.append(seconds)
-            progress.advance(passes)
-            decode_runs.append(run_decode(workload.blobs))
-            progress.advance(passes)
+            decode_runs.append(timed(lambda: decode_all(workload.blobs))[0])
+            progress.advance(passes, 2)
         linear_task = progress.add_task("linear-scan baseline", total=1)
-        n_linear = min(args.linear, len(workload.stream))
-        linear_s, linear_created, linear_merged = run_linear(workload, n_linear)
-        check_s, check_created, check_merged = run_engine(
-            warmed_engine(workload), workload.stream[:n_linear]
-        )
+        first = workload.stream[: args.linear]
+        naive = LinearScan(workload.warmup)
+        linear_s, linear_counts = timed(lambda: linear_pass(naive, first))
+        engine = warmed_engine(workload)
+        check_s, check_counts = timed(lambda: engine_pass(engine, first))
         progress.advance(linear_task)
 
     n = len(workload.stream)
-    engine_m = Measurement("dedup engine (grid index)", n, statistics.median(engine_runs))
-    decode_m = Measurement("baseline: decode only", n, statistics.median(decode_runs))
-    linear_m = Measurement("baseline: linear scan", n_linear, linear_s)
-    agree = (linear_created, linear_merged) == (check_created, check_merged)
-
-    table = Table(
-        title=f"dedup core: {open_at_start:,} open incidents at the start, one core (cpu {cpu})"
-    )
-    for column in ("run", "alerts", "median s", "alerts/s", "µs/alert", "engine ×"):
-        table.add_column(column, justify="left" if column == "run" else "right")
-    for m in (engine_m, decode_m, linear_m):
-        table.add_row(
-            m.name,
-            f"{m.alerts:,}",
-            f"{m.seconds:.3f}",
-            f"{m.per_s:,.0f}",
-            f"{1e6 / m.per_s:.2f}",
-            f"{engine_m.per_s / m.per_s:.2f}",
-        )
-    console.print(table)
-    passed = engine_m.per_s >= TARGET_ALERTS_PER_S
-    verdict = "[green]meets" if passed else "[red]misses"
-    console.print(
-        f"{verdict}[/] the target of {TARGET_ALERTS_PER_S:,} alerts/s; "
-        f"open incidents {open_at_start:,} → {open_at_end:,}; "
-        f"linear scan agrees with the engine on its {n_linear:,} alerts: {agree}"
-    )
-
-    report = {
-        "benchmark": "dedup",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "python": sys.version.split()[0],
-        "machine": platform.platform(),
-        "cpu_pinned": cpu,
-        "seed": args.seed,
-        "open_incidents_at_start": open_at_start,
-        "open_incidents_at_end": open_at_end,
-        "expire_every_alerts": EXPIRE_EVERY,
-        "target_alerts_per_s": TARGET_ALERTS_PER_S,
-        "meets_target": passed,
-        "runs": [
-            {
-                "name": m.name,
-                "alerts": m.alerts,
-                "seconds": round(m.seconds, 4),
-                "alerts_per_s": round(m.per_s),
-                "engine_speedup": round(engine_m.per_s / m.per_s, 2),
-            }
-            for m in (engine_m, decode_m, linear_m)
-        ],
+    runs = [
+        Measurement("dedup engine (grid index)", n, statistics.median(engine_runs)),
+        Measurement("baseline: decode only", n, statistics.median(decode_runs)),
+        Measurement("baseline: linear scan", len(first), linear_s),
+    ]
+    engine_rate = runs[0].per_s
+    agree = linear_counts == check_counts
+    console.print(table(
+        f"dedup core: {open_at_start:,} open incidents at the start, one core (cpu {cpu})",
+        ("run", "alerts", "median s", "alerts/s", "µs/alert", "engine ×"),
+        [(m.name, f"{m.alerts:,}", f"{m.seconds:.3f}", f"{m.per_s:,.0f}", f"{1e6 / m.per_s:.2f}",
+          f"{engine_rate / m.per_s:.2f}") for m in runs],
+    ))  # fmt: skip
+    passed = engine_rate >= TARGET_ALERTS_PER_S
+    say(f"{'[green]meets' if passed else '[red]misses'}[/] the target of"
+        f" {TARGET_ALERTS_PER_S:,} alerts/s; open incidents {open_at_start:,} → {open_at_end:,};"
+        f" linear scan agrees with the engine on its {len(first):,} alerts: {agree}")  # fmt: skip
+    results = run_facts("dedup", reproduce("dedup", argv)) | {
+        "cpu_pinned": cpu, "seed": args.seed, "open_incidents_at_start": open_at_start,
+        "open_incidents_at_end": open_at_end, "expire_every_alerts": EXPIRE_EVERY,
+        "target_alerts_per_s": TARGET_ALERTS_PER_S, "meets_target": passed,
+        "runs": [{"name": m.name, "alerts": m.alerts, "seconds": round(m.seconds, 4),
+                  "alerts_per_s": round(m.per_s), "engine_speedup": round(engine_rate / m.per_s, 2)}
+                 for m in runs],
         "engine_seconds_each_pass": [round(s, 4) for s in engine_runs],
         "decode_seconds_each_pass": [round(s, 4) for s in decode_runs],
-        "stream": {
-            "alerts": n,
-            "created": created,
-            "merged": merged,
-            "duplicates": n - created - merged,
-        },
-        "linear_scan_check": {
-            "alerts": n_linear,
-            "engine": [check_created, check_merged],
-            "linear": [linear_created, linear_merged],
-            "agree": agree,
-            "engine_seconds": round(check_s, 4),
-        },
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {args.out}")
+        "stream": {"alerts": n, "created": created, "merged": merged,
+                   "duplicates": n - created - merged},
+        "linear_scan_check": {"alerts": len(first), "engine": check_counts,
+                              "linear": linear_counts, "agree": agree,
+                              "engine_seconds": round(check_s, 4)},
+    }  # fmt: skip
+    save(results, args.out, "dedup")
     return 0 if passed else 1
 
 

@@ -1,5 +1,6 @@
 """Work orders, alerts and telemetry written straight into a center test database, the way
-the stream tier writes them (same lifecycle functions, same store), without running it."""
+the stream tier writes them (same lifecycle functions, same rows as the center benchmark's
+loader: ``benchmarks/seeding.py``), without running it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from benchmarks.seeding import (
+    ALERT_COLUMNS,
+    LINK_COLUMNS,
+    ORDER_COLUMNS,
+    alert_row,
+    insert_rows,
+    order_row,
+)
 from citywatch.config import CitywatchConfig
 from citywatch.config.site import Placement
 from citywatch.contracts import AlertKind
@@ -24,24 +33,17 @@ def insert_alert(
     lon: float | None = None, confidence: float = 0.9, evidence: list[dict] | None = None,
     attributes: dict | None = None, phase: str = "start",
 ) -> None:  # fmt: skip
-    conn.execute(
-        """INSERT INTO alerts (id, event_time, episode_id, seq, site, device_kind, device_id,
-               kind, rule, phase, zone, lat, lon, confidence, evidence, attributes, district)
-           VALUES (%s, %s, %s, 0, 'demo', %s, %s, %s, 'test', %s, NULL, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT DO NOTHING""",
-        (alert_id, when, alert_id.rsplit(".", 1)[0], device_kind, device_id, kind, phase,
-         lat, lon, confidence, json.dumps(evidence or []), json.dumps(attributes or {}),
-         district),
-    )  # fmt: skip
+    insert_rows(conn, "alerts", ALERT_COLUMNS, [alert_row(
+        alert_id, alert_id.rsplit(".", 1)[0], 0, when, device_kind=device_kind,
+        device_id=device_id, kind=kind, rule="test", phase=phase, district=district, lat=lat,
+        lon=lon, confidence=confidence, received_at=datetime.now(UTC),
+        evidence=json.dumps(evidence or []), attributes=json.dumps(attributes or {}),
+    )], "ON CONFLICT DO NOTHING")  # fmt: skip
 
 
 def insert_events(conn: psycopg.Connection, events: list[WorkOrderTransition]) -> None:
     """Audit-trail rows, in the column order both writers share."""
-    conn.cursor().executemany(
-        f"INSERT INTO workorder_events ({', '.join(EVENT_COLUMNS)})"
-        f" VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))})",
-        [event_values(e) for e in events],
-    )
+    insert_rows(conn, "workorder_events", EVENT_COLUMNS, map(event_values, events))
 
 
 def seed_order(
@@ -68,22 +70,12 @@ def seed_order(
             conn, alert_id=alert_id, device_id=device_id, device_kind=device_kind, kind=kind,
             when=opened_at, district=district, lat=lat, lon=lon, evidence=evidence,
         )  # fmt: skip
-    conn.execute(
-        """INSERT INTO work_orders (id, kind, category_code, category_name, department,
-               priority, state, sla_tier, opened_at, due_at, clock_started_at, district, street,
-               community, lat, lon, last_activity, alert_count, max_confidence, seq,
-               sources)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0.9,
-               %s, %s)""",
-        (order.id, order.kind.value, order.category_code, order.category_name, order.department,
-         order.priority, order.state.value, order.sla_tier, order.opened_at, order.due_at,
-         order.clock_started_at, district, street, community, lat, lon, opened_at, alerts,
-         order.seq, json.dumps([device_id])),
-    )  # fmt: skip
-    conn.cursor().executemany(
-        "INSERT INTO work_order_alerts (work_order_id, alert_id) VALUES (%s, %s)",
-        [(order.id, a) for a in alert_ids],
-    )
+    now = datetime.now(UTC)
+    insert_rows(conn, "work_orders", ORDER_COLUMNS, [order_row(
+        order, lat=lat, lon=lon, last_activity=opened_at, sources=[device_id],
+        alert_count=alerts, max_confidence=0.9, updated_at=now,
+    )])  # fmt: skip
+    insert_rows(conn, "work_order_alerts", LINK_COLUMNS, [(order.id, a, now) for a in alert_ids])
     insert_events(conn, order.events)
     conn.commit()
     return order
