@@ -6,31 +6,58 @@ broker (paho manual ack). The client id is fixed and the session persists
 (``clean_start=False`` with an expiry), so a restarted bridge gets its unacknowledged
 messages again. Downlink: receipts from the stream are published to each device's
 ``receipts`` topic, and their Kafka offsets committed only after the broker took them.
+
+Kafka faults heal without a hand restart: a send that keeps failing makes the bridge
+recreate missing topics (an embedded broker restarts empty) and, after
+:data:`REBUILD_AFTER_S`, rebuild its producer (whose producer id and metadata the restarted
+broker no longer knows); the downlink consumer is restarted with backoff whenever it fails.
+A message Kafka will never take (larger than its request limit) is not retried forever: its
+head goes to the dead-letter topic with the reason, and its device gets a ``rejected``
+receipt, so the gateway quarantines it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
-from citywatch.contracts import Channel, ContractError, KafkaTopics, Receipt, TopicAddress, decode
+from citywatch.contracts import (
+    Channel,
+    ContractError,
+    KafkaTopics,
+    Receipt,
+    ReceiptStatus,
+    TopicAddress,
+    decode,
+    encode,
+)
 from citywatch.contracts.topics import UPLINK_CHANNELS, fleet_filter, workorder_events_topic
 from citywatch.mqtt_client import BrokerSettings, connect, make_client, refused
+from citywatch.stream.deadletter import DeadLetter
 from citywatch.stream.kafka_admin import ensure_topics
 from citywatch.stream.partitioning import DevicePositions, partition_key
+from citywatch.stream.rejections import rejectable
 from citywatch.stream.settings import FETCH_MAX_WAIT_MS, StreamSettings
 from citywatch.stream.validate import MQTT_TOPIC_HEADER
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 24 * 3600
+RETRY_MAX_S = 10.0
+REBUILD_AFTER_S = 5.0
+"""A producer whose sends have failed this long is replaced by a new one."""
+DEAD_LETTER_HEAD_BYTES = 64 * 1024
+"""How much of a message too large for Kafka its dead letter keeps (with size and sha256)."""
 
 
 @dataclass
@@ -38,6 +65,30 @@ class BridgeStats:
     forwarded: Counter[str] = field(default_factory=Counter)
     receipts: int = 0
     unroutable: int = 0
+    too_large: int = 0
+    producer_rebuilds: int = 0
+    downlink_restarts: int = 0
+
+
+def too_large_for_kafka(error: BaseException) -> bool:
+    """Kafka will never take this record, however often it is sent."""
+    return isinstance(error, MessageSizeTooLargeError | RecordTooLargeError)
+
+
+def oversized_dead_letter(mqtt_topic: str, payload: bytes, error: BaseException) -> DeadLetter:
+    """The dead letter of a message too large for Kafka: its head, its size and digest."""
+    return DeadLetter(
+        source_topic=f"mqtt:{mqtt_topic}", partition=-1, offset=-1,
+        error_class="MessageTooLarge",
+        message=f"{len(payload)} bytes is more than Kafka takes ({type(error).__name__}); the"
+        f" first {DEAD_LETTER_HEAD_BYTES} bytes are kept (send evidence by reference)",
+        key=mqtt_topic.encode(), value=payload[:DEAD_LETTER_HEAD_BYTES],
+        original_headers=(
+            (MQTT_TOPIC_HEADER, mqtt_topic.encode()),
+            ("original_size", str(len(payload)).encode()),
+            ("original_sha256", hashlib.sha256(payload).hexdigest().encode()),
+        ),
+    )  # fmt: skip
 
 
 class Bridge:
@@ -54,6 +105,7 @@ class Bridge:
         self._inbox: list[mqtt.MQTTMessage] = []  # filled by paho's thread, drained by the loop
         self._inbox_lock = threading.Lock()
         self._forwarding: set[asyncio.Task[None]] = set()
+        self._rebuilding = asyncio.Lock()
         self._broker = BrokerSettings(
             host=settings.mqtt_host,
             port=settings.mqtt_port,
@@ -72,17 +124,8 @@ class Bridge:
     async def run(self, stop: asyncio.Event) -> BridgeStats:
         self._loop = asyncio.get_running_loop()
         await ensure_topics(self.settings, self.topics)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_servers,
-            acks="all",
-            enable_idempotence=self.settings.kafka_idempotent,
-            # Tansu hands a consumer one record batch per fetch: bigger producer batches
-            # (a few ms of linger under load) multiply what the Faust app reads per round trip.
-            linger_ms=20,
-            max_batch_size=1048576,
-        )
-        await self._producer.start()
-        receipts = asyncio.create_task(self._relay_downlink(stop), name="downlink")
+        self._producer = await self._start_producer()
+        receipts = asyncio.create_task(self._supervise_downlink(stop), name="downlink")
         connect(self._client, self._broker)
         try:
             await stop.wait()
@@ -93,6 +136,41 @@ class Bridge:
             await asyncio.gather(receipts, return_exceptions=True)
             await self._producer.stop()
         return self.stats
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_servers,
+            acks="all",
+            enable_idempotence=self.settings.kafka_idempotent,
+            # Tansu hands a consumer one record batch per fetch: bigger producer batches
+            # (a few ms of linger under load) multiply what the Faust app reads per round trip.
+            linger_ms=20,
+            max_batch_size=1048576,
+        )
+        await producer.start()
+        return producer
+
+    async def _heal(self, failed: AIOKafkaProducer, failing_for_s: float) -> None:
+        """After failed sends: recreate missing topics; replace a producer failing too long."""
+        try:
+            await ensure_topics(self.settings, self.topics)
+        except Exception as exc:  # the broker may still be down: the next round tries again
+            log.warning("cannot check the Kafka topics yet: %s", exc)
+        if failing_for_s < REBUILD_AFTER_S:
+            return
+        async with self._rebuilding:
+            if self._producer is not failed:  # another forwarding task rebuilt it already
+                return
+            log.warning(
+                "Kafka sends have failed for %.0f s: rebuilding the producer", failing_for_s
+            )
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(failed.stop(), 5.0)
+            try:
+                self._producer = await self._start_producer()
+                self.stats.producer_rebuilds += 1
+            except Exception as exc:
+                log.warning("cannot start a new Kafka producer yet: %s", exc)
 
     # -- uplink: MQTT → Kafka -------------------------------------------------------------
     def _on_connect(
@@ -168,20 +246,20 @@ class Bridge:
         """Produce MQTT messages to Kafka, retrying until acked; ack each to MQTT after Kafka.
 
         All are handed to the producer before any ack is awaited, so they share record
-        batches (one produce request for a burst instead of one per message).
+        batches (one produce request for a burst instead of one per message). A message
+        Kafka will never take is dead-lettered and refused instead of retried.
         """
-        assert self._producer is not None
         routed = [(message, *self._route(message)) for message in messages]
-        delay = 0.2
+        delay, failing_since = 0.2, 0.0
         while routed:
+            producer = self._producer
+            assert producer is not None
             sent = []
             for message, kafka_topic, key in routed:
                 headers = [(MQTT_TOPIC_HEADER, message.topic.encode())]
                 try:
                     sent.append(
-                        await self._producer.send(
-                            kafka_topic, message.payload, key=key, headers=headers
-                        )
+                        await producer.send(kafka_topic, message.payload, key=key, headers=headers)
                     )
                 except KafkaError as exc:
                     sent.append(_failed(exc))
@@ -192,22 +270,72 @@ class Bridge:
                 if isinstance(outcome, BaseException):
                     if not isinstance(outcome, KafkaError):
                         raise outcome
-                    retry.append(item)
+                    if not (too_large_for_kafka(outcome) and await self._refuse(message, outcome)):
+                        retry.append(item)
                     continue
                 self._client.ack(message.mid, message.qos)
                 self.stats.forwarded[kafka_topic] += 1
             if retry:
+                error = next(o for o in outcomes if isinstance(o, BaseException))
                 log.error(
-                    "Kafka refused %d messages (%s); retrying in %.1fs",
-                    len(retry),
-                    next(o for o in outcomes if isinstance(o, BaseException)),
-                    delay,
+                    "Kafka refused %d messages (%s); retrying in %.1fs", len(retry), error, delay
                 )
+                failing_since = failing_since or time.monotonic()
+                await self._heal(producer, time.monotonic() - failing_since)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, RETRY_MAX_S)
             routed = retry
 
+    async def _refuse(self, message: mqtt.MQTTMessage, error: BaseException) -> bool:
+        """Dead-letter a message too large for Kafka, answer its device with a ``rejected``
+        receipt, and ack it to MQTT; False (to retry) while the dead letter cannot be sent."""
+        assert self._producer is not None
+        payload = bytes(message.payload)
+        letter = oversized_dead_letter(message.topic, payload, error)
+        try:
+            await (
+                await self._producer.send(
+                    self.topics.dead_letters, letter.value, key=letter.key, headers=letter.headers()
+                )
+            )
+        except KafkaError as exc:
+            log.warning("cannot dead-letter a message too large for Kafka yet: %s", exc)
+            return False
+        self.stats.too_large += 1
+        log.error(
+            "dead-lettered a %d-byte message from %s: more than Kafka takes",
+            len(payload), message.topic, extra={"mqtt_topic": message.topic},
+        )  # fmt: skip
+        answer = rejectable(payload, {MQTT_TOPIC_HEADER: message.topic.encode()})
+        if answer is not None:
+            device, message_id = answer
+            with contextlib.suppress(ValueError):  # an id that is not valid: nothing to answer
+                receipt = Receipt(
+                    id=f"r.{message_id}", message_id=message_id, device=device,
+                    status=ReceiptStatus.REJECTED, received_at=datetime.now(UTC),
+                    reason=f"{letter.error_class}: {letter.message}",
+                )  # fmt: skip
+                await self._publish_all([(device.address(Channel.RECEIPTS).topic, encode(receipt))])
+        self._client.ack(message.mid, message.qos)
+        return True
+
     # -- downlink: Kafka receipts → MQTT ---------------------------------------------------
+    async def _supervise_downlink(self, stop: asyncio.Event) -> None:
+        """Run the downlink until ``stop``, restarting it with backoff when it fails (a
+        broker restart loses the group's offsets and topics: receipts must not stop)."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self._relay_downlink(stop)
+                return
+            except Exception as exc:  # the boundary of the downlink: log, count, go on
+                self.stats.downlink_restarts += 1
+                log.error("the receipts relay failed (%s); restarting it in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                with contextlib.suppress(Exception):
+                    await ensure_topics(self.settings, self.topics)
+
     async def _relay_downlink(self, stop: asyncio.Event) -> None:
         """Receipts to each device, work-order events to the center topic, in Kafka order.
 
