@@ -17,8 +17,13 @@ test: setup
 	bash scripts/typecheck.sh
 	$(VENV)/bin/python -m pytest -q --durations=10
 
+# The pure cores only, for a loop of seconds: nothing that starts a process, a service or a
+# whole agent (marker `service`), needs the stack (`integration`) or is heavy (`slow`).
+# Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set: compiling and rewriting
+# every test module again would double the collection time.
 test-fast: setup
-	$(VENV)/bin/python -m pytest -q -m "not integration"
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/python -m pytest -q \
+		-m "not integration and not service and not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check citywatch edge stream hardware models center tests benchmarks

@@ -5,18 +5,23 @@ that supervision removed in 0.27): detections go in as ``sv.Detections`` with a 
 per class name, tracks come back with the class name they were detected as. Each update
 passes the frame's ``pts_s``, so the lost-track buffer is measured in video seconds and a
 track survives a few seconds of missed detections whatever the detect rate.
+
+supervision and trackers (with scipy behind them) are imported when a ``Tracker`` is made,
+not with this module: the rule core imports ``TrackedObject`` and must stay cheap to load.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import supervision as sv
-from trackers import ByteTrackTracker
 
 from citywatch.config.camera import TrackerConfig
 from citywatch.models.detections import Detections
+
+if TYPE_CHECKING:
+    from trackers import ByteTrackTracker
 
 __all__ = ["TrackedObject", "Tracker"]
 
@@ -47,6 +52,8 @@ class Tracker:
         self._tracker = self._new_tracker()
 
     def _new_tracker(self) -> ByteTrackTracker:
+        from trackers import ByteTrackTracker
+
         config = self.config
         return ByteTrackTracker(
             lost_track_buffer=max(
@@ -65,6 +72,8 @@ class Tracker:
         Detections not (yet) part of a confirmed track are left out: a new object gets its id
         after ``min_consecutive_frames`` frames.
         """
+        import supervision as sv
+
         class_id = np.array([self._class_id(name) for name in detections.class_name], dtype=int)
         tracked = self._tracker.update(
             sv.Detections(

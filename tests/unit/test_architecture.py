@@ -160,6 +160,7 @@ def test_checker_sees_real_imports() -> None:
     assert "citywatch.hardware.water.sim" in imports_of(REPO / "citywatch" / "cli" / "demo.py")
 
 
+@pytest.mark.slow
 def test_no_import_cycle_between_top_level_packages() -> None:
     """Top-level packages import each other in one direction only (models → hardware, never
     back), so each layer can be read, tested and shipped without the ones above it."""
@@ -202,6 +203,7 @@ def test_no_production_module_imports_a_simulator() -> None:
     assert not violations, "\n".join(violations)
 
 
+@pytest.mark.slow
 def test_no_private_name_is_imported_across_modules() -> None:
     """A leading underscore means "this module only": nothing imports one from elsewhere."""
     folders = [*(folder for _, folder in FOLDERS.items()), REPO / "benchmarks"]

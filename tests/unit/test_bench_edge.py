@@ -14,9 +14,12 @@ from citywatch.models.detector_factory import MODELS_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(
-    not (MODELS_DIR / BUNDLED_WEIGHTS["onnx"]).exists(), reason="no bundled onnx street model"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (MODELS_DIR / BUNDLED_WEIGHTS["onnx"]).exists(), reason="no bundled onnx street model"
+    ),
+    pytest.mark.service,  # runs the camera agent, and a child process for its RSS
+]
 
 
 @pytest.fixture(scope="module")

@@ -65,6 +65,7 @@ def _gateway(config: Path, publisher: Collected | None = None) -> CameraGateway:
     )
 
 
+@pytest.mark.slow
 def test_a_changed_rule_reaches_the_running_cameras(suite_copy: Path) -> None:
     gateway = _gateway(suite_copy)
     _edit(_cameras_file(suite_copy), "dwell: 20s", "dwell: 45s")
@@ -76,6 +77,7 @@ def test_a_changed_rule_reaches_the_running_cameras(suite_copy: Path) -> None:
     assert detector is worker.detector  # same detector settings: the same model
 
 
+@pytest.mark.slow
 def test_changed_detector_settings_reach_the_running_cameras(suite_copy: Path) -> None:
     """An operator lowering the weak-smoke floor gets it without a restart: the model is loaded
     with the new settings, once for all cameras that share them, before the change lands."""
@@ -99,6 +101,7 @@ def test_changed_detector_settings_reach_the_running_cameras(suite_copy: Path) -
     assert worker.detector is detector and worker.camera == camera
 
 
+@pytest.mark.slow
 def test_an_invalid_change_is_refused_with_file_line_and_field(
     suite_copy: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -111,6 +114,7 @@ def test_an_invalid_change_is_refused_with_file_line_and_field(
     assert refused and "cameras.yaml:" in refused[0] and "dwell" in refused[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("old", "new"),
     [
@@ -130,6 +134,7 @@ def test_a_change_the_model_cannot_serve_is_refused_as_a_whole(
     assert all(worker._pending is None for worker in gateway.workers.values())
 
 
+@pytest.mark.slow
 def test_nothing_changed_means_no_reload(suite_copy: Path) -> None:
     gateway = _gateway(suite_copy)
     assert not gateway.check_reload()
@@ -156,6 +161,7 @@ def test_the_agent_refuses_to_start_without_its_model_or_classes(
     assert message in result.output
 
 
+@pytest.mark.service
 def test_one_camera_runs_its_scene_and_reports_telemetry(suite_copy: Path) -> None:
     """The whole agent path on one short scene, played as fast as the model goes."""
     cameras = _cameras_file(suite_copy)
@@ -185,6 +191,7 @@ def http_camera() -> Iterator[MjpegServer]:
     server.stop()
 
 
+@pytest.mark.service
 def test_a_camera_that_vanishes_goes_offline_and_comes_back_online(
     suite_copy: Path, http_camera: MjpegServer
 ) -> None:
@@ -227,6 +234,7 @@ def test_a_camera_that_vanishes_goes_offline_and_comes_back_online(
     assert worker.source.stats.reconnects >= 1
 
 
+@pytest.mark.service
 @pytest.mark.parametrize("read_ahead", [0, 2], ids=["camera-thread", "reader-thread"])
 def test_a_truncated_file_stops_its_camera_with_the_reason_after_the_frames_it_had(
     suite_copy: Path, tmp_path: Path, read_ahead: int

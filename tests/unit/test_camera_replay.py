@@ -66,6 +66,7 @@ def test_expected_latency_is_the_dwell_or_the_persistence() -> None:
     assert latency[AlertKind.SMOKE] == pytest.approx(3.0)
 
 
+@pytest.mark.slow
 def test_replay_of_a_detection_file_writes_one_episode_and_scores_it(
     parked_car_rows: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -88,6 +89,7 @@ def test_replay_of_a_detection_file_writes_one_episode_and_scores_it(
     assert scored["total"]["tp"] == 1 and scored["total"]["fp"] == 0
 
 
+@pytest.mark.slow
 def test_replay_at_night_outside_the_schedule_raises_nothing(
     parked_car_rows: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -132,6 +134,7 @@ def test_replay_of_a_truncated_video_names_the_problem(tmp_path: Path) -> None:
     assert "cut.mp4" in result.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clip_thread", [False, True], ids=["inline", "worker"])
 def test_an_episode_start_carries_snapshot_and_crop_and_its_clip_follows(
     parked_car_rows: tuple[Path, Path], tmp_path: Path, clip_thread: bool

@@ -486,6 +486,7 @@ def test_hot_reload_ends_episodes_of_removed_rules() -> None:
     assert (end.phase, end.reason, end.pts_s) == (Phase.END, "config", 24.8)
 
 
+@pytest.mark.slow
 def test_same_frames_give_the_same_events() -> None:
     """Replay is exact: a second engine fed the same frames emits equal events."""
     things = [Thing("car", PARKED, moves_at=40, jitter_px=4), Thing("smoke", SMOKE_BOX, every=1)]

@@ -228,6 +228,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.service
 def test_config_check_passes_on_the_shipped_configs() -> None:
     """`citywatch config check configs/*.yaml` exits 0."""
     files = sorted(str(p) for p in (REPO / "configs").glob("*.yaml"))
@@ -235,6 +236,7 @@ def test_config_check_passes_on_the_shipped_configs() -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.service
 def test_config_check_fails_with_file_and_line(site: Path) -> None:
     """A broken file makes `config check` exit 1 and print FILE:LINE."""
     edit(site, "hysteresis_cm: 2\n", "hysteresis_cm: -1\n")
@@ -243,6 +245,7 @@ def test_config_check_fails_with_file_and_line(site: Path) -> None:
     assert f"{site}:{line_of(site, 'hysteresis_cm: -1')}:" in result.stderr
 
 
+@pytest.mark.service
 def test_config_schema_is_json_schema() -> None:
     """`citywatch config schema` prints a JSON Schema with the top-level sections."""
     import json

@@ -534,6 +534,7 @@ _messages = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(_messages)
 def test_every_alert_id_lands_in_exactly_one_incident(

@@ -165,6 +165,7 @@ def test_arbitrary_bytes_never_escape_as_other_errors(payload: bytes) -> None:
             decode(topic, payload, "X")
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     st.dictionaries(

@@ -23,6 +23,8 @@ from citywatch.edge.geo import distance_m
 from citywatch.edge.outbox import PutResult
 from citywatch.hardware.dock.sim import SimulatedDock
 
+pytestmark = pytest.mark.service  # each test flies the whole agent on a patrol
+
 EPOCH = datetime(2025, 7, 1, 2, 0, tzinfo=UTC)
 SMOKE = GeoPoint(lat=31.42880, lon=119.47285)
 STALL = GeoPoint(lat=31.42960, lon=119.47400)

@@ -224,6 +224,7 @@ def test_configured_steps(
     assert levels(due_escalations(order_with(WATER_30M), at(elapsed_min), steps)) == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(
     polls=st.lists(st.integers(min_value=0, max_value=3 * 24 * 60), max_size=30),

@@ -115,6 +115,7 @@ def test_encode_then_decode_round_trips(
     assert reading.status == status
 
 
+@pytest.mark.service
 @pytest.mark.parametrize("framer", ["socket", "rtu"])
 def test_adapter_reads_simulated_units_over_tcp_and_a_dropout_is_a_read_error(framer: str) -> None:
     """Two units behind one simulator answer their unit ids; a dropout answers 0x0B."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from citywatch.models.train_street import STREET_DIR, TrainResult, TrainSettings, write_card
 
 
@@ -22,6 +24,7 @@ def _result(tmp_path: Path, map50: float) -> TrainResult:
     )
 
 
+@pytest.mark.slow
 def test_card_states_the_figures_of_the_run(tmp_path: Path) -> None:
     card = tmp_path / "MODEL_CARD.md"
     write_card(_result(tmp_path, 0.812), card)

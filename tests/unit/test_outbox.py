@@ -319,6 +319,7 @@ def test_pending_messages_survive_a_restart_with_attempts_kept(tmp_path: Path) -
         assert not put(box, "a1")
 
 
+@pytest.mark.slow
 def test_concurrent_puts_and_receipts_keep_counts_consistent(tmp_path: Path) -> None:
     """Producers and a receipt thread sharing one outbox lose and double-count nothing."""
     box = Outbox(tmp_path / "o.db")
@@ -449,4 +450,4 @@ class OutboxModel(RuleBasedStateMachine):
 
 
 OutboxModel.TestCase.settings = settings(max_examples=50, stateful_step_count=30, deadline=None)
-test_outbox_behaves_like_a_list_model = OutboxModel.TestCase
+test_outbox_behaves_like_a_list_model = pytest.mark.slow(OutboxModel.TestCase)

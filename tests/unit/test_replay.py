@@ -169,6 +169,7 @@ def test_replaying_a_file_twice_gives_the_same_work_orders(
     assert first == second
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_any_arrival_order_within_the_lateness_gives_the_same_work_orders(
@@ -196,6 +197,7 @@ _random_alerts = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(_random_alerts)
 def test_replaying_any_file_twice_gives_the_same_ids(

@@ -8,10 +8,14 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from citywatch.contracts import Alert, DeviceRef, Location, encode
 
 REPO = Path(__file__).resolve().parents[2]
 CAMERA = DeviceRef(site="demo", kind="camera", id="cam-renmin-102")
+
+pytestmark = pytest.mark.service  # runs the CLI in a subprocess
 
 
 def test_replay_merges_thirty_reports_and_names_the_department(tmp_path: Path) -> None:

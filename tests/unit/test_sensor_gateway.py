@@ -100,6 +100,7 @@ def test_router_counts_malformed_unknown_and_good_uplinks() -> None:
     }
 
 
+@pytest.mark.service
 def test_gateway_reads_modbus_units_and_counts_a_unit_that_does_not_answer(
     demo_config: CitywatchConfig,
 ) -> None:
@@ -133,6 +134,7 @@ def test_gateway_reads_modbus_units_and_counts_a_unit_that_does_not_answer(
     assert {t.device.id for t in telemetry} == {"wl-underpass-01", "wl-hebin-02"}
 
 
+@pytest.mark.service
 @pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed")
 def test_gateway_hears_chirpstack_uplinks_from_the_simulator(
     demo_config: CitywatchConfig, tmp_path: Path

@@ -185,6 +185,7 @@ def alert(device: str, seq: int) -> Alert:
     )
 
 
+@pytest.mark.service
 @needs_mosquitto
 def test_refused_login_is_logged_once_and_retried_with_growing_backoff(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -211,6 +212,7 @@ def test_refused_login_is_logged_once_and_retried_with_growing_backoff(
     assert len(errors) == 1
 
 
+@pytest.mark.service
 @needs_mosquitto
 def test_alerts_of_one_device_wait_for_the_previous_receipt_and_skew_is_reported(
     tmp_path: Path, open_broker: Broker

@@ -329,6 +329,7 @@ def test_due_at_is_never_before_opened_at(opened: datetime, limit: timedelta, cl
     assert due_at(opened, tier, CALENDAR, SHANGHAI) >= opened
 
 
+@pytest.mark.slow
 @given(a=instants, b=instants, tz=zones)
 def test_round_the_clock_calendar_is_natural_time(a: datetime, b: datetime, tz: ZoneInfo) -> None:
     """Working every hour of every day makes working time equal natural time, DST included."""

@@ -97,12 +97,14 @@ def assert_fires_over_the_plume(results: list[Detections]) -> None:
     assert x1 < 170 < x2 and y1 < 150 < y2
 
 
+@pytest.mark.slow
 def test_static_scene_never_fires() -> None:
     """A still scene with sensor noise gives no smoke at any frame."""
     results = run(static_scene(), ClassicalSmokeDetector())
     assert all(len(d) == 0 for d in results)
 
 
+@pytest.mark.slow
 def test_growing_grey_veil_over_texture_fires_where_it_is() -> None:
     """A semi-transparent grey-white blob that grows in place is reported as smoke over it."""
     results = run(growing_smoke(), ClassicalSmokeDetector())
@@ -122,6 +124,7 @@ def test_grey_veil_over_flat_road_fires() -> None:
     assert sum(len(d) > 0 for d in results[-8:]) >= 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("speed_px", [4, 14])
 @pytest.mark.parametrize("background", ["textured", "flat"])
 def test_passing_solid_grey_car_does_not_fire(background: str, speed_px: int) -> None:
@@ -135,6 +138,7 @@ def test_passing_solid_grey_car_does_not_fire(background: str, speed_px: int) ->
 DARK = SmokeOpinionConfig(dark_smoke=True)
 
 
+@pytest.mark.slow
 def test_dark_smoke_over_dark_asphalt_is_found_only_when_asked_for() -> None:
     """Black smoke over asphalt darker than the grey-white cue's brightness floor: only
     ``dark_smoke`` sees it, where it is."""
@@ -150,6 +154,7 @@ def test_dark_smoke_over_a_textured_street_is_found_where_it_is() -> None:
     assert_fires_over_the_plume(dark)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("background", ["textured", "flat"])
 def test_with_dark_smoke_a_passing_dark_car_or_a_still_scene_does_not_fire(background: str) -> None:
     """The texture, persistence and drift cues still rule out a solid dark car driving by."""

@@ -82,6 +82,7 @@ def test_hashes_are_salted() -> None:
     assert hash_password("same") != hash_password("same")
 
 
+@pytest.mark.service
 @pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto_passwd absent")
 def test_hash_matches_what_mosquitto_passwd_writes(tmp_path: Path) -> None:
     """Our PBKDF2 hash is byte-for-byte Mosquitto's: same salt, same digest."""

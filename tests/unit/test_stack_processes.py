@@ -29,17 +29,20 @@ def sleeper(tmp_path: Path) -> Iterator[ProcessRecord]:
         processes.stop_all({"sleep": (record, signal.SIGKILL, 1.0)}, 5.0)
 
 
+@pytest.mark.service
 def test_spawned_process_is_recognised(sleeper: ProcessRecord) -> None:
     """Pid, start time, program and marker all match the running process."""
     assert processes.is_alive(sleeper)
     assert processes.read_cmdline(sleeper.pid) == ["sleep", "30"]
 
 
+@pytest.mark.service
 def test_spawned_process_runs_in_its_own_session(sleeper: ProcessRecord) -> None:
     """Detached: it survives the launcher's terminal and process group."""
     assert os.getsid(sleeper.pid) == sleeper.pid
 
 
+@pytest.mark.service
 def test_same_pid_running_another_program_is_not_ours(sleeper: ProcessRecord) -> None:
     """A reused pid (another command line or start time) is never taken for our service."""
     other_marker = ProcessRecord(sleeper.pid, sleeper.start_ticks, "sleep", "/other/conf")
@@ -49,6 +52,7 @@ def test_same_pid_running_another_program_is_not_ours(sleeper: ProcessRecord) ->
         assert not processes.is_alive(record)
 
 
+@pytest.mark.service
 def test_stop_all_never_signals_a_process_that_is_not_ours(sleeper: ProcessRecord) -> None:
     """A stale state file must not make `down` kill a stranger."""
     stranger = ProcessRecord(sleeper.pid, sleeper.start_ticks, "sleep", "/not/ours")
@@ -56,6 +60,7 @@ def test_stop_all_never_signals_a_process_that_is_not_ours(sleeper: ProcessRecor
     assert processes.is_alive(sleeper)
 
 
+@pytest.mark.service
 def test_stop_all_stops_with_the_polite_signal(sleeper: ProcessRecord) -> None:
     """A process that obeys SIGTERM is not SIGKILLed."""
     killed = processes.stop_all({"sleep": (sleeper, signal.SIGTERM, 5.0)}, timeout_s=5.0)
@@ -68,6 +73,7 @@ def test_stop_all_stops_with_the_polite_signal(sleeper: ProcessRecord) -> None:
     assert not Path(f"/proc/{sleeper.pid}").exists()
 
 
+@pytest.mark.service
 def test_stop_all_kills_what_ignores_the_signal(tmp_path: Path) -> None:
     """After the grace period, SIGKILL; the whole thing stays within grace + a little."""
     script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"
@@ -82,6 +88,7 @@ def test_stop_all_kills_what_ignores_the_signal(tmp_path: Path) -> None:
     assert time.monotonic() - started < 2.0
 
 
+@pytest.mark.service
 def test_exited_process_is_not_alive(tmp_path: Path) -> None:
     """A child that exited reads as dead and gone, and its exit status is kept."""
     record = processes.spawn(["true"], log_path=tmp_path / "log", marker="true")

@@ -231,6 +231,7 @@ ANY_CHARACTER = st.characters(exclude_categories=())
 """Every code point, lone surrogates (Cs) and NUL included."""
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rule=st.text(ANY_CHARACTER, min_size=1, max_size=20),

@@ -293,6 +293,7 @@ def mjpeg_server() -> Iterator[MjpegServer]:
     server.stop()
 
 
+@pytest.mark.service
 def test_http_mjpeg_stream_reconnects_after_the_camera_returns(
     mjpeg_server: MjpegServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -501,6 +501,7 @@ actions = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(steps=actions)
 def test_any_action_sequence_keeps_the_audit_trail_whole(steps: list[tuple[str, int]]) -> None:
