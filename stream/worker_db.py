@@ -1,0 +1,115 @@
+"""The stream worker's side of PostgreSQL: its pool, the alert processor's in-memory state
+read from the database, and the steps the handlers and timers run there.
+
+Why one object: the processor's state (open work orders, the dedup engine) is a cache of
+what the database committed, shared by the alert lane and the SLA tick, and several events
+make it stale: a database outage (a failed transaction may have changed it), a person
+acting on the same work orders, partitions arriving from another worker with the orders it
+opened (:mod:`citywatch.stream.readiness` tracks that). Each step here runs in one
+transaction through :class:`~citywatch.stream.db_retry.DatabaseRetry`, which reads the
+state again before a retry; the steps that touch the state hold one lock, so the lane and
+the tick never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
+from typing import TypeVar
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from citywatch.contracts import WorkOrderEvent
+from citywatch.stream.center_relay import relay_once
+from citywatch.stream.clock import Clock, utc_now
+from citywatch.stream.db_retry import RETRY_FIRST_S, RETRY_MAX_S, DatabaseRetry
+from citywatch.stream.processor import AlertProcessor, Outcome
+from citywatch.stream.readiness import Readiness
+from citywatch.stream.sink import AlertRow
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+POOL_OPEN_TIMEOUT_S = 30.0
+
+
+class WorkerDatabase:
+    """The pool, the processor's state and the worker's database steps (see the module doc).
+
+    ``clock`` gives the SLA tick its ``now``; the retry delays are :class:`DatabaseRetry`'s.
+    Nothing connects until the first step runs.
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        processor: AlertProcessor,
+        *,
+        clock: Clock = utc_now,
+        retry_first_s: float = RETRY_FIRST_S,
+        retry_max_s: float = RETRY_MAX_S,
+    ) -> None:
+        self.pool, self.processor, self.clock = pool, processor, clock
+        self.state_lock = asyncio.Lock()  # the processor's state: the alert lane and the tick
+        self._pool_open = False
+        self.readiness = Readiness(self._rebuild)
+        self.retry = DatabaseRetry(
+            self.readiness.ensure, self.readiness.invalidate, first_delay_s=retry_first_s,
+            max_delay_s=retry_max_s,
+        )  # fmt: skip
+
+    async def _rebuild(self) -> None:
+        """Open the pool (the first time) and read the processor's state from the database."""
+        if not self._pool_open:
+            await self.pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT_S)
+            self._pool_open = True
+        async with self.state_lock, self.pool.connection() as conn:
+            restored = await self.processor.restore(conn, self.clock())
+        log.info("restored %d work orders and their dedup state from the database", restored)
+
+    async def store_alerts(self, rows: Sequence[AlertRow]) -> Outcome:
+        """The alert lane's store step: ``rows`` stored and folded into work orders."""
+        return await self._transact(
+            f"{len(rows)} alerts", lambda conn: self.processor.handle(conn, rows), state=True
+        )
+
+    async def tick(self) -> Outcome:
+        """Close quiet incidents and escalate overdue work orders, as of the clock's now."""
+        return await self._transact(
+            "the SLA tick", lambda conn: self.processor.tick(conn, self.clock()), state=True
+        )
+
+    async def store_batch(
+        self,
+        name: str,
+        insert: Callable[[AsyncConnection, list[T]], Awaitable[int]],
+        items: list[T],
+    ) -> int:
+        """A batch of ``name`` (telemetry, status, evidence) stored with ``insert``; what it
+        returns (how many were new)."""
+        return await self._transact(
+            f"{len(items)} {name}", lambda conn: insert(conn, items), state=False
+        )
+
+    async def relay(self, send: Callable[[list[WorkOrderEvent]], Awaitable[None]]) -> int:
+        """One page of people's work-order events relayed with ``send``; how many. Nothing
+        before the state was first read (the pool is opened by the first batch or tick)."""
+        if not self.readiness.ready:
+            return 0
+        return await self._transact("the relay", lambda conn: relay_once(conn, send), state=False)
+
+    async def _transact(
+        self, what: str, work: Callable[[AsyncConnection], Awaitable[T]], *, state: bool
+    ) -> T:
+        """``work`` in one transaction, retried through outages; ``state``: it reads or
+        changes the processor's state (then it holds the state lock)."""
+
+        lock: AbstractAsyncContextManager[object] = self.state_lock if state else nullcontext()
+
+        async def step() -> T:
+            async with lock, self.pool.connection() as conn, conn.transaction():
+                return await work(conn)
+
+        return await self.retry.run(what, step)
