@@ -298,12 +298,14 @@ class DedupEngine:
         if alert.confidence > inc.max_confidence:
             inc.max_confidence = alert.confidence
         values = alert.attributes
-        if values:
+        if values or alert.level is not None:
             attributes = inc.attributes
             peak = attributes.get("peak_depth_cm")
             if t >= slot.latest_ts:
                 slot.latest_ts = t
                 attributes.update(values)
+                if alert.level is not None:
+                    inc.level = alert.level
             for name in ("depth_cm", "peak_depth_cm"):
                 value = values.get(name)
                 if (

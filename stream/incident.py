@@ -31,8 +31,9 @@ class Incident:
 
     ``position`` is the resolved position of the incident's first alert (an anchor, not a
     centroid: it never moves, so merging cannot drift along a chain of sightings); ``None``
-    when that alert had none. ``attributes`` holds the alert attributes of the latest alert
-    by event time (e.g. ``level``, ``depth_cm``), plus ``peak_depth_cm`` (the largest
+    when that alert had none. ``level`` is the water level of the latest alert by event time
+    that reported one; ``attributes`` holds the alert attributes of the latest alert
+    by event time (e.g. ``depth_cm``), plus ``peak_depth_cm`` (the largest
     ``depth_cm`` or ``peak_depth_cm`` any alert carried) and, once closed, ``closed_by``
     (``"ended"``: all episodes ended and the quiet period passed; ``"aged_out"``: no message
     for window + quiet, the open episodes are then abandoned).
@@ -51,6 +52,7 @@ class Incident:
     sources: set[str] = field(default_factory=set)
     reopen_count: int = 0
     max_confidence: float = 0.0
+    level: str | None = None
     attributes: dict[str, object] = field(default_factory=dict)
 
 

@@ -135,11 +135,10 @@ class AlertProcessor:
         result = self.engine.add(alert, alert_position(alert, self.placements))
         incident = result.incident
         self.incident_of[incident.id] = incident
-        level = incident.attributes.get("level")
         rank = priority(
             alert.kind,
             max_confidence=incident.max_confidence,
-            depth_level=level if isinstance(level, str) else None,
+            depth_level=incident.level,
             sources=len(incident.sources),
         )
         order = self.orders.get(incident.id)

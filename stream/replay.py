@@ -112,7 +112,6 @@ def work_order_line(incident: Incident, workflow: Workflow | None = None) -> dic
     routing: dict[str, object] = {}
     if workflow is not None:
         route_ = route(workflow, incident.kind)
-        level = incident.attributes.get("level")
         routing = {
             "work_order_id": incident.id,
             "category": route_.category_code,
@@ -121,7 +120,7 @@ def work_order_line(incident: Incident, workflow: Workflow | None = None) -> dic
             "priority": priority(
                 incident.kind,
                 max_confidence=incident.max_confidence,
-                depth_level=level if isinstance(level, str) else None,
+                depth_level=incident.level,
                 sources=len(incident.sources),
             ),
         }

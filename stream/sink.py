@@ -60,7 +60,7 @@ def _alert_values(row: AlertRow) -> tuple[object, ...]:
         alert.device.kind.value, alert.device.id, alert.kind.value, alert.rule,
         alert.phase.value, point.zone, point.lat, point.lon, alert.confidence, alert.track_id,
         json.dumps([e.model_dump(mode="json") for e in alert.evidence]),
-        json.dumps(alert.attributes),
+        json.dumps(alert.stored_attributes()),
         where.topic if where else None, where.partition if where else None,
         where.offset if where else None, row.district,
     )  # fmt: skip

@@ -80,8 +80,23 @@ def _row(order: WorkOrder, incident: Incident) -> tuple[object, ...]:
         incident.closed_at, incident.last_activity, json.dumps(sorted(incident.episodes)),
         json.dumps(sorted(incident.open_episodes)), json.dumps(sorted(incident.sources)),
         len(incident.alert_ids), incident.max_confidence, incident.reopen_count,
-        json.dumps(incident.attributes, default=str), order.seq,
+        json.dumps(stored_attributes(incident), default=str), order.seq,
     )  # fmt: skip
+
+
+def stored_attributes(incident: Incident) -> dict[str, object]:
+    """The work order's ``attributes`` column: the latest alert's attributes, and the water
+    level under ``level`` (where the rows written before it was a field keep it too)."""
+    if incident.level is None:
+        return incident.attributes
+    return {**incident.attributes, "level": incident.level}
+
+
+def restored_attributes(stored: dict[str, object]) -> tuple[str | None, dict[str, object]]:
+    """The level and the other attributes of a stored work order (see :func:`stored_attributes`)."""
+    attributes = dict(stored)
+    level = attributes.pop("level", None)
+    return (level if isinstance(level, str) else None), attributes
 
 
 async def save(
@@ -128,6 +143,7 @@ async def load(
             order = order_from_row(r, workflow, tz)
         except UnknownTier:
             continue  # the tier was removed from config; the order stays in the DB for people
+        level, attributes = restored_attributes(r["attributes"])
         incident = Incident(
             id=r["id"], kind=AlertKind(r["kind"]),
             position=Position(r["lat"], r["lon"]) if r["lat"] is not None else None,
@@ -136,7 +152,7 @@ async def load(
             episodes=set(r["episodes"]), open_episodes=set(r["open_episodes"]),
             alert_ids=list(r["alert_ids"]), sources=set(r["sources"]),
             reopen_count=r["reopen_count"], max_confidence=r["max_confidence"],
-            attributes=dict(r["attributes"]),
+            level=level, attributes=attributes,
         )  # fmt: skip
         restored.append((order, incident))
     return restored

@@ -109,7 +109,9 @@ def unstorable(value: object, path: str = "") -> str | None:
                 return problem
     elif isinstance(value, dict):
         for key, item in value.items():
-            where = f"{path}.{key}" if isinstance(key, str) and key.isprintable() else f"{path}.<key>"
+            where = (
+                f"{path}.{key}" if isinstance(key, str) and key.isprintable() else f"{path}.<key>"
+            )
             problem = unstorable(key, f"{path} key") or unstorable(item, where)
             if problem is not None:
                 return problem
@@ -208,6 +210,8 @@ class EvidenceRef(BaseModel):
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
+LIFTED = frozenset({"level", "dwell_s"})
+"""Attributes of older schema versions that are typed fields of :class:`Alert` now."""
 MAX_ATTRIBUTES = 64
 """Attributes one alert may carry (a camera alert has about 15)."""
 
@@ -232,9 +236,46 @@ class Alert(WireModel):
     confidence: float = Field(ge=0.0, le=1.0)
     track_id: str | None = None
     evidence: tuple[EvidenceRef, ...] = ()
+    level: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="the water-level band a waterlogging alert reports (dedup and priority"
+        " read it); schema 1.2, lifted from attributes['level'] of older senders",
+    )
+    dwell_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="how long the object had stood when a camera dwell rule fired; schema"
+        " 1.2, lifted from attributes['dwell_s'] of older senders",
+    )
     attributes: dict[str, AttributeValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
 
     _utc = field_validator("event_time")(utc)
+
+    def stored_attributes(self) -> dict[str, AttributeValue]:
+        """The attributes with ``level`` and ``dwell_s`` folded back in: how the alerts
+        table keeps them (one JSON column the command center shows as it is)."""
+        typed = {name: getattr(self, name) for name in sorted(LIFTED)}
+        return {**self.attributes, **{k: v for k, v in typed.items() if v is not None}}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_typed_attributes(cls, data: object) -> object:
+        """A 1.0/1.1 gateway sends ``level`` and ``dwell_s`` as attributes: lift them into
+        their fields, so readers never look them up by string key (rolling upgrades)."""
+        if not isinstance(data, dict):
+            return data
+        attributes = data.get("attributes")
+        if not isinstance(attributes, dict) or not LIFTED.intersection(attributes):
+            return data
+        data = dict(data)
+        kept = dict(attributes)
+        for name in LIFTED:
+            if name in kept and data.get(name) is None:
+                data[name] = kept.pop(name)
+        data["attributes"] = kept
+        return data
 
 
 MAX_EARLIER_READINGS = 1000

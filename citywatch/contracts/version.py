@@ -8,7 +8,7 @@ one box at a time.
 from citywatch.contracts.errors import UnsupportedVersion
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 1
+SCHEMA_MINOR = 2
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 
 

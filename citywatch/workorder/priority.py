@@ -145,7 +145,7 @@ def priority_of_alerts(alerts: Iterable[Alert], policy: PriorityPolicy = DEFAULT
     """Priority of the problem a set of merged alerts (one kind) report.
 
     Sources are distinct devices, so one camera repeating itself is not corroboration; the
-    depth level is the most urgent ``level`` attribute any alert carried.
+    depth level is the most urgent ``level`` any alert carried.
     """
     alerts = list(alerts)
     if not alerts:
@@ -153,8 +153,7 @@ def priority_of_alerts(alerts: Iterable[Alert], policy: PriorityPolicy = DEFAULT
     kinds = {a.kind for a in alerts}
     if len(kinds) != 1:
         raise ValueError(f"alerts of one problem share a kind; got {sorted(kinds)}")
-    levels = [a.attributes.get("level") for a in alerts]
-    ranked = [lv for lv in levels if isinstance(lv, str) and lv in policy.depth_levels]
+    ranked = [a.level for a in alerts if a.level is not None and a.level in policy.depth_levels]
     deepest = min(ranked, key=lambda lv: policy.depth_levels[lv]) if ranked else None
     return priority(
         kinds.pop(),

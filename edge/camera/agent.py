@@ -220,7 +220,7 @@ class CameraWorker:
                     alert.attributes.get("class"),
                     alert.location.zone,
                     alert.confidence,
-                    alert.attributes.get("dwell_s"),
+                    alert.dwell_s,
                     extra={"camera": self.camera.id, "alert_id": alert.id},
                 )
 

@@ -262,7 +262,7 @@ def _publish(
             message.rule,
             message.phase.value,
             message.id,
-            message.attributes.get("level", message.attributes.get("fault", "")),
+            message.level or message.attributes.get("fault", ""),
             extra={"device": message.device.id, "alert_id": message.id},
         )
         if on_alert is not None:

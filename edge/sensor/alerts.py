@@ -65,10 +65,10 @@ class SensorAlerts:
             {
                 "depth_cm": round(change.depth_cm, 1),
                 "peak_depth_cm": round(change.peak_depth_cm, 1),
-                "level": change.level or "dry",
                 "previous_level": change.previous or "dry",
                 **({"level_depth_cm": threshold} if threshold is not None else {}),
             },
+            level=change.level or "dry",
         )
         if change.phase == "end":
             self.episode = None
@@ -122,6 +122,7 @@ class SensorAlerts:
         phase: str,
         time: datetime,
         attributes: dict[str, AttributeValue],
+        level: str | None = None,
     ) -> Alert:
         position = self.sensor.placement.position
         return Alert(
@@ -139,6 +140,7 @@ class SensorAlerts:
                 lon=position.lon if position else None,
             ),
             confidence=1.0,
+            level=level,
             attributes={**attributes, "district": self.sensor.placement.district},
         )
 

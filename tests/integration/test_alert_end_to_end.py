@@ -79,7 +79,7 @@ def test_sensor_alert_reaches_the_database_and_its_receipt_returns(
         starts = [a for a in stats.alerts if a.phase is Phase.START]
         assert len(starts) == 1, stats.alerts
         alert = starts[0]
-        assert alert.attributes["level"] == "lane"
+        assert alert.level == "lane"
 
         wait_for(
             lambda: session.outbox.counts().get("alert", 0) == 0,

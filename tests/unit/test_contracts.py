@@ -60,7 +60,7 @@ def test_alert_round_trips_through_the_codec() -> None:
 def test_every_message_carries_the_schema_version() -> None:
     """The encoded JSON has the schema version (1.1) and its type."""
     raw = json.loads(encode(make_alert()))
-    assert raw["v"] == "1.1" and raw["type"] == "alert"
+    assert raw["v"] == "1.2" and raw["type"] == "alert"
 
 
 def test_event_time_is_normalised_to_utc() -> None:
@@ -261,3 +261,15 @@ def test_a_gateway_cannot_build_an_alert_the_stream_would_refuse(
     """The same storability rules hold where messages are made: the edge fails early and loudly."""
     with pytest.raises(ValidationError):
         make_alert(**changes)
+
+
+def test_level_and_dwell_of_an_older_gateway_are_lifted_into_their_fields() -> None:
+    """A 1.1 gateway sends ``level`` and ``dwell_s`` as attributes; readers get typed fields
+    either way, and the alerts table keeps them in its attributes column as before."""
+    legacy = make_alert(v="1.1", attributes={"depth_cm": 16.5, "level": "lane", "dwell_s": 42.0})
+    assert (legacy.level, legacy.dwell_s) == ("lane", 42.0)
+    assert legacy.attributes == {"depth_cm": 16.5}
+    current = make_alert(level="lane", dwell_s=42.0, attributes={"depth_cm": 16.5})
+    assert decode(encode(current), Alert) == current
+    assert json.loads(encode(current))["level"] == "lane"
+    assert current.stored_attributes() == {"depth_cm": 16.5, "dwell_s": 42.0, "level": "lane"}

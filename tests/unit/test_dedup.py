@@ -451,7 +451,7 @@ def test_an_incident_keeps_the_peak_depth_and_the_latest_level(engine: DedupEngi
         )
     incident = result.incident
     assert incident.attributes["peak_depth_cm"] == 32.0
-    assert incident.attributes["level"] == "dry"
+    assert incident.level == "dry"
     assert incident.attributes["depth_cm"] == 3.0
     assert incident.max_confidence == 1.0
     assert incident.last_activity == T0 + minutes(20)

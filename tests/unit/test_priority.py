@@ -156,7 +156,7 @@ def _alert(
         event_time=datetime(2026, 9, 14, 2, tzinfo=UTC),
         location=Location(lat=31.43, lon=119.48),
         confidence=confidence,
-        attributes={"level": level} if level else {},
+        level=level,
     )
 
 

@@ -174,7 +174,7 @@ def test_one_alert_per_flood_none_for_spikes_or_stuck_and_one_fault_alert_per_fa
     sensor = sensor_config()
     run = replay(sensor, SimulatedWaterSensor(300, rain_event, seed=3, faults=faults), duration)
     assert len(run.episodes("depth_level")) == floods, [
-        (a.phase.value, a.attributes.get("level"), a.event_time.time()) for a in run.alerts
+        (a.phase.value, a.level, a.event_time.time()) for a in run.alerts
     ]
     assert len(run.episodes("rate_of_rise")) == rises
     assert run.faults() == Counter(device_faults)
