@@ -6,6 +6,7 @@ client connection (an MQTT 5 login, a Kafka Metadata request, a PostgreSQL `SELE
 services run detached and outlive the calling process; `status()` and `down()`, from this or
 any later process, find them through `<data_dir>/stack.json`. The CLI (`citywatch stack
 up|status|down`) and the integration-test fixture are thin wrappers around this class.
+Who the services run as is decided in `service_users`; what `status()` reports is `info`.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from citywatch.stack.accounts import (
 )
 from citywatch.stack.amqtt_broker import AmqttService
 from citywatch.stack.errors import StackError
+from citywatch.stack.info import SERVICE_NAMES, ServiceInfo, StackInfo, stack_info
 from citywatch.stack.mosquitto import MosquittoService
 from citywatch.stack.ports import LOOPBACK, choose_port, pick_free_port
 from citywatch.stack.postgres import PostgresService
-from citywatch.stack.processes import ProcessRecord, ServiceUser
+from citywatch.stack.processes import ProcessRecord
 from citywatch.stack.service import (
     ProbeFailed,
     Service,
@@ -38,7 +40,8 @@ from citywatch.stack.service import (
     log_size,
     read_log_since,
 )
-from citywatch.stack.tansu import SUPPORTS_IDEMPOTENCE, TansuService
+from citywatch.stack.service_users import ServiceUsers, prepare_data_dir
+from citywatch.stack.tansu import TansuService
 
 __all__ = [
     "EmbeddedStack",
@@ -51,44 +54,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = ("mqtt", "kafka", "postgres")
 _BIND_ATTEMPTS = 3
 _POLL_S = 0.05
 _RELOAD_TIMEOUT_S = 10.0
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ServiceInfo:
-    """One service as `citywatch stack status` shows it (the URL carries no password)."""
-
-    name: str  # "mqtt", "kafka" or "postgres"
-    url: str
-    pid: int  # 0 when not running
-    port: int
-    version: str
-    log_path: Path
-    running: bool
-
-
-@dataclass(frozen=True)
-class StackInfo:
-    """Where the running stack's services are, in the forms clients take them."""
-
-    data_dir: Path
-    mqtt_url: str  # "mqtt://127.0.0.1:PORT"
-    kafka_bootstrap: str  # "127.0.0.1:PORT"
-    kafka_idempotent: bool  # False: Tansu's memory storage refuses InitProducerId
-    database_url: str  # "postgresql://citywatch:PASSWORD@127.0.0.1:PORT/citywatch"
-    services: tuple[ServiceInfo, ...]
-
-    def service(self, name: str) -> ServiceInfo:
-        """The service called `name` ("mqtt", "kafka" or "postgres")."""
-        for info in self.services:
-            if info.name == name:
-                return info
-        raise KeyError(name)
 
 
 def default_data_dir() -> Path:
@@ -105,35 +75,6 @@ def default_data_dir() -> Path:
         return Path("/var/lib/citywatch/stack")
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state_home) / "citywatch" / "stack"
-
-
-@dataclass(frozen=True)
-class _ServiceUsers:
-    """Who each service runs as: None means as citywatch itself (always, unless root)."""
-
-    mqtt: ServiceUser | None
-    kafka: ServiceUser | None
-    postgres: ServiceUser | None
-
-    @classmethod
-    def for_this_process(cls) -> _ServiceUsers:
-        if not processes.running_as_root():
-            return cls(None, None, None)
-        postgres = ServiceUser.lookup("postgres")
-        if postgres is None:
-            raise StackError(
-                "PostgreSQL refuses to run as root, and this machine has no 'postgres' system "
-                "user to run it as: create one (`useradd --system --home /var/lib/postgresql "
-                "postgres`) or run citywatch as an unprivileged user."
-            )
-        # Mosquitto falls back to root (`user root` in its config) where the Debian package's
-        # `mosquitto` user is missing. Tansu stays with citywatch's user: its binary is
-        # unpacked under that user's home (~/.calfkit/bin), and memory storage writes no files.
-        return cls(ServiceUser.lookup("mosquitto"), None, postgres)
-
-    def distinct(self) -> list[ServiceUser]:
-        users = [u for u in (self.mqtt, self.kafka, self.postgres) if u is not None]
-        return list({u.uid: u for u in users}.values())
 
 
 @dataclass
@@ -170,8 +111,8 @@ class EmbeddedStack:
         """
         deadline = time.monotonic() + timeout_s
         notify = _notifier(progress)
-        users = _ServiceUsers.for_this_process()
-        self._prepare_data_dir(users)
+        users = ServiceUsers.for_this_process()
+        prepare_data_dir(self.data_dir, users)
         with state.locked(self.data_dir):
             st = state.load(self.data_dir) or state.StackState()
             alive = {name: self._alive(st, name) for name in SERVICE_NAMES}
@@ -187,7 +128,7 @@ class EmbeddedStack:
                 self._abandon(st, launches)
                 raise
             state.save(self.data_dir, st)
-            info = self._info(st)
+            info = stack_info(self.data_dir, st)
         notify(
             f"stack up: {info.mqtt_url}, kafka {info.kafka_bootstrap}, postgres port "
             f"{info.service('postgres').port}"
@@ -199,7 +140,7 @@ class EmbeddedStack:
         if not (self.data_dir / state.STATE_FILE).exists():
             return None
         st = state.load(self.data_dir)
-        return self._info(st) if st is not None else None
+        return stack_info(self.data_dir, st) if st is not None else None
 
     def down(self, timeout_s: float = 20.0) -> None:
         """Stop every service and make sure no process of the stack is left.
@@ -242,7 +183,7 @@ class EmbeddedStack:
         self._accounts = self._validated(accounts)
         if not (self.data_dir / state.STATE_FILE).exists():
             return
-        users = _ServiceUsers.for_this_process()
+        users = ServiceUsers.for_this_process()
         deadline = time.monotonic() + _RELOAD_TIMEOUT_S
         notify = _notifier(None)
         with state.locked(self.data_dir):
@@ -275,24 +216,6 @@ class EmbeddedStack:
             raise StackError(str(exc)) from exc
         return result
 
-    def _prepare_data_dir(self, users: _ServiceUsers) -> None:
-        """Create the data directory; let the service users pass through it, nothing more."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        service_users = users.distinct()
-        # 0711: service users may enter (to reach their own subdirectories), not list.
-        os.chmod(self.data_dir, 0o711 if service_users else 0o700)
-        for user in service_users:
-            blocked = processes.unreachable_ancestor(self.data_dir, user)
-            if blocked is not None:
-                mode = oct(blocked.stat().st_mode & 0o777)
-                raise StackError(
-                    f"The stack's services run as the unprivileged user '{user.name}' "
-                    f"(citywatch runs as root), and that user cannot reach {self.data_dir}: "
-                    f"{blocked} has mode {mode}. Choose a data directory it can reach (the "
-                    f"default /var/lib/citywatch/stack, or one under /tmp), or allow passage "
-                    f"with `chmod o+x {blocked}`."
-                )
-
     def _alive(self, st: state.StackState, name: str) -> bool:
         svc = st.services.get(name)
         if svc is None or svc.process is None:
@@ -304,7 +227,7 @@ class EmbeddedStack:
         return False
 
     def _mqtt_service(
-        self, st: state.StackState, users: _ServiceUsers, alive: bool
+        self, st: state.StackState, users: ServiceUsers, alive: bool
     ) -> MosquittoService | AmqttService:
         """The broker that runs (when alive), else the one this machine offers now."""
         recorded = st.services.get("mqtt")
@@ -317,7 +240,7 @@ class EmbeddedStack:
         return MosquittoService(self.data_dir, broker.program, users.mqtt, st.health_password)
 
     def _services(
-        self, st: state.StackState, users: _ServiceUsers, mqtt: Service
+        self, st: state.StackState, users: ServiceUsers, mqtt: Service
     ) -> dict[str, Service]:
         pg = binaries.choose_postgres()
         return {
@@ -470,41 +393,7 @@ class EmbeddedStack:
             st.services[name].process = None
         state.save(self.data_dir, st)
 
-    # -- reporting ------------------------------------------------------------------------
 
-    def _info(self, st: state.StackState) -> StackInfo:
-        infos = []
-        ports = {}
-        for name in SERVICE_NAMES:
-            svc = st.services.get(name)
-            port = svc.port if svc else 0
-            ports[name] = port
-            running = bool(svc and svc.process and processes.is_alive(svc.process))
-            infos.append(
-                ServiceInfo(
-                    name=name,
-                    url=_display_url(name, port),
-                    pid=svc.process.pid if running and svc and svc.process else 0,
-                    port=port,
-                    version=svc.version if svc else "",
-                    log_path=self.data_dir / _LOG_NAMES[name],
-                    running=running,
-                )
-            )
-        return StackInfo(
-            data_dir=self.data_dir,
-            mqtt_url=f"mqtt://{LOOPBACK}:{ports['mqtt']}",
-            kafka_bootstrap=f"{LOOPBACK}:{ports['kafka']}",
-            kafka_idempotent=SUPPORTS_IDEMPOTENCE,
-            database_url=(
-                f"postgresql://citywatch:{st.postgres_password}@{LOOPBACK}:{ports['postgres']}"
-                "/citywatch"
-            ),
-            services=tuple(infos),
-        )
-
-
-_LOG_NAMES = {"mqtt": "mosquitto.log", "kafka": "tansu.log", "postgres": "postgres.log"}
 _STOP_SIGNALS = {
     "mqtt": MosquittoService.stop_signal,
     "kafka": TansuService.stop_signal,
@@ -525,13 +414,6 @@ def _backend(service: Service) -> str:
     if isinstance(service, TansuService):
         return "tansu"
     return "mosquitto"
-
-
-def _display_url(name: str, port: int) -> str:
-    if name == "postgres":
-        return f"postgresql://citywatch@{LOOPBACK}:{port}/citywatch"
-    scheme = "mqtt" if name == "mqtt" else "kafka"
-    return f"{scheme}://{LOOPBACK}:{port}"
 
 
 def _notifier(progress: Progress | None) -> Progress:
