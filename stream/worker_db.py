@@ -105,7 +105,6 @@ class WorkerDatabase:
     ) -> T:
         """``work`` in one transaction, retried through outages; ``state``: it reads or
         changes the processor's state (then it holds the state lock)."""
-
         lock: AbstractAsyncContextManager[object] = self.state_lock if state else nullcontext()
 
         async def step() -> T:
