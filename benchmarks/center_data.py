@@ -36,32 +36,22 @@ from citywatch.workorder.priority import Routing, priority, route
 from citywatch.workorder.sla import site_zone
 
 HISTORY = timedelta(days=90)
-KIND_WEIGHTS = {
-    AlertKind.ILLEGAL_PARKING: 0.45,
-    AlertKind.STREET_VENDING: 0.22,
-    AlertKind.WATERLOGGING: 0.13,
-    AlertKind.SMOKE: 0.10,
-    AlertKind.DEVICE_FAULT: 0.10,
+KINDS = {  # share of the orders, devices that report it, the rule that fires
+    AlertKind.ILLEGAL_PARKING: (0.45, ("camera",), "parking-dwell"),
+    AlertKind.STREET_VENDING: (0.22, ("camera",), "vending-dwell"),
+    AlertKind.WATERLOGGING: (0.13, ("sensor",), "depth-level"),
+    AlertKind.SMOKE: (0.10, ("camera", "dock"), "smoke"),
+    AlertKind.DEVICE_FAULT: (0.10, ("camera", "sensor", "dock"), "heartbeat"),
 }
-DEVICES_FOR_KIND = {
-    AlertKind.ILLEGAL_PARKING: ("camera",),
-    AlertKind.STREET_VENDING: ("camera",),
-    AlertKind.SMOKE: ("camera", "dock"),
-    AlertKind.WATERLOGGING: ("sensor",),
-    AlertKind.DEVICE_FAULT: ("camera", "sensor", "dock"),
-}
-RULES = {
-    AlertKind.ILLEGAL_PARKING: "parking-dwell",
-    AlertKind.STREET_VENDING: "vending-dwell",
-    AlertKind.SMOKE: "smoke",
-    AlertKind.WATERLOGGING: "depth-level",
-    AlertKind.DEVICE_FAULT: "heartbeat",
-}
+KIND_WEIGHTS = {kind: weight for kind, (weight, _, _) in KINDS.items()}
+DEVICES_FOR_KIND = {kind: devices for kind, (_, devices, _) in KINDS.items()}
+RULES = {kind: rule for kind, (_, _, rule) in KINDS.items()}
 
 
-# -- the data set --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Device:
+    """A device of the site, where the orders it reports scatter around."""
+
     id: str
     kind: str  # camera | sensor | dock
     placement: Placement
@@ -70,17 +60,13 @@ class Device:
 
 
 def site_devices(config: CitywatchConfig) -> list[Device]:
+    devices = config.devices
     found = []
-    for kind, group in (
-        ("camera", config.devices.cameras),
-        ("sensor", config.devices.sensors),
-        ("dock", config.devices.docks),
-    ):
+    for kind, group in (("camera", devices.cameras), ("sensor", devices.sensors),
+                        ("dock", devices.docks)):  # fmt: skip
         for device in group:
-            placement = device.placement
-            position = placement.position or config.site.center
-            lat, lon = position.lat, position.lon
-            found.append(Device(device.id, kind, placement, lat, lon))
+            position = device.placement.position or config.site.center
+            found.append(Device(device.id, kind, device.placement, position.lat, position.lon))
     return found
 
 
@@ -128,9 +114,8 @@ class OrderSimulator:
             if at >= when or at > self.now or step.level in order.escalated_levels:
                 continue
             current = order.escalation_level
-            if current is not None and lc.GRID_LEVELS.index(step.level) <= lc.GRID_LEVELS.index(
-                current
-            ):
+            rank = lc.GRID_LEVELS.index
+            if current is not None and rank(step.level) <= rank(current):
                 continue
             lc.escalate(order, actor=lc.SYSTEM_ACTOR, time=at, level=step.level, reason="SLA timer")
 
@@ -144,11 +129,9 @@ class OrderSimulator:
         return when
 
     def play(
-        self,
-        rng: random.Random,
-        order_id: str,
-        opened_at: datetime,
+        self, rng: random.Random, order_id: str, opened_at: datetime
     ) -> tuple[lc.WorkOrder, Device, float, float]:
+        """One order opened at ``opened_at`` and taken as far as "now"; its device and place."""
         kind = rng.choices(self.kinds, self.kind_weights)[0]
         routing = self.routes[kind]
         device = rng.choice(self.devices[kind])
@@ -161,90 +144,60 @@ class OrderSimulator:
         sources = 1 if rng.random() < 0.9 else 3
         prio = priority(kind, max_confidence=confidence, depth_level=level, sources=sources)
         order = lc.open_work_order(
-            id=order_id,
-            routing=routing,
-            priority=prio,
-            opened_at=opened_at,
-            placement=device.placement,
-            alert_ids=(f"{order_id}.e0.0",),  # the first alert opens it
-            calendar=self.calendar,
-            tz=self.tz,
-        )
+            id=order_id, routing=routing, priority=prio, opened_at=opened_at,
+            placement=device.placement, alert_ids=(f"{order_id}.e0.0",),  # the first alert opens it
+            calendar=self.calendar, tz=self.tz,
+        )  # fmt: skip
         limit_s = (order.due_at - order.opened_at).total_seconds()
 
         def later(t: datetime, mean_fraction: float) -> datetime:
             return t + timedelta(seconds=rng.expovariate(1 / (mean_fraction * limit_s)) + 1)
 
+        def act(mean_fraction: float, action: lc.Action, actor: str, **args: Any) -> datetime:
+            """The next step, a random while (about ``mean_fraction`` of the limit) after ``t``."""
+            return self._step(order, later(t, mean_fraction), action, actor, **args)
+
+        a = lc.Action
         dispatcher = f"dispatcher-{rng.randint(1, 6):02d}"
         t = opened_at
         with contextlib.suppress(Stop):
             fate = rng.random()
             if fate < 0.08:  # a machine's false alarm, dismissed at triage
-                self._step(
-                    order,
-                    later(t, 0.05),
-                    lc.Action.MARK_FALSE_POSITIVE,
-                    dispatcher,
-                    reason="no problem on the snapshot",
-                )
+                act(0.05, a.MARK_FALSE_POSITIVE, dispatcher, reason="no problem on the snapshot")
                 return order, device, lat, lon
             for cycle in range(2):  # a second cycle only after a reopen (复发)
                 department = order.department
-                t = self._step(
-                    order, later(t, 0.03), lc.Action.DISPATCH, dispatcher, department=department
-                )
+                t = act(0.03, a.DISPATCH, dispatcher, department=department)
                 staff = f"{department}-{rng.randint(1, 9):02d}"
                 if rng.random() < 0.04:  # 退单, sent to another department
-                    t = self._step(
-                        order, later(t, 0.05), lc.Action.RETURN, staff, grounds="not our remit"
-                    )
+                    t = act(0.05, a.RETURN, staff, grounds="not our remit")
                     other = rng.choice([d for d in self.departments if d != department])
-                    t = self._step(
-                        order, later(t, 0.03), lc.Action.DISPATCH, dispatcher, department=other
-                    )
+                    t = act(0.03, a.DISPATCH, dispatcher, department=other)
                     staff = f"{other}-{rng.randint(1, 9):02d}"
-                t = self._step(order, later(t, 0.05), lc.Action.SIGN, staff)
+                t = act(0.05, a.SIGN, staff)
                 if 0.08 <= fate < 0.11:  # stalled: stays open, goes overdue, escalates
                     if rng.random() < 0.5:
-                        self._step(order, later(t, 0.05), lc.Action.START, staff)
+                        act(0.05, a.START, staff)
                     raise Stop
                 if rng.random() < 0.06:
                     extend_at = later(t, 0.1)
                     if extend_at < order.due_at:
-                        t = self._step(
-                            order,
-                            extend_at,
-                            lc.Action.EXTEND,
-                            staff,
-                            reason="waiting for a part",
-                            duration=(order.due_at - order.clock_started_at) / 2,
-                        )
+                        half = (order.due_at - order.clock_started_at) / 2
+                        t = self._step(order, extend_at, a.EXTEND, staff,
+                                       reason="waiting for a part", duration=half)  # fmt: skip
                 if rng.random() < 0.85:
-                    t = self._step(order, later(t, 0.05), lc.Action.START, staff)
+                    t = act(0.05, a.START, staff)
                 took = timedelta(seconds=limit_s * rng.lognormvariate(math.log(0.35), 0.8))
-                t = self._step(order, t + took, lc.Action.RESOLVE, staff, note="handled")
+                t = self._step(order, t + took, a.RESOLVE, staff, note="handled")
                 if rng.random() < 0.07:  # 返工
-                    t = self._step(
-                        order,
-                        later(t, 0.1),
-                        lc.Action.VERIFY,
-                        dispatcher,
-                        passed=False,
-                        note="still there",
-                    )
-                    t = self._step(order, later(t, 0.05), lc.Action.START, staff)
-                    t = self._step(order, later(t, 0.3), lc.Action.RESOLVE, staff, note="again")
-                t = self._step(order, later(t, 0.1), lc.Action.VERIFY, dispatcher, passed=True)
-                t = self._step(order, later(t, 0.05), lc.Action.CLOSE, dispatcher)
+                    t = act(0.1, a.VERIFY, dispatcher, passed=False, note="still there")
+                    t = act(0.05, a.START, staff)
+                    t = act(0.3, a.RESOLVE, staff, note="again")
+                t = act(0.1, a.VERIFY, dispatcher, passed=True)
+                t = act(0.05, a.CLOSE, dispatcher)
                 if cycle or rng.random() >= 0.02:
                     break
-                t = self._step(
-                    order,
-                    later(t, 3.0),
-                    lc.Action.REOPEN,
-                    lc.SYSTEM_ACTOR,
-                    reason="the problem is back",
-                )
+                t = act(3.0, a.REOPEN, lc.SYSTEM_ACTOR, reason="the problem is back")
         self._escalate_until(order, self.now)
         return order, device, lat, lon
 
@@ -262,15 +215,9 @@ def alert_counts(rng: random.Random, orders: int, alerts: int) -> list[int]:
 
 
 def _order_alerts(
-    rng: random.Random,
-    order: lc.WorkOrder,
-    device: Device,
-    lat: float,
-    lon: float,
-    count: int,
-    offset: int,
-    now: datetime,
-) -> list[tuple[Any, ...]]:
+    rng: random.Random, order: lc.WorkOrder, device: Device, lat: float, lon: float, count: int,
+    offset: int, now: datetime,
+) -> list[tuple[Any, ...]]:  # fmt: skip
     """``count`` alert rows (episodes of start, updates, end) of one order's incident."""
     kind = order.kind
     end = min(order.resolved_at or order.closed_at or order.due_at, now)

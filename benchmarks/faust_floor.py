@@ -44,7 +44,7 @@ records = app.topic(
 ASSIGNED: list[float] = []
 
 
-@app.on_partitions_assigned.connect  # type: ignore[misc]
+@app.on_partitions_assigned.connect
 async def started(app: faust.App, assigned: set[faust.types.TP], **_: object) -> None:
     """The clock starts when the topic is assigned, as the bare loop's starts at its first
     fetch: fetching, handing over and iterating are all inside the figure."""
