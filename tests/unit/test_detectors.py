@@ -12,10 +12,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 from numpy.typing import NDArray
-from onnx import TensorProto, helper
 
 from citywatch.config.detector import DetectorConfig
 from citywatch.models import detector_factory
@@ -51,6 +49,9 @@ def fake_yolo_onnx(
     path: Path, *, dynamic: bool = False, names: dict[int, str] | None = FAKE_NAMES
 ) -> Path:
     """An ONNX model whose output is the constant FAKE_ANCHORS, shaped (1, 4 + nc, N)."""
+    import onnx  # here, not at the top: importing onnx costs a second of every collection
+    from onnx import TensorProto, helper
+
     table = np.array(FAKE_ANCHORS, np.float32).T[None]  # (1, 7, N)
     shape: list[Any] = ["batch", 3, "height", "width"] if dynamic else [1, 3, 320, 320]
     nodes = [

@@ -9,6 +9,8 @@ import pytest
 
 from citywatch.models.train_street import STREET_DIR, TrainResult, TrainSettings, write_card
 
+pytestmark = pytest.mark.slow  # a card counts the parameters: torch loads the weights
+
 
 def _result(tmp_path: Path, map50: float) -> TrainResult:
     pt = tmp_path / "citywatch-street.pt"
@@ -24,7 +26,6 @@ def _result(tmp_path: Path, map50: float) -> TrainResult:
     )
 
 
-@pytest.mark.slow
 def test_card_states_the_figures_of_the_run(tmp_path: Path) -> None:
     card = tmp_path / "MODEL_CARD.md"
     write_card(_result(tmp_path, 0.812), card)
