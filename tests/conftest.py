@@ -23,6 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "demo-district.yaml"
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the embedded stack is an integration test, marked so or not: the
+    fast loop (`make test-fast`) must never start Mosquitto, Tansu and PostgreSQL."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def demo_config() -> CitywatchConfig:
     return load_config(DEMO_CONFIG)
