@@ -87,7 +87,7 @@ from benchmarks.harness import (
     save,
     say,
     table,
-)  # fmt: skip
+)
 from benchmarks.private_stack import private_stack
 from citywatch.config import load_config
 

@@ -41,7 +41,7 @@ from benchmarks.harness import (
     say,
     table,
     timed,
-)  # fmt: skip
+)
 from citywatch.config.workflow import DedupPolicy
 from citywatch.contracts import (
     Alert,
@@ -79,6 +79,8 @@ DEVICE_KIND = {AlertKind.ILLEGAL_PARKING: DeviceKind.CAMERA,
 
 @dataclass
 class Workload:
+    """The alerts of one run, built before any timing."""
+
     warmup: list[tuple[Alert, Position]]  # starts that open the incidents held at the start
     stream: list[tuple[Alert, Position]]  # what is measured
     blobs: list[bytes]  # the stream as published (for the decode baseline)
@@ -115,20 +117,13 @@ class _Builder:
         self.count += 1
         self.time += STEP
         return Alert(
-            id=f"a{self.count}",
-            episode_id=episode,
-            seq=self.count,
-            device=DeviceRef(site="bench", kind=DEVICE_KIND[kind], id=device),
-            kind=kind,
-            rule="rule",
-            phase=phase,
-            event_time=self.time,
-            location=Location(zone="z"),
+            id=f"a{self.count}", episode_id=episode, seq=self.count,
+            device=DeviceRef(site="bench", kind=DEVICE_KIND[kind], id=device), kind=kind,
+            rule="rule", phase=phase, event_time=self.time, location=Location(zone="z"),
             confidence=round(self.rng.random(), 2),
             attributes={"depth_cm": round(self.rng.uniform(5, 40), 1)}
-            if kind is AlertKind.WATERLOGGING
-            else {},
-        )
+            if kind is AlertKind.WATERLOGGING else {},
+        )  # fmt: skip
 
 
 def build_workload(

@@ -72,7 +72,7 @@ from benchmarks.edge_runs import (
     profile_agent,
     rendered_video,
     rss_child,
-)  # fmt: skip
+)
 from benchmarks.harness import (
     console,
     counted_progress,

@@ -41,7 +41,7 @@ from benchmarks.harness import (
     say,
     timed,
     wall_and_cpu,
-)  # fmt: skip
+)
 from benchmarks.private_stack import private_stack
 from citywatch.config.sensor import LevelPolicy, SensorConfig, SimulatedRain
 from citywatch.config.site import Placement
