@@ -38,6 +38,7 @@ def test_incomplete_postgres_install_is_skipped(tmp_path: Path) -> None:
     assert found == tmp_path / "postgresql" / "13" / "bin"
 
 
+@pytest.mark.service
 def test_pg_config_bindir_is_the_second_choice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
