@@ -10,6 +10,7 @@ from pathlib import Path
 
 from citywatch import __version__
 from citywatch.config import CitywatchConfig
+from citywatch.config.devices import Gateway
 from citywatch.config.secrets import resolve_secret
 from citywatch.contracts import DeviceKind, DeviceRef
 from citywatch.edge.outbox import Outbox
@@ -17,20 +18,30 @@ from citywatch.edge.session import EdgeSession
 from citywatch.mqtt_client import BrokerSettings
 from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
 
-__all__ = ["edge_session"]
+__all__ = ["edge_session", "gateway_config", "outbox_path"]
+
+
+def gateway_config(config: CitywatchConfig, gateway_id: str) -> Gateway:
+    """The gateway's section of the device registry, or exit naming the configured ones."""
+    gateways = {g.id: g for g in config.devices.gateways}
+    if gateway_id not in gateways:
+        raise SystemExit(f"unknown gateway {gateway_id!r}; configured: {sorted(gateways)}")
+    return gateways[gateway_id]
+
+
+def outbox_path(config: CitywatchConfig, gateway_id: str, data_dir: Path | None) -> Path:
+    """Where the gateway's outbox (and its quarantine) lives: its ``outbox_path``, else
+    ``<data dir>/outbox-<id>.sqlite``."""
+    gateway = gateway_config(config, gateway_id)
+    if gateway.outbox_path:
+        return Path(gateway.outbox_path)
+    return data_dir_of(config, data_dir) / f"outbox-{gateway.id}.sqlite"
 
 
 def edge_session(config: CitywatchConfig, gateway_id: str, data_dir: Path | None) -> EdgeSession:
     """The MQTT session of one gateway, with its outbox in the data directory."""
-    gateways = {g.id: g for g in config.devices.gateways}
-    if gateway_id not in gateways:
-        raise SystemExit(f"unknown gateway {gateway_id!r}; configured: {sorted(gateways)}")
-    gateway = gateways[gateway_id]
-    root = data_dir_of(config, data_dir)
-    endpoints = resolve_endpoints(config, root)
-    outbox_path = (
-        Path(gateway.outbox_path) if gateway.outbox_path else root / f"outbox-{gateway.id}.sqlite"
-    )
+    gateway = gateway_config(config, gateway_id)
+    endpoints = resolve_endpoints(config, data_dir_of(config, data_dir))
     devices = [
         DeviceRef(site=config.site.id, kind=DeviceKind(kind), id=device_id)
         for kind, device_id in config.gateway_devices(gateway_id)
@@ -49,7 +60,11 @@ def edge_session(config: CitywatchConfig, gateway_id: str, data_dir: Path | None
             tls_cert_file=tls.cert_file if tls else None,
             tls_key_file=tls.key_file if tls else None,
         ),
-        outbox=Outbox(outbox_path, resend_after_s=gateway.resend_after.total_seconds()),
+        outbox=Outbox(
+            outbox_path(config, gateway_id, data_dir),
+            resend_after_s=gateway.resend_after.total_seconds(),
+            memory_items=gateway.outbox_memory_items,
+        ),
         software=f"citywatch {__version__}",
         alerts_in_flight=gateway.alerts_in_flight,
     )

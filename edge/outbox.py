@@ -3,134 +3,91 @@
 paho keeps its MQTT session in memory and a broker queues for offline subscribers, not
 offline publishers (DOMAIN.md, MQTT practice). So a gateway writes each message here first
 and deletes it only when the stream's receipt comes back; a power cut or a week without
-uplink loses nothing but the oldest telemetry, and never an alert.
+uplink loses nothing but the oldest telemetry, and never an alert. A "rejected" receipt
+does not delete either: the message moves to the quarantine
+(:mod:`citywatch.edge.quarantine`) in the same file, with the reason, until an operator
+re-queues or purges it.
 
-One process owns an outbox file. The outbox never reads the clock: every time is a float
-the caller passes (monotonic or epoch), so tests and replays drive it exactly.
+When the disk cannot be written (full, read-only, I/O errors) the outbox keeps working from
+memory (:mod:`citywatch.edge.outbox_memory`): new messages, receipts and publish marks wait
+there, bounded, and :meth:`Outbox.flush` writes them once the disk recovers. What is
+already on disk stays there and is still published.
+
+One process owns an outbox file (an operator's quarantine command may open it beside the
+agent: SQLite's locks keep them apart). The outbox never reads the clock: every time is a
+float the caller passes (monotonic or epoch), so tests and replays drive it exactly.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, cast
+from typing import cast
 
-__all__ = ["KINDS", "NewMessage", "Outbox", "OutboxFull", "OutboxItem", "PutResult"]
+from citywatch.edge import outbox_store as store
+from citywatch.edge import quarantine as qt
+from citywatch.edge.outbox_disk import OutboxDisk, TooSoon
+from citywatch.edge.outbox_memory import DEFAULT_MEMORY_ITEMS, MemoryQueue, Rejection
+from citywatch.edge.outbox_messages import (
+    KINDS,
+    NewMessage,
+    OutboxFull,
+    OutboxHealth,
+    OutboxItem,
+    PutResult,
+)
+from citywatch.edge.outbox_store import NOT_IN, is_disk_fault
+from citywatch.edge.quarantine import QuarantinedMessage
+
+__all__ = [
+    "KINDS",
+    "NewMessage",
+    "Outbox",
+    "OutboxFull",
+    "OutboxItem",
+    "PutResult",
+    "is_disk_fault",
+]
 
 log = logging.getLogger(__name__)
-
-Kind = Literal["alert", "telemetry", "status", "evidence"]
-KINDS: tuple[Kind, ...] = ("alert", "telemetry", "status", "evidence")
-
-_SHED_ORDER: tuple[Kind, ...] = ("telemetry", "status", "evidence")
-"""Kinds a full outbox may drop, least valuable first: telemetry is superseded by the next
-sample, a status by the next status; evidence only illustrates an alert. Alerts are never
-dropped."""
-
-_SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    message_id   TEXT    NOT NULL UNIQUE,
-    topic        TEXT    NOT NULL,
-    payload      BLOB    NOT NULL,
-    qos          INTEGER NOT NULL CHECK (qos IN (0, 1, 2)),
-    kind         TEXT    NOT NULL CHECK (kind IN ('alert', 'telemetry', 'status', 'evidence')),
-    device_id    TEXT    NOT NULL,
-    enqueued_at  REAL    NOT NULL,
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    last_sent_at REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_kind_seq ON outbox (kind, seq);
-CREATE INDEX IF NOT EXISTS outbox_kind_device_seq ON outbox (kind, device_id, seq);
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('shed_count', 0);
-"""
-_COLUMNS = "message_id, topic, payload, qos, kind, device_id, enqueued_at, attempts, last_sent_at"
-_DUE = "last_sent_at IS NULL OR last_sent_at < ? OR last_sent_at > ?"
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    """One pending message, as stored."""
-
-    message_id: str
-    topic: str
-    payload: bytes
-    qos: int
-    kind: Kind
-    device_id: str
-    enqueued_at: float
-    attempts: int
-    """How many times it has been published (kept across restarts)."""
-    last_sent_at: float | None
-    """Caller's time of the last publish; ``None`` if never sent."""
-
-
-@dataclass(frozen=True)
-class NewMessage:
-    """One message to enqueue with :meth:`Outbox.put_many`."""
-
-    message_id: str
-    topic: str
-    payload: bytes
-    qos: int
-    kind: str
-    device_id: str
-
-
-@dataclass(frozen=True)
-class PutResult:
-    """What :meth:`Outbox.put_many` did with a batch."""
-
-    stored: int
-    duplicates: int
-    """Already pending (a retry re-enqueued the same id): nothing stored."""
-    shed: int
-    """Messages dropped to make room (older telemetry first) or not stored for lack of it."""
-    refused: tuple[str, ...]
-    """Alerts that could not be stored: the outbox holds nothing but alerts. Never silent:
-    the caller must log and count each one."""
-
-
-class OutboxFull(Exception):
-    """An alert could not be stored: the outbox holds nothing but alerts.
-
-    The gateway has been cut off long enough to fill ``max_items`` with alerts; raise
-    ``max_items`` (disk permitting) or restore the uplink.
-    """
 
 
 class Outbox:
     """A SQLite (WAL) queue of messages awaiting their receipt, safe to share across threads.
 
-    Durability: ``synchronous=FULL``. With WAL, ``NORMAL`` survives a process crash but may
+    Durability: WAL with ``synchronous=FULL``. A :meth:`put` returns only after its commit
+    frame is in the WAL and fsynced, so neither a kill -9 nor a power cut loses an accepted
+    message. A process killed halfway through a commit leaves a WAL tail without a valid
+    commit frame (frames are checksummed), which the next open ignores: the file is never
+    corrupt, the half-written batch is simply absent (and its put never returned).
+    ``NORMAL`` would survive a process crash too (the WAL sits in the page cache) but may
     lose the last commits on power loss, and an unattended pole-mounted gateway loses power
-    more often than it crashes; an alert accepted here must survive that. The price is one
-    fsync per write, negligible at sensor message rates.
+    more often than it crashes. The price is one fsync per write, negligible at sensor rates.
 
     Only what is *accepted* needs that fsync: a publish record or a receipt lost in a power
     cut makes the message due again, and a duplicate resend is harmless (every sink upserts
-    by id). So :meth:`put` commits on a ``FULL`` connection while :meth:`mark_sent`,
-    :meth:`acknowledge` and :meth:`drop_unconfirmable` commit on a second, ``NORMAL`` one
-    (their WAL frames reach the disk with the next ``FULL`` commit or checkpoint). That
-    halves the fsyncs per alert.
+    by id). So :meth:`put` and :meth:`quarantine` commit on a ``FULL`` connection while
+    :meth:`mark_sent`, :meth:`acknowledge` and :meth:`drop_unconfirmable` commit on a second,
+    ``NORMAL`` one (their WAL frames reach the disk with the next ``FULL`` commit or
+    checkpoint). That halves the fsyncs per alert.
 
     Thread safety: two connections (``check_same_thread=False``) guarded by one lock, because
     paho delivers receipts on its network thread while the agent enqueues on its own.
     """
 
-    def __init__(self, path: Path, max_items: int = 100_000, resend_after_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_items: int = 100_000,
+        resend_after_s: float = 30.0,
+        memory_items: int = DEFAULT_MEMORY_ITEMS,
+    ) -> None:
         if max_items < 1:
             raise ValueError(f"max_items must be at least 1, got {max_items}")
         if not math.isfinite(resend_after_s) or resend_after_s < 0:
@@ -139,33 +96,52 @@ class Outbox:
         self.max_items = max_items
         self.resend_after_s = resend_after_s
         self._lock = threading.RLock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below), so a
-        # read-then-write such as shedding cannot interleave with another writer.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        try:
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise OSError(
-                    f"outbox {self.path}: SQLite refused WAL mode (got {mode!r}); "
-                    "put the outbox on a local filesystem, not a network share"
-                )
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-            self._pending: dict[str, int] = dict.fromkeys(KINDS, 0)
-            for kind, count in self._db.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind"):
-                self._pending[kind] = count
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'shed_count'").fetchone()
-            self._shed_count = int(row[0])
-            self._lazy = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._lazy.execute("PRAGMA synchronous=NORMAL")
-            self._lazy.execute("PRAGMA busy_timeout=5000")
-        except BaseException:
-            self._db.close()
-            raise
+        self._memory = MemoryQueue(memory_items)
+        self._memory_full_logged = False
+        self._pending: dict[str, int] = dict.fromkeys(KINDS, 0)
+        self._shed_count = 0
+        self._quarantined = 0
+        self._last_rejection: tuple[str, float] | None = None
+        self._alerts_refused = 0
+        self._operator_changes = 0
         self._closed = False
+        self._disk = OutboxDisk(self.path, memory_items)
+        self._recount()
+
+    def _failed(self, exc: BaseException, during: str) -> None:
+        """A write failed: re-raised unless the disk is at fault; then memory takes over."""
+        if self._disk.failed(exc, during):
+            self._memory_full_logged = False
+
+    def _recount(self) -> None:
+        """Counts from the disk, less what memory says is gone, plus what memory holds."""
+        memory = self._memory
+        gone = json.dumps(memory.gone())
+        pending: dict[str, int] = dict.fromkeys(KINDS, 0)
+        for kind, count in self._disk.query(
+            f"SELECT kind, COUNT(*) FROM outbox WHERE {NOT_IN} GROUP BY kind", (gone,)
+        ):
+            pending[str(kind)] = int(cast(int, count))
+        for held in memory.held.values():
+            pending[held.message.kind] += 1
+        self._pending = pending
+        for (shed,) in self._disk.query("SELECT value FROM meta WHERE key = 'shed_count'"):
+            self._shed_count = int(cast(int, shed))
+        on_disk = self._disk.read(qt.count, 0)
+        self._quarantined = on_disk + len(memory.rejected) + len(memory.held_rejected)
+        self._operator_changes = self._disk.read(qt.operator_changes, self._operator_changes)
+        if not memory.rejected and not memory.held_rejected:
+            latest = self._disk.read(qt.latest, None) if on_disk else None
+            self._last_rejection = (
+                None if latest is None else (latest.reason, latest.quarantined_at)
+            )
+
+    def resync(self) -> None:
+        """Recount if an operator re-queued or purged since (another process, same file)."""
+        with self._lock:
+            changes = self._disk.read(qt.operator_changes, 0) if self._disk.fault is None else None
+            if changes is not None and changes != self._operator_changes:
+                self._recount()
 
     # -- writing -----------------------------------------------------------------------------
     def put(
@@ -178,43 +154,44 @@ class Outbox:
         device_id: str,
         now: float,
     ) -> bool:
-        """Store a message to publish; True if stored.
+        """Store a message to publish; True if stored (on disk, or in memory while the disk
+        cannot be written).
 
         False when it is already pending (a retry after a crash re-enqueues the same id),
         or when the outbox is full and this message is the least valuable one (it is then
         counted in :attr:`shed_count`). When full, the oldest telemetry goes first, then
         status, then evidence; an alert is never shed, and an alert that finds only alerts
-        raises :class:`OutboxFull`.
+        (or a full memory queue) raises :class:`OutboxFull`.
 
         Idempotency covers pending messages only: an id already acknowledged is forgotten
         and would be stored again (the stream deduplicates by message id).
         """
-        if kind not in KINDS:
-            raise ValueError(f"unknown outbox kind {kind!r}; use one of {', '.join(KINDS)}")
-        if qos not in (0, 1, 2):
-            raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
-        with self._lock:
-            with self._transaction():
-                stored, shed, pending = self._insert(
-                    item_message_id, topic, payload, qos, kind, device_id, now
-                )
-            # Committed: only now does the in-memory view follow the database.
-            self._pending = pending
-            self._shed_count += shed
-        if shed:
-            log.warning(
-                "outbox full (%d items): shed %d message(s)",
-                self.max_items,
-                shed,
-                extra={"device": device_id, "message_id": item_message_id, "kind": kind},
+        message = NewMessage(item_message_id, topic, payload, qos, kind, device_id)
+        result = self.put_many([message], now)
+        if result.refused:
+            raise OutboxFull(
+                f"outbox {self.path} cannot take alert {item_message_id} for {device_id}:"
+                f" {self._why_full()}"
             )
-        return stored
+        return result.stored == 1
+
+    def _why_full(self) -> str:
+        if self._disk.fault is not None:
+            return (
+                f"its disk cannot be written ({self._disk.fault}) and {self._memory.max_items}"
+                " messages already wait in memory: free disk space or make the file writable"
+            )
+        return (
+            f"it holds {self.max_items} alerts and nothing to shed: restore the uplink or"
+            " raise max_items"
+        )
 
     def put_many(self, messages: list[NewMessage], now: float) -> PutResult:
         """Store a batch in one transaction (one fsync), each message as :meth:`put` would.
 
-        An alert that finds the outbox full of alerts is not stored and is returned in
-        :attr:`PutResult.refused` instead of raising, so the rest of the batch still lands.
+        An alert that cannot be stored is returned in :attr:`PutResult.refused` instead of
+        raising, so the rest of the batch still lands. While the disk cannot be written the
+        batch goes to memory (:attr:`PutResult.held`).
         """
         for message in messages:
             if message.kind not in KINDS:
@@ -223,82 +200,49 @@ class Outbox:
                 )
             if message.qos not in (0, 1, 2):
                 raise ValueError(f"qos must be 0, 1 or 2, got {message.qos}")
-        stored = duplicates = shed_total = 0
-        refused: list[str] = []
         with self._lock:
-            saved_pending = self._pending
-            try:
-                with self._transaction():
-                    for m in messages:
-                        try:
-                            ok, shed, self._pending = self._insert(
-                                m.message_id, m.topic, m.payload, m.qos, m.kind, m.device_id, now
-                            )
-                        except OutboxFull:
-                            refused.append(m.message_id)
-                            continue
-                        shed_total += shed
-                        if ok:
-                            stored += 1
-                        elif not shed:
-                            duplicates += 1
-            except BaseException:
-                self._pending = saved_pending
-                raise
-            self._shed_count += shed_total
-        if shed_total:
-            log.warning("outbox full (%d items): shed %d message(s)", self.max_items, shed_total)
-        return PutResult(stored, duplicates, shed_total, tuple(refused))
+            if (writers := self._disk.writers()) is not None:
+                try:
+                    result, pending = store.put_batch(
+                        writers[0], self._pending, messages, now, self.max_items
+                    )
+                except sqlite3.Error as exc:
+                    self._failed(exc, f"storing {len(messages)} message(s)")
+                else:  # committed: only now does the in-memory view follow the database
+                    self._pending = pending
+                    self._alerts_refused += len(result.refused)
+                    self._shed_count += result.shed
+                    if result.shed:
+                        log.warning("outbox full (%d): shed %d", self.max_items, result.shed)
+                    return result
+            return self._put_in_memory(messages, now)
 
-    def _insert(
-        self,
-        message_id: str,
-        topic: str,
-        payload: bytes,
-        qos: int,
-        kind: str,
-        device_id: str,
-        now: float,
-    ) -> tuple[bool, int, dict[str, int]]:
-        """put()'s writes, inside its transaction: (stored, how many shed, pending counts)."""
-        pending = dict(self._pending)
-        exists = self._db.execute(
-            "SELECT 1 FROM outbox WHERE message_id = ?", (message_id,)
-        ).fetchone()
-        if exists:
-            return False, 0, pending
-        shed = 0
-        stored = True
-        while sum(pending.values()) >= self.max_items:
-            victim = next((k for k in _SHED_ORDER if pending[k] > 0), None)
-            if victim is not None and _more_valuable(kind, victim):
-                self._shed_oldest(victim)
-                pending[victim] -= 1
-                shed += 1
-            elif kind == "alert":
-                raise OutboxFull(
-                    f"outbox {self.path} holds {self.max_items} alerts and nothing to shed; "
-                    f"alert {message_id} for {device_id} was not stored: restore the uplink "
-                    "or raise max_items"
-                )
-            else:
-                shed += 1
-                stored = False
-                break
-        if stored:
-            self._db.execute(
-                f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL)",
-                (message_id, topic, bytes(payload), qos, kind, device_id, now),
-            )
-            pending[kind] += 1
-        if shed:
-            self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'shed_count'", (shed,))
-        return stored, shed, pending
+    def _put_in_memory(self, messages: list[NewMessage], now: float) -> PutResult:
+        result, kinds = self._memory.put_many(messages, now, self._is_pending)
+        self._alerts_refused += len(result.refused)
+        for kind in kinds:
+            self._pending[kind] += 1
+        if (result.refused or result.shed) and not self._memory_full_logged:
+            self._memory_full_logged = True
+            log.error(
+                "outbox %s cannot be written and its memory queue is full (%d messages):"
+                " refusing new messages (%d so far); free disk space or make the file writable",
+                self.path, self._memory.max_items, self._memory.refused,
+            )  # fmt: skip
+        return result
 
-    def _shed_oldest(self, kind: Kind) -> None:
-        self._db.execute(
-            "DELETE FROM outbox WHERE seq = (SELECT MIN(seq) FROM outbox WHERE kind = ?)", (kind,)
-        )
+    def _is_pending(self, message_id: str) -> bool:
+        held = message_id in self._memory.held_rejected
+        return held or self._find(message_id) is not None
+
+    def _find(self, message_id: str) -> OutboxItem | None:
+        """A pending message, wherever it is (memory's records of receipts included)."""
+        held = self._memory.held.get(message_id)
+        if held is not None:
+            return held.item()
+        if message_id in self._memory.acked or message_id in self._memory.rejected:
+            return None
+        return self._disk.read(lambda db: store.find(db, message_id), None)
 
     def mark_sent(self, message_id: str, now: float) -> None:
         """Record a publish (attempts += 1, last_sent_at = now).
@@ -307,54 +251,79 @@ class Outbox:
         delivers it on another thread.
         """
         with self._lock:
-            self._lazy.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_sent_at = ? WHERE message_id = ?",
-                (now, message_id),
-            )
+            if (writers := self._disk.writers()) is not None:
+                try:
+                    return store.mark_sent(writers[1], message_id, now)
+                except sqlite3.Error as exc:
+                    self._failed(exc, "recording a publish")
+            item = self._find(message_id)
+            if item is not None:
+                self._memory.published(replace(item, qos=1), now, on_disk=True)
 
     def record_published(self, items: list[OutboxItem], now: float) -> None:
         """After a pump round: QoS-0 messages leave, the others are marked sent (one commit)."""
         if not items:
             return
         with self._lock:
-            self._lazy.execute("BEGIN")
-            try:
-                for item in items:
-                    if item.qos == 0:
-                        rows = self._lazy.execute(
-                            "DELETE FROM outbox WHERE message_id = ? RETURNING kind",
-                            (item.message_id,),
-                        ).fetchall()
-                        if rows:
-                            self._pending[rows[0][0]] -= 1
-                    else:
-                        self._lazy.execute(
-                            "UPDATE outbox SET attempts = attempts + 1, last_sent_at = ?"
-                            " WHERE message_id = ?",
-                            (now, item.message_id),
-                        )
-            except BaseException:
-                self._lazy.execute("ROLLBACK")
-                self._recount()
-                raise
-            self._lazy.execute("COMMIT")
-
-    def _recount(self) -> None:
-        self._pending = dict.fromkeys(KINDS, 0)
-        for kind, count in self._db.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind"):
-            self._pending[kind] = count
+            if (writers := self._disk.writers()) is not None:
+                try:
+                    for kind in store.record_published(writers[1], items, now):
+                        self._pending[kind] -= 1
+                    return
+                except sqlite3.Error as exc:  # rolled back: the counts did not follow
+                    self._failed(exc, "recording publishes")
+            for item in items:
+                on_disk = self._find(item.message_id) is not None
+                if self._memory.published(item, now, on_disk=on_disk):
+                    self._pending[item.kind] -= 1
 
     def acknowledge(self, message_id: str) -> bool:
         """The receipt arrived: forget the message. True if it was pending."""
         with self._lock:
-            # fetchall(): a RETURNING statement is only finished once its rows are read.
-            rows = self._lazy.execute(
-                "DELETE FROM outbox WHERE message_id = ? RETURNING kind", (message_id,)
-            ).fetchall()
-            if not rows:
-                return False
-            self._pending[rows[0][0]] -= 1
-            return True
+            if (writers := self._disk.writers()) is not None:
+                try:
+                    kind = store.delete(writers[1], message_id)
+                except sqlite3.Error as exc:
+                    self._failed(exc, "taking a receipt")
+                else:
+                    if kind is not None:
+                        self._pending[kind] -= 1
+                    return kind is not None
+            return self._forget(message_id, None)
+
+    def quarantine(
+        self, message_id: str, reason: str | None, rejected_at: float | None, now: float
+    ) -> bool:
+        """A "rejected" receipt arrived: move the message to the quarantine with the reason.
+
+        True if it was pending (it is then no longer sent); False for an unknown id (a
+        receipt for a copy already quarantined, or for a QoS-0 message already gone).
+        """
+        with self._lock:
+            moved: bool | None = None
+            if (writers := self._disk.writers()) is not None:
+                try:
+                    with store.transaction(writers[0]):
+                        kind = qt.move_from_outbox(writers[0], message_id, reason, rejected_at, now)
+                except sqlite3.Error as exc:
+                    self._failed(exc, "quarantining a rejected message")
+                else:
+                    if kind is not None:
+                        self._pending[kind] -= 1
+                    moved = kind is not None
+            if moved is None:
+                moved = self._forget(message_id, Rejection(reason, rejected_at, now))
+            if moved:
+                self._quarantined += 1
+                self._last_rejection = (reason or qt.NO_REASON, now)
+            return moved
+
+    def _forget(self, message_id: str, rejection: Rejection | None) -> bool:
+        """Receipt or rejection while the disk cannot be written: recorded in memory."""
+        kind = self._memory.forget(message_id, rejection, self._find)
+        if kind is not None:
+            self._pending[kind] -= 1
+        return kind is not None
 
     def drop_unconfirmable(self, message_id: str) -> None:
         """Forget a QoS-0 message once published: no receipt will ever come for it.
@@ -363,19 +332,46 @@ class Outbox:
         dropping it here would lose an alert silently.
         """
         with self._lock:
-            row = self._db.execute(
-                "SELECT qos, kind FROM outbox WHERE message_id = ?", (message_id,)
-            ).fetchone()
-            if row is None:
+            item = self._find(message_id)
+            if item is None:
                 return
-            qos, kind = row
-            if qos != 0:
+            if item.qos != 0:
                 raise ValueError(
-                    f"message {message_id} ({kind}) has QoS {qos}: it leaves the outbox on "
-                    "acknowledge(), when its receipt arrives"
+                    f"message {message_id} ({item.kind}) has QoS {item.qos}: it leaves the"
+                    " outbox on acknowledge(), when its receipt arrives"
                 )
-            self._lazy.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
-            self._pending[kind] -= 1
+            self.acknowledge(message_id)
+
+    # -- recovering from a disk fault --------------------------------------------------------
+    def flush(self, now: float, *, force: bool = False) -> bool:
+        """Write what memory holds once the disk takes writes again (the file reopened, at
+        most every ``RETRY_WRITE_S`` unless ``force``); True when memory is empty."""
+        with self._lock:
+            if self._disk.fault is None:
+                return True
+            memory = self._memory
+            written = (len(memory.held), len(memory.acked), len(memory.rejected))
+            rejected = written[2] + len(memory.held_rejected)
+            try:
+                kept = self._disk.retry(
+                    now, lambda db: store.write_memory(db, memory, self.max_items), force
+                )
+            except TooSoon:
+                return False
+            except (sqlite3.Error, OSError) as exc:
+                if isinstance(exc, sqlite3.Error) and not is_disk_fault(exc):
+                    raise
+                return False
+            memory.clear_written(kept)
+            self._recount()
+            log.warning(
+                "outbox %s can be written again: wrote %d held message(s), %d receipt(s) and"
+                " %d rejection(s) kept in memory",
+                self.path, written[0] - len(kept), written[1], rejected,
+            )  # fmt: skip
+            if kept:  # the outbox is full of alerts: these wait in memory for room
+                self._disk.fault = f"OutboxFull: {self._why_full()}"
+            return not kept
 
     # -- reading -----------------------------------------------------------------------------
     def due(
@@ -399,25 +395,32 @@ class Outbox:
         ``alerts_window``: the oldest N pending alerts of each device can be due — a sliding
         window for busy devices (a camera at a crossing); the stream tolerates reordering
         within its lateness, so a window trades strict order for N× the throughput.
+
+        While the disk cannot be written, what memory records counts as written: receipts
+        and publishes of messages on disk, and held messages (after everything on disk).
         """
         window = 1 if alerts_in_order else alerts_window
-        args = (now - self.resend_after_s, now)
+        limit = max(limit, 0)
         with self._lock:
-            if not window:
-                rows = self._db.execute(
-                    f"SELECT {_COLUMNS} FROM outbox WHERE {_DUE} ORDER BY seq LIMIT ?",
-                    (*args, max(limit, 0)),
-                ).fetchall()
-            else:
-                rows = self._db.execute(
-                    f"SELECT {_COLUMNS} FROM outbox WHERE (kind != 'alert' OR seq IN ("
-                    "  SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER ("
-                    "    PARTITION BY device_id ORDER BY seq) AS position"
-                    "    FROM outbox WHERE kind = 'alert') WHERE position <= ?"
-                    f")) AND ({_DUE}) ORDER BY seq LIMIT ?",
-                    (window, *args, max(limit, 0)),
-                ).fetchall()
-        return [_item(row) for row in rows]
+            memory = self._memory
+            gone = json.dumps(memory.gone())
+            waiting = json.dumps(memory.waiting(now, self.resend_after_s))
+            items: list[OutboxItem] = self._disk.read(
+                lambda db: store.due_rows(
+                    db, now, self.resend_after_s, limit, window, gone, waiting
+                ),
+                [],
+            )
+            if memory.empty:
+                return items
+            return memory.merge_due(
+                items,
+                now,
+                self.resend_after_s,
+                limit,
+                window,
+                lambda: self._disk.read(lambda db: store.alerts_per_device(db, gone), {}),
+            )
 
     def __len__(self) -> int:
         with self._lock:
@@ -434,14 +437,51 @@ class Outbox:
         with self._lock:
             return self._shed_count
 
+    @property
+    def fault(self) -> str | None:
+        """Why the disk cannot be written now (the SQLite error), or None when it can."""
+        return self._disk.fault
+
+    def health(self) -> OutboxHealth:
+        """What the gateway's retained status says about its outbox."""
+        with self._lock:
+            last = self._last_rejection
+            return OutboxHealth(
+                quarantined=self._quarantined,
+                last_rejection=None if last is None else last[0],
+                last_rejection_at=None if last is None else last[1],
+                fault=self._disk.fault,
+                held=len(self._memory),
+                refused=self._alerts_refused,
+                write_faults=self._disk.write_faults,
+            )
+
+    def quarantined(self) -> list[QuarantinedMessage]:
+        """Quarantined messages, newest first (those still held in memory first of all)."""
+        with self._lock:
+            on_disk: list[QuarantinedMessage] = self._disk.read(qt.list_messages, [])
+            return [*self._memory.quarantined(), *on_disk]
+
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the database; pending messages stay on disk for the next start."""
+        """Close the database; pending messages stay on disk for the next start.
+
+        Held messages get one last write; any the disk still refuses are logged as lost,
+        with their ids (memory does not outlive the process).
+        """
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._lazy.close()
-                self._db.close()
+            if self._closed:
+                return
+            self._closed = True
+            if self._disk.fault is not None and not self._memory.empty:
+                self.flush(0.0, force=True)
+                lost = [*self._memory.held, *self._memory.held_rejected]
+                if lost:
+                    log.error(
+                        "outbox %s closes with %d message(s) its disk never took; lost: %s",
+                        self.path, len(lost), ", ".join(lost[:50]),
+                    )  # fmt: skip
+            self._disk.close()
 
     def __enter__(self) -> Outbox:
         return self
@@ -453,36 +493,3 @@ class Outbox:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One write transaction: committed on success, rolled back on any exception."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-
-def _more_valuable(kind: str, victim: Kind) -> bool:
-    """Whether a new message of ``kind`` may displace a pending ``victim``."""
-    if kind == "alert":
-        return True
-    return _SHED_ORDER.index(cast(Kind, kind)) >= _SHED_ORDER.index(victim)
-
-
-def _item(row: tuple[object, ...]) -> OutboxItem:
-    message_id, topic, payload, qos, kind, device_id, enqueued_at, attempts, last_sent_at = row
-    return OutboxItem(
-        message_id=str(message_id),
-        topic=str(topic),
-        payload=bytes(cast(bytes, payload)),
-        qos=int(cast(int, qos)),
-        kind=cast(Kind, kind),
-        device_id=str(device_id),
-        enqueued_at=float(cast(float, enqueued_at)),
-        attempts=int(cast(int, attempts)),
-        last_sent_at=None if last_sent_at is None else float(cast(float, last_sent_at)),
-    )

@@ -5,7 +5,9 @@ session in memory, the embedded Kafka keeps nothing on restart): an alert stays 
 on-disk outbox until the stream's receipt, sent after the database commit, comes back, and
 is resent with the same id when the receipt is overdue. Alerts of one device go out one at
 a time, each after the previous one's receipt, so the center sees them in order even when
-one is lost and resent.
+one is lost and resent. A "rejected" receipt moves the alert to the outbox's quarantine
+(never a silent delete); the quarantine count and the last reason, and an outbox whose
+disk cannot be written, are reported in the retained status.
 
 The session runs two threads: the network thread (connect, paho's loop, reconnect with
 capped, jittered backoff; a refused login is logged once, then retried at the cap, never
@@ -48,6 +50,7 @@ from citywatch.contracts.messages import DeviceState, Evidence
 from citywatch.edge.backoff import Backoff
 from citywatch.edge.clock import ClockSkew
 from citywatch.edge.outbox import NewMessage, Outbox, PutResult
+from citywatch.edge.outbox_messages import OutboxHealth
 from citywatch.mqtt_client import BrokerSettings, make_client, refused
 
 log = logging.getLogger(__name__)
@@ -72,7 +75,10 @@ class SessionStats:
     receipts: int = 0
     rejected: int = 0
     alerts_refused: int = 0
-    """Alerts the outbox could not store (full of alerts): each was logged as an error."""
+    """Alerts the outbox could not store (full of alerts, or its disk unwritable and its
+    memory queue full): each was logged as an error."""
+    quarantined: int = 0
+    """Rejected alerts moved to the quarantine by this session."""
     status_updates: int = 0
 
 
@@ -123,6 +129,7 @@ class EdgeSession:
         self._threads: list[threading.Thread] = []
         self._connected_since: float | None = None
         self._last_problem: str | None = None
+        self._reported_health: OutboxHealth | None = None
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -247,20 +254,21 @@ class EdgeSession:
     def publish_many(self, messages: Sequence[Alert | Telemetry | Evidence | Status]) -> PutResult:
         """Store messages in the outbox in one transaction; the pump sends them.
 
-        An alert the outbox cannot store (full of alerts) is logged as an error and counted
-        in ``stats.alerts_refused``; it is never dropped silently.
+        An alert the outbox cannot store (full of alerts, or its disk unwritable and its
+        memory queue full) is logged as an error and counted in ``stats.alerts_refused``;
+        it is never dropped silently.
         """
         batch = [_outbox_message(m) for m in messages]
+        devices = {m.message_id: m.device_id for m in batch}
         result = self.outbox.put_many(batch, self._clock())
         for message_id in result.refused:
             self.stats.alerts_refused += 1
             log.error(
-                "outbox %s is full of alerts: alert %s was NOT stored (restore the uplink or"
-                " raise the outbox size)",
-                self.outbox.path,
-                message_id,
-                extra={"message_id": message_id},
-            )
+                "outbox %s could not take alert %s (%s): restore the uplink, free disk space"
+                " or raise the outbox size",
+                self.outbox.path, message_id, self.outbox.fault or "full of alerts",
+                extra={"device": devices.get(message_id), "message_id": message_id},
+            )  # fmt: skip
         self._wake.set()
         return result
 
@@ -301,6 +309,9 @@ class EdgeSession:
             if self._stop.is_set():
                 break
             try:
+                self.outbox.flush(self._clock())
+                self.outbox.resync()
+                self._report_health()
                 self.pump()
             except sqlite3.Error as exc:
                 log.error("outbox %s: %s; retrying", self.outbox.path, exc)
@@ -369,16 +380,10 @@ class EdgeSession:
         except ContractError as exc:
             log.error("ignoring an unreadable receipt on %s: %s", message.topic, exc)
             return
-        if self.outbox.acknowledge(receipt.message_id):
+        if receipt.status is ReceiptStatus.REJECTED:
+            self._quarantine(receipt)
+        elif self.outbox.acknowledge(receipt.message_id):
             self.stats.receipts += 1
-            if receipt.status is ReceiptStatus.REJECTED:
-                self.stats.rejected += 1
-                log.error(
-                    "the center rejected %s: %s",
-                    receipt.message_id,
-                    receipt.reason,
-                    extra={"message_id": receipt.message_id},
-                )
             self._wake.set()
         with self._sent_lock:
             sent = self._sent_at.pop(receipt.message_id, None)
@@ -388,6 +393,32 @@ class EdgeSession:
         if self._on_receipt is not None:
             self._on_receipt(receipt)
 
+    def _quarantine(self, receipt: Receipt) -> None:
+        """Keep a rejected alert, with the reason, where the operator will find it."""
+        at = receipt.received_at.timestamp()
+        if not self.outbox.quarantine(receipt.message_id, receipt.reason, at, self._clock()):
+            return  # a copy already quarantined, or not ours
+        self.stats.receipts += 1
+        self.stats.rejected += 1
+        self.stats.quarantined += 1
+        log.error(
+            "the center rejected alert %s of %s: %s; it is quarantined in %s"
+            " (`citywatch edge quarantine list --gateway %s`)",
+            receipt.message_id, receipt.device.id, receipt.reason, self.outbox.path, self.gateway.id,
+            extra={"device": receipt.device.id, "message_id": receipt.message_id,
+                   "reason": receipt.reason},
+        )  # fmt: skip
+        self._report_health()
+        self._wake.set()
+
+    def _report_health(self) -> None:
+        """Republish the retained status when the outbox's health changed."""
+        health = self.outbox.health()
+        if health == self._reported_health or not self._connected.is_set():
+            return
+        self._reported_health = health
+        self._publish_status()
+
     def _maybe_report_skew(self, client: mqtt.Client) -> None:
         skew = self.skew.skew_ms
         if skew is None:
@@ -396,8 +427,12 @@ class EdgeSession:
         if reported is not None and abs(skew - reported) < self._skew_report_ms:
             return
         self._reported_skew_ms = skew
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        """Republish the retained online status (paho's publish is thread-safe)."""
         self.stats.status_updates += 1
-        client.publish(
+        self._client.publish(
             self._status_topic(), encode(self._status(DeviceState.ONLINE, None)), qos=1, retain=True
         )
 
@@ -410,8 +445,7 @@ class EdgeSession:
         notes = [detail] if detail else []
         if error is not None:
             notes.append(f"clock skew ±{error:g} ms")
-        if self.stats.alerts_refused:
-            notes.append(f"outbox full: {self.stats.alerts_refused} alerts refused")
+        notes += self.outbox.health().notes()
         return Status(
             device=self.gateway,
             state=state,

@@ -27,6 +27,7 @@ from citywatch.cli.options import (
     load_config_or_exit,
     stop_on_signals,
 )
+from citywatch.cli.outbox_cmds import quarantine_app
 from citywatch.cli.sim_cmds import sim_app
 from citywatch.config import check_files
 from citywatch.config.tree import CitywatchConfig
@@ -245,6 +246,7 @@ edge_app.command("camera")(edge_camera)
 edge_app.command("replay")(edge_replay)
 edge_app.command("detect")(edge_detect)
 edge_app.command("suite")(edge_suite)
+edge_app.add_typer(quarantine_app, name="quarantine")
 sim_app.command("camera")(sim_camera)
 
 

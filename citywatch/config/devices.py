@@ -50,6 +50,17 @@ class Gateway(ConfigModel):
             " order even across a loss (≈1 alert/s per device); more for busy cameras"
         ),
     )
+    outbox_memory_items: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        title="Outbox memory queue",
+        description=(
+            "messages kept in memory while the outbox disk cannot be written (full, read-only,"
+            " I/O errors), written when it recovers; past this, new messages are refused and"
+            " logged (about 2 KB each)"
+        ),
+    )
     resend_after: Duration = Field(
         default=timedelta(seconds=30),
         description="resend an alert (same id) when its receipt has not come back within this",

@@ -11,7 +11,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from citywatch.contracts import (
 from citywatch.edge.backoff import Backoff
 from citywatch.edge.clock import ClockSkew
 from citywatch.edge.outbox import NewMessage, Outbox
+from citywatch.edge.quarantine import QuarantineFile
 from citywatch.edge.session import EdgeSession
 from citywatch.mqtt_client import BrokerSettings
 
@@ -325,3 +327,138 @@ def test_camera_status_and_evidence_notices_travel_at_qos_0_on_their_own_topics(
     assert (evidence.kind, evidence.qos, evidence.topic) == (
         "evidence", 0, "citywatch/v1/demo/camera/cam-1/evidence",
     )  # fmt: skip
+
+
+# -- rejected alerts and an unwritable outbox, on a real broker --------------------------------
+class Center:
+    """Stands in for the stream: records alerts and statuses, answers receipts by a rule."""
+
+    def __init__(self, port: int) -> None:
+        self.seen: list[str] = []
+        self.statuses: list[dict[str, object]] = []
+        self.reject: dict[str, str] = {}
+        """Alert id → reason to reject it with; everything else is stored."""
+        self.answering = True
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5
+        )
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe("citywatch/v1/demo/sensor/+/alerts", qos=1)
+        self.client.subscribe("citywatch/v1/demo/gateway/+/status", qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        payload = json.loads(msg.payload)
+        if msg.topic.endswith("/status"):
+            self.statuses.append(payload)
+            return
+        self.seen.append(payload["id"])
+        if not self.answering:
+            return
+        device = DeviceRef(site="demo", kind=DeviceKind.SENSOR, id=payload["device"]["id"])
+        reason = self.reject.get(payload["id"])
+        receipt = Receipt(
+            id=f"r.{payload['id']}.{len(self.seen)}",
+            message_id=str(payload["id"]),
+            device=device,
+            status=ReceiptStatus.REJECTED if reason else ReceiptStatus.STORED,
+            received_at=datetime.now(UTC),
+            reason=reason,
+        )
+        client.publish(device.address(Channel.RECEIPTS).topic, encode(receipt), qos=1)
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def last_detail(center: Center) -> str:
+    return str(center.statuses[-1].get("detail") or "") if center.statuses else ""
+
+
+@needs_mosquitto
+@pytest.mark.service
+def test_rejected_alert_is_quarantined_not_resent_and_requeue_sends_it_again(
+    tmp_path: Path, open_broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A "rejected" receipt quarantines the alert (logged with device, id and reason; shown
+    in the retained status; never resent); once re-queued it is sent again and stored."""
+    center = Center(open_broker.port)
+    center.reject["s1.e.1"] = "NUL byte in rule"
+    outbox = Outbox(tmp_path / "o.db", resend_after_s=0.3)
+    session = session_for(open_broker.port, outbox)
+    caplog.set_level(logging.ERROR, logger="citywatch.edge.session")
+    session.publish_many([alert("s1", 0), alert("s1", 1), alert("s1", 2)])
+    session.start()
+    try:
+        assert session.wait_connected(10)
+        assert wait_for(lambda: len(outbox) == 0 and outbox.health().quarantined == 1)
+        time.sleep(1.0)  # three resend periods: a quarantined alert is not resent
+        assert center.seen == ["s1.e.0", "s1.e.1", "s1.e.2"]
+        assert session.stats.quarantined == 1
+        assert wait_for(lambda: "quarantine: 1 rejected alerts" in last_detail(center))
+        assert "NUL byte in rule" in last_detail(center)
+        (logged,) = [r for r in caplog.records if "rejected alert" in r.message]
+        assert (logged.device, logged.message_id, logged.reason) == (  # type: ignore[attr-defined]
+            "s1", "s1.e.1", "NUL byte in rule",
+        )  # fmt: skip
+
+        center.reject.clear()  # the stream was fixed
+        with closing(QuarantineFile(outbox.path)) as quarantine:
+            assert quarantine.requeue(["s1.e.1"], time.time()) == ["s1.e.1"]
+        assert wait_for(lambda: center.seen.count("s1.e.1") == 2 and len(outbox) == 0)
+        assert wait_for(lambda: outbox.health().quarantined == 0)
+        assert wait_for(lambda: "quarantine" not in last_detail(center))
+    finally:
+        session.stop()
+        center.stop()
+        outbox.close()
+
+
+@needs_mosquitto
+@pytest.mark.service
+def test_gateway_on_a_full_disk_keeps_publishing_and_writes_its_backlog_when_space_returns(
+    tmp_path: Path, open_broker: Broker
+) -> None:
+    """Full disk: alerts still go out and are acknowledged from memory, the status says so;
+    once space returns the unacknowledged ones are on disk and the status clears."""
+    from tests.unit.test_outbox_faults import FullDisk
+
+    disk = FullDisk(tmp_path, tmpfs=True)
+    if not disk.tmpfs:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    center = Center(open_broker.port)
+    outbox = Outbox(disk.dir / "o.db", memory_items=50)
+    session = session_for(open_broker.port, outbox)
+    session.start()
+    try:
+        assert session.wait_connected(10)
+        disk.fill(outbox)
+        session.publish_many([alert("s1", n) for n in range(5)] + [alert("s2", 0)])
+        assert outbox.fault is not None
+        assert wait_for(lambda: len(outbox) == 0 and len(center.seen) == 6)
+        assert center.seen.index("s1.e.0") < center.seen.index("s1.e.4")
+        assert wait_for(lambda: "outbox cannot write" in last_detail(center))
+        center.answering = False
+        session.publish_many([alert("s2", 1), alert("s2", 2)])
+        assert wait_for(lambda: "s2.e.1" in center.seen)
+        disk.free()
+        assert wait_for(lambda: outbox.fault is None)
+        assert wait_for(lambda: "outbox cannot write" not in last_detail(center))
+    finally:
+        session.stop()
+        center.stop()
+        outbox.close()
+    with Outbox(disk.dir / "o.db") as again:
+        assert [i.message_id for i in again.due(now=time.time() + 1e6)] == ["s2.e.1", "s2.e.2"]
+    disk.close()
