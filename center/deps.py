@@ -5,8 +5,11 @@ Routers declare what they need in their signatures::
 
     async def kpis(db: Db, user: Viewer) -> ...
 
-``Db`` is a pooled autocommit connection (wrap writes in ``async with db.transaction()``);
-``Viewer``/``Operator``/``Admin`` authenticate and require at least that role.
+Authentication happened before any route ran (:mod:`.gate`); ``Viewer``/``Operator``/``Admin``
+read its result and require at least that role. ``Db`` is a pooled autocommit connection
+(wrap writes in ``async with db.transaction()``), taken only once the user is known and given
+back as soon as the route function returns (before a file or stream is sent), so a request
+holds one connection at most and only while it runs its queries.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from citywatch.center.auth import TokenCache, User, allows
+from citywatch.center.audit import Actor
+from citywatch.center.auth import User, allows
+from citywatch.center.gate import USER, Authenticator
 from citywatch.center.settings import CenterSettings
+from citywatch.center.throttle import Admission
 from citywatch.config.center import Role
 
 if TYPE_CHECKING:
@@ -31,7 +38,8 @@ if TYPE_CHECKING:
 class CenterState:
     settings: CenterSettings
     pool: AsyncConnectionPool
-    tokens: TokenCache
+    auth: Authenticator
+    admission: Admission
     feed: Broadcaster
 
 
@@ -42,46 +50,41 @@ def center_state(request: Request) -> CenterState:
 
 State = Annotated[CenterState, Depends(center_state)]
 
-
-async def connection(state: State) -> AsyncIterator[AsyncConnection]:
-    async with state.pool.connection() as conn:
-        yield conn
+_bearer = HTTPBearer(auto_error=False, description="a token from `citywatch center token add`")
 
 
-Db = Annotated[AsyncConnection, Depends(connection)]
-
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
-
-
-async def current_user(
+def current_user(
     request: Request,
-    state: State,
-    access_token: Annotated[
-        str | None, Query(description="for EventSource clients, which cannot set headers")
-    ] = None,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> User:
-    """The user whose bearer token the request carries (401 without a valid one)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not (scheme.lower() == "bearer" and token.strip()):
-        token = access_token or ""
-    if not token.strip():
+    """The user the gate authenticated (401 if the request did not pass it)."""
+    user = request.scope.get(USER)
+    if not isinstance(user, User):
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "a bearer token is required", headers=_CHALLENGE
-        )
-    async with state.pool.connection() as conn:
-        user = await state.tokens.user(conn, token.strip())
-    if user is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "unknown or revoked token", headers=_CHALLENGE
-        )
+            status.HTTP_401_UNAUTHORIZED, "a bearer token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
     return user
 
 
-def require(role: Role):  # type: ignore[no-untyped-def]
-    """A dependency that authenticates and requires ``role`` or a higher one (403)."""
+CurrentUser = Annotated[User, Depends(current_user)]
 
-    async def check(user: Annotated[User, Depends(current_user)]) -> User:
+
+async def connection(state: State, user: CurrentUser) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection for the route (its wait is bounded: 503 when none comes free)."""
+    async with state.pool.connection(
+        timeout=state.settings.config.center.limits.connection_wait_s
+    ) as conn:
+        yield conn
+
+
+Db = Annotated[AsyncConnection, Depends(connection, scope="function")]
+
+
+def require(role: Role):  # type: ignore[no-untyped-def]
+    """A dependency that requires an authenticated user with ``role`` or a higher one (403)."""
+
+    async def check(user: CurrentUser) -> User:
         if not allows(user.role, role):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
@@ -95,3 +98,15 @@ def require(role: Role):  # type: ignore[no-untyped-def]
 Viewer = Annotated[User, Depends(require("viewer"))]
 Operator = Annotated[User, Depends(require("operator"))]
 Admin = Annotated[User, Depends(require("admin"))]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def actor(request: Request, user: CurrentUser) -> Actor:
+    """Who acts and from which address, for the audit trail."""
+    return Actor(user.name, client_address(request))
+
+
+Acting = Annotated[Actor, Depends(actor)]

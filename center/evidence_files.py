@@ -6,7 +6,9 @@ the alert (``alerts.evidence``) or in a later notice (the ``evidence`` table: a 
 finished seconds after its alert). The center serves a ``file://`` reference only when the
 file's real path — symlinks followed, ``..`` collapsed — lies under one of the configured
 evidence roots, so a forged or careless URI cannot read ``/etc/passwd`` or the center's
-secrets. ``http(s)`` references (object storage) are redirected to.
+secrets. Evidence is served only from stored files: an ``http(s)`` reference is never
+redirected to (a device could otherwise steer an operator's browser, token-bearing URL and
+all, to any address it likes); it is 404 with a note to mirror the object into a root.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class EvidenceRefused(EvidenceUnavailable):
     status_code = 403
 
 
+class EvidenceRemote(EvidenceMissing):
+    """The reference points at another server; the center does not send browsers there."""
+
+
 class EvidenceCorrupt(EvidenceUnavailable):
     """The file's SHA-256 differs from the one the gateway announced."""
 
@@ -74,26 +80,24 @@ class LocalFile:
     """Real path (symlinks resolved), inside an evidence root."""
 
 
-@dataclass(frozen=True)
-class Redirect:
-    url: str
-
-
-def locate(uri: str, roots: Sequence[Path]) -> LocalFile | Redirect:
-    """Where to get the bytes of ``uri``; raises :class:`EvidenceRefused` for a file outside
+def locate(uri: str, roots: Sequence[Path]) -> LocalFile:
+    """Where the bytes of ``uri`` are; raises :class:`EvidenceRefused` for a file outside
     every root (checked on the real path, before its existence, so nothing about files
-    outside the roots leaks) and :class:`EvidenceMissing` for one that is not there.
+    outside the roots leaks), :class:`EvidenceRemote` for another server's address and
+    :class:`EvidenceMissing` for a file that is not there.
     """
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
-        if not parts.netloc:
-            raise EvidenceMissing(f"evidence URI {uri!r} names no host")
-        return Redirect(uri)
+        raise EvidenceRemote(
+            f"this evidence is stored at another address ({parts.netloc or 'no host'}), which"
+            " the center does not send browsers to; mirror it into one of"
+            " center.evidence_roots and announce it as a file:// URI"
+        )
     if scheme != "file":
         raise EvidenceMissing(
-            f"evidence URI {uri!r} uses {scheme or 'no'} scheme; the center serves file:// and"
-            " redirects to http(s):// evidence only"
+            f"evidence URI {uri!r} uses {scheme or 'no'} scheme; the center serves only"
+            " file:// evidence stored under its evidence roots"
         )
     if parts.netloc not in ("", "localhost"):
         raise EvidenceRefused(

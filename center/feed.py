@@ -71,6 +71,14 @@ class FeedEvent:
         ).encode()
 
 
+def resync_frame(head: int, asked: int) -> bytes:
+    """The event that tells a client its position is past the feed's head (the database was
+    restored or replaced): reload what you show, then follow on from ``head`` (its ``id``, so
+    a browser resumes from there by itself)."""
+    data = json.dumps({"head": head, "asked": asked})
+    return f"id: {head}\nevent: resync\nretry: {RETRY_MS}\ndata: {data}\n\n".encode()
+
+
 def _iso(value: object) -> object:
     return value.isoformat() if isinstance(value, datetime) else value
 

@@ -1,14 +1,18 @@
-"""Users and tokens, for admins (the same as ``citywatch center token …`` on the server)."""
+"""Users, tokens and the audit trail, for admins (users and tokens are the same as
+``citywatch center token …`` on the server). Every change is audited with the admin's name
+and address."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
+from citywatch.center import audit
 from citywatch.center.auth import add_token, revoke_tokens
-from citywatch.center.deps import Admin, Db
+from citywatch.center.deps import Acting, Admin, Db, State
+from citywatch.center.params import Name, Text
 from citywatch.config.center import Role
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -17,8 +21,8 @@ UserName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 
 class TokenRequest(BaseModel):
     role: Role = "operator"
-    label: str = Field(default="", max_length=100, description="what the token is for")
-    display_name: str = Field(default="", max_length=100)
+    label: Text = Field(default="", max_length=100, description="what the token is for")
+    display_name: Text = Field(default="", max_length=100)
 
 
 @router.get("/users")
@@ -35,7 +39,9 @@ async def users(db: Db, admin: Admin) -> list[dict[str, Any]]:
 
 
 @router.post("/users/{name}/tokens", status_code=status.HTTP_201_CREATED)
-async def issue(name: UserName, body: TokenRequest, db: Db, admin: Admin) -> dict[str, str]:
+async def issue(
+    name: UserName, body: TokenRequest, db: Db, state: State, admin: Admin, acting: Acting
+) -> dict[str, str]:
     """Issue a token (creating the user, or setting their role); it is shown only here."""
     cursor = await db.execute("SELECT source FROM center_users WHERE name = %s", (name,))
     row = await cursor.fetchone()
@@ -43,11 +49,37 @@ async def issue(name: UserName, body: TokenRequest, db: Db, admin: Admin) -> dic
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"{name} is defined in config: change center.users there"
         )
-    token = await add_token(db, name, body.role, label=body.label, display_name=body.display_name)
+    token = await add_token(
+        db, name, body.role, label=body.label, display_name=body.display_name, actor=acting
+    )
+    state.auth.tokens.forget_user(name)  # a changed role applies at once
     return {"name": name, "role": body.role, "token": token}
 
 
 @router.delete("/users/{name}/tokens")
-async def revoke(name: UserName, db: Db, admin: Admin) -> dict[str, int]:
-    """Revoke every token of a user (effective within seconds)."""
-    return {"revoked": await revoke_tokens(db, name)}
+async def revoke(
+    name: UserName, db: Db, state: State, admin: Admin, acting: Acting
+) -> dict[str, int]:
+    """Revoke every token of a user (at once in this process; other processes within the
+    token cache's few seconds)."""
+    revoked = await revoke_tokens(db, name, actor=acting)
+    state.auth.tokens.forget_user(name)
+    return {"revoked": revoked}
+
+
+@router.get("/audit")
+async def audit_trail(
+    db: Db,
+    admin: Admin,
+    limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 100,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="next_before of the previous page")
+    ] = None,
+    actor: Annotated[Name | None, Query(description="only this actor's entries")] = None,
+    action: Annotated[
+        Name | None, Query(description="e.g. token.issued, workorder.dispatch")
+    ] = None,
+) -> dict[str, Any]:
+    """Who changed what, from which address, newest first: tokens issued and revoked, users
+    created, changed or disabled (also from config), work-order actions, photos attached."""
+    return await audit.page(db, limit=limit, before=before, actor=actor, action=action)

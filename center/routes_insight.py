@@ -1,6 +1,6 @@
 """Insight for the console and reports: alert evidence, devices and water depth, KPIs and
-the site map. Read-only; every endpoint needs a viewer's token (images and video may pass
-it as ``?access_token=``, since ``<img>`` and ``<video>`` cannot set headers).
+the site map. Read-only; every endpoint needs a viewer's token (evidence may be opened by a
+signed URL, since ``<img>`` and ``<video>`` cannot set headers).
 """
 
 from __future__ import annotations
@@ -9,17 +9,20 @@ import logging
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from citywatch.center import devices, evidence_files, kpis, site_map
 from citywatch.center.deps import Db, State, Viewer
+from citywatch.center.params import checked_time
 from citywatch.contracts.messages import EvidenceKind
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["insight"])
 
+AlertId = Annotated[str, Path(min_length=1, max_length=300)]
+DeviceId = Annotated[str, Path(min_length=1, max_length=200)]
 DEFAULT_DEPTH_WINDOW = timedelta(hours=6)
 DEFAULT_KPI_DAYS = 7
 SinceQuery = Annotated[
@@ -30,8 +33,9 @@ UntilQuery = Annotated[
 ]  # fmt: skip
 
 
-def _aware(value: datetime | None, tz: tzinfo) -> datetime | None:
+def _aware(value: datetime | None, tz: tzinfo, what: str) -> datetime | None:
     """A query time with its zone; a bare one is the site's local time (what people type)."""
+    value = checked_time(value, what)
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=tz)
@@ -50,24 +54,29 @@ def _check_range(since: datetime, until: datetime) -> None:
     response_class=Response,
     responses={
         200: {"description": "the file (image, video, …)"},
-        307: {"description": "the evidence is in object storage: follow the redirect"},
         403: {"description": "the reference points outside the evidence roots"},
-        404: {"description": "no such alert or evidence kind, or the file is gone"},
+        404: {
+            "description": "no such alert or evidence kind, the file is gone, or the evidence"
+            " is at another server's address (never redirected to)"
+        },
         409: {"description": "the file does not match its announced SHA-256"},
     },
 )
 async def evidence(
-    alert_id: str, kind: EvidenceKind, db: Db, state: State, user: Viewer
+    alert_id: AlertId, kind: EvidenceKind, db: Db, state: State, user: Viewer
 ) -> Response:
     """One piece of an alert's evidence (a snapshot has the detection boxes drawn)."""
     try:
         ref = await evidence_files.find(db, alert_id, kind.value)
         where = evidence_files.locate(ref.uri, state.settings.evidence_roots)
-        if isinstance(where, evidence_files.Redirect):
-            return RedirectResponse(where.url, status.HTTP_307_TEMPORARY_REDIRECT)
         await run_in_threadpool(evidence_files.check_sha256, where.path, ref.sha256)
     except evidence_files.EvidenceUnavailable as error:
-        if isinstance(error, evidence_files.EvidenceRefused | evidence_files.EvidenceCorrupt):
+        if isinstance(
+            error,
+            evidence_files.EvidenceRefused
+            | evidence_files.EvidenceCorrupt
+            | evidence_files.EvidenceRemote,
+        ):
             log.warning("evidence %s of alert %s refused: %s", kind.value, alert_id, error)
         raise HTTPException(error.status_code, str(error)) from None
     return FileResponse(
@@ -87,7 +96,7 @@ async def list_devices(db: Db, state: State, user: Viewer) -> list[devices.Devic
 
 @router.get("/devices/{device_id}/depth")
 async def depth(
-    device_id: str,
+    device_id: DeviceId,
     db: Db,
     state: State,
     user: Viewer,
@@ -99,8 +108,8 @@ async def depth(
 ) -> devices.DepthSeries:
     """A waterlogging sensor's depth curve (default: the last 6 hours) and its levels."""
     tz = state.settings.tz
-    until = _aware(until, tz) or datetime.now(UTC)
-    since = _aware(since, tz) or until - DEFAULT_DEPTH_WINDOW
+    until = _aware(until, tz, "until") or datetime.now(UTC)
+    since = _aware(since, tz, "since") or until - DEFAULT_DEPTH_WINDOW
     _check_range(since, until)
     try:
         return await devices.depth_series(
@@ -125,11 +134,11 @@ async def kpi_report(
     opened in [since, until) (default: the last 7 local days). *Satisfaction is a proxy:
     the share of verifications that passed, as there is no call-back data."""
     tz = state.settings.tz
-    until = _aware(until, tz) or datetime.now(UTC)
+    until = _aware(until, tz, "until") or datetime.now(UTC)
     if since is None:
         today = until.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
         since = today - timedelta(days=DEFAULT_KPI_DAYS - 1)
-    since = _aware(since, tz)
+    since = _aware(since, tz, "since")
     assert since is not None
     _check_range(since, until)
     return await kpis.report(

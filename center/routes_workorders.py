@@ -18,9 +18,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from citywatch.center.audit import record
 from citywatch.center.auth import allows
-from citywatch.center.deps import Db, Operator, State, Viewer
+from citywatch.center.deps import Acting, Db, Operator, State, Viewer
 from citywatch.center.evidence_files import evidence_url
+from citywatch.center.params import Moment, Name, Text, checked_time
+from citywatch.center.params import bbox as parse_bbox
 from citywatch.center.workorder_queries import (
     MAX_LIMIT,
     BadCursor,
@@ -49,36 +52,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    if text is None:
-        return None
-    try:
-        min_lon, min_lat, max_lon, max_lat = (float(v) for v in text.split(","))
-    except ValueError:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "bbox must be four numbers: minLon,minLat,maxLon,maxLat",
-        ) from None
-    if min_lon > max_lon or min_lat > max_lat:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "bbox minimums must not exceed its maximums"
-        )
-    return min_lon, min_lat, max_lon, max_lat
-
-
 @router.get("/work-orders")
 async def list_work_orders(
     db: Db,
     user: Viewer,
-    state: Annotated[list[str], Query(description="any of these states")] = [],  # noqa: B006
+    state: Annotated[list[Name], Query(description="any of these states")] = [],  # noqa: B006
     open: Annotated[
         bool | None, Query(description="only open (true) or only finished (false)")
     ] = None,
-    kind: Annotated[list[str], Query()] = [],  # noqa: B006
-    district: str | None = None,
-    street: str | None = None,
-    community: str | None = None,
-    department: str | None = None,
+    kind: Annotated[list[Name], Query()] = [],  # noqa: B006
+    district: Name | None = None,
+    street: Name | None = None,
+    community: Name | None = None,
+    department: Name | None = None,
     priority: Annotated[list[Annotated[int, Field(ge=1, le=4)]], Query()] = [],  # noqa: B006
     since: Annotated[AwareDatetime | None, Query(description="opened at or after")] = None,
     until: Annotated[AwareDatetime | None, Query(description="opened before")] = None,
@@ -86,12 +72,15 @@ async def list_work_orders(
     overdue: Annotated[bool | None, Query(description="open and past due")] = None,
     escalated: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=1000, description="next_cursor of the previous page")
+    ] = None,
 ) -> dict[str, Any]:
     """Work orders, newest first, filtered; page on with `next_cursor`."""
     filters = Filters(
         state=state, open=open, kind=kind, district=district, street=street, community=community,
-        department=department, priority=priority, since=since, until=until, bbox=_bbox(bbox),
+        department=department, priority=priority, since=checked_time(since, "since"),
+        until=checked_time(until, "until"), bbox=parse_bbox(bbox),
         overdue=overdue, escalated=escalated,
     )  # fmt: skip
     try:
@@ -176,15 +165,15 @@ class ActionBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = None
-    department: str | None = Field(default=None, description="dispatch: the department id")
-    grounds: str | None = Field(default=None, description="return (退单): why it is not ours")
-    new_due: AwareDatetime | None = Field(default=None, description="extend: the new deadline")
-    duration: str | None = Field(default=None, description="extend: e.g. '4h', '2d'")
-    note: str | None = Field(default=None, description="resolve, verify, close")
-    photo_id: str | None = Field(default=None, description="resolve: an uploaded attachment")
+    reason: Text | None = None
+    department: Name | None = Field(default=None, description="dispatch: the department id")
+    grounds: Text | None = Field(default=None, description="return (退单): why it is not ours")
+    new_due: Moment | None = Field(default=None, description="extend: the new deadline")
+    duration: Name | None = Field(default=None, description="extend: e.g. '4h', '2d'")
+    note: Text | None = Field(default=None, description="resolve, verify, close")
+    photo_id: Name | None = Field(default=None, description="resolve: an uploaded attachment")
     passed: bool | None = Field(default=None, description="verify: did the fix hold")
-    level: str | None = Field(default=None, description="escalate: community, street or district")
+    level: Name | None = Field(default=None, description="escalate: community, street or district")
     expected_seq: int | None = Field(
         default=None, description="refuse (409) if the order changed since you read this seq"
     )
@@ -235,7 +224,7 @@ def _arguments(action: Action, body: ActionBody, departments: set[str]) -> dict[
 
 @router.post("/work-orders/{order_id}/actions/{action}")
 async def act(
-    order_id: OrderId, action: Action, db: Db, state: State, user: Operator,
+    order_id: OrderId, action: Action, db: Db, state: State, user: Operator, acting: Acting,
     body: ActionBody | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Take one action of the work-order state machine, recorded with the acting user.
@@ -268,6 +257,10 @@ async def act(
                     raise ActionArgumentError(f"no attachment {args['photo']} on {order_id}")
             transition = apply(order, action, actor=user.name, time=_now(), **args)
             await save_action(db, order, [transition])
+            await record(
+                db, acting, f"workorder.{action.value}", order_id,
+                **body.model_dump(mode="json", exclude_none=True),
+            )  # fmt: skip
     except TransitionRefused as exc:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -282,7 +275,7 @@ async def act(
 
 @router.post("/work-orders/{order_id}/attachments", status_code=status.HTTP_201_CREATED)
 async def attach(
-    order_id: OrderId, request: Request, db: Db, state: State, user: Operator
+    order_id: OrderId, request: Request, db: Db, state: State, user: Operator, acting: Acting
 ) -> dict[str, str]:
     """Upload a photo (raw JPEG or PNG body); pass its id as `photo_id` when resolving."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -316,12 +309,14 @@ async def attach(
             (attachment_id, order_id, content_type, hashlib.sha256(data).hexdigest(),
              bytes(data), user.name),
         )  # fmt: skip
+        await record(db, acting, "attachment.uploaded", order_id, attachment=attachment_id,
+                     content_type=content_type, bytes=len(data))  # fmt: skip
     return {"id": attachment_id, "url": f"/api/v1/attachments/{attachment_id}"}
 
 
 @router.get("/attachments/{attachment_id}", response_class=Response)
 async def attachment(
-    attachment_id: Annotated[str, Path(max_length=100)], db: Db, user: Viewer
+    attachment_id: Annotated[str, Path(min_length=1, max_length=100)], db: Db, user: Viewer
 ) -> Response:
     """A photo attached to a work order."""
     found = await db.execute(

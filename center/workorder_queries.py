@@ -12,7 +12,7 @@ import binascii
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -60,12 +60,18 @@ def encode_cursor(opened_at: datetime, order_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position a cursor of :func:`encode_cursor` names; :class:`BadCursor` for any other
+    text (a forged one must not reach the database as a naive time or a NUL)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         opened_at, order_id = json.loads(raw)
-        return datetime.fromisoformat(opened_at), str(order_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise BadCursor(f"cursor {cursor!r} is not one this API handed out") from exc
+        position = datetime.fromisoformat(opened_at)
+        if position.tzinfo is None or not isinstance(order_id, str) or "\x00" in order_id:
+            raise ValueError("not a cursor")
+        position.astimezone(UTC)  # an offset that leaves the calendar raises here
+        return position, order_id
+    except (ValueError, TypeError, OverflowError, binascii.Error) as exc:
+        raise BadCursor(f"cursor {cursor[:80]!r} is not one this API handed out") from exc
 
 
 def list_query(

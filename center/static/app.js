@@ -84,7 +84,7 @@ async function startConsole() {
   fillFilterOptions();
   startMap();
   state.feed?.close();
-  state.feed = openFeed(token(), { onEvent: onFeedEvent, onStatus: showFeedStatus });
+  state.feed = openFeed({ onEvent: onFeedEvent, onStatus: showFeedStatus, onResync: reloadOrders });
   await reloadOrders();
   loadSummary($("kpi-strip"));
   state.timers.push(setInterval(() => loadSummary($("kpi-strip")), 30_000));
@@ -336,6 +336,7 @@ function wire() {
     const value = $("login-token").value.trim();
     if (value) signIn(value);
   });
+  $("filters").addEventListener("submit", (ev) => ev.preventDefault()); // filters apply on change
   $("logout").addEventListener("click", signOut);
   $("lang-toggle").addEventListener("click", toggleLang);
   for (const id of ["filter-state", "filter-kind", "filter-department", "filter-district", "filter-overdue"]) {

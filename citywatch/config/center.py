@@ -8,7 +8,7 @@ tokens into the database.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -50,6 +50,87 @@ class Tiles(ConfigModel):
     max_zoom: int = Field(default=19, ge=1, le=22)
 
 
+Origin = Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+$")]
+"""A web origin: scheme, host and optional port, no path."""
+
+
+class CenterLimits(ConfigModel):
+    """How the center stays up and fair under load or abuse: a bounded number of requests at
+    once, short waits answered with 503 + Retry-After (never a 500), cheap authentication, and
+    failed authentication rate-limited per client address (429 + Retry-After)."""
+
+    database_connections: int = Field(
+        default=16, ge=4, le=1000, title="Database connections",
+        description="size of the API's connection pool (one per request at most, never two)",
+    )  # fmt: skip
+    concurrent_requests: int = Field(
+        default=12, ge=1, le=10_000, title="Requests served at once",
+        description=(
+            "API requests served at the same time (the live feed not counted); more wait"
+            " admission_wait_s for a slot, then get 503 with Retry-After"
+        ),
+    )  # fmt: skip
+    admission_wait_s: float = Field(
+        default=2.0, ge=0, le=60, title="Wait for a request slot",
+        description="how long a request may queue for a slot before 503",
+    )  # fmt: skip
+    connection_wait_s: float = Field(
+        default=5.0, gt=0, le=60, title="Wait for a database connection",
+        description="how long a request may wait for a pooled connection before 503",
+    )  # fmt: skip
+    statement_timeout_s: float = Field(
+        default=15.0, gt=0, le=3600, title="Statement timeout",
+        description="PostgreSQL statement_timeout of the API's connections (longer → 503)",
+    )  # fmt: skip
+    token_cache_s: float = Field(
+        default=5.0, ge=0, le=300, title="Known-token cache",
+        description="a valid token is trusted this long without asking the database again"
+        " (a token revoked from the command line stops working within this)",
+    )  # fmt: skip
+    unknown_token_cache_s: float = Field(
+        default=30.0, ge=0, le=3600, title="Unknown-token cache",
+        description="an unknown or revoked token is refused this long without a database query",
+    )  # fmt: skip
+    auth_failures_burst: int = Field(
+        default=20, ge=1, le=100_000, title="Failed authentications allowed at once",
+        description="failed authentications one client address may make before 429",
+    )  # fmt: skip
+    auth_failures_per_minute: float = Field(
+        default=30.0, gt=0, le=100_000, title="Failed authentications per minute",
+        description="the rate at which a client address regains failed authentications",
+    )  # fmt: skip
+    signed_url_s: float = Field(
+        default=60.0, ge=5, le=3600, title="Signed URL lifetime",
+        description="how long a signed feed or evidence URL opens (a live feed stays open)",
+    )  # fmt: skip
+    feed_clients: int = Field(
+        default=1000, ge=1, le=100_000, title="Live feed clients",
+        description="live-feed connections at once; more get 503 with Retry-After",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _fits(self) -> CenterLimits:
+        verify_requests_fit_the_pool(self)
+        return self
+
+
+FEED_AND_AUTH_CONNECTIONS = 4
+"""Pool connections kept out of the request slots: the live feed's reader, a reconnecting
+feed client's backlog read, and token lookups (two at once)."""
+
+
+def verify_requests_fit_the_pool(limits: CenterLimits) -> None:
+    """Requests served at once must leave connections for the live feed and token lookups,
+    so that no admitted request waits on the pool for long."""
+    room = limits.database_connections - FEED_AND_AUTH_CONNECTIONS
+    if limits.concurrent_requests > room:
+        raise ValueError(
+            f"concurrent_requests ({limits.concurrent_requests}) must be at most"
+            f" database_connections − {FEED_AND_AUTH_CONNECTIONS} ({room}): raise"
+            " database_connections or lower concurrent_requests"
+        )
+
+
 class CenterConfig(ConfigModel):
     listen: str = Field(default="127.0.0.1", description="address the API binds")
     port: int = Field(default=8700, ge=0, le=65535, description="0: any free port")
@@ -64,6 +145,14 @@ class CenterConfig(ConfigModel):
     tiles: Tiles | None = None
     max_photo_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="largest upload")
     feed_keepalive_s: float = Field(default=15.0, gt=0, le=300)
+    limits: CenterLimits = Field(default_factory=CenterLimits, title="Limits")
+    cors_origins: tuple[Origin, ...] = Field(
+        default=(), title="CORS origins",
+        description=(
+            "other web origins (https://host[:port]) whose pages may call the API with a"
+            " token; none by default, so only the console served by the center itself can"
+        ),
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _unique_users(self) -> CenterConfig:

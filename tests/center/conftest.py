@@ -70,6 +70,19 @@ def center_settings(center_db: str, demo_config: CitywatchConfig, tmp_path_facto
     )  # fmt: skip
 
 
+def with_center(settings, **center: object):  # type: ignore[no-untyped-def]
+    """``settings`` with some ``center`` config changed (``limits={...}`` merges into the
+    limits), validated as the config loader would."""
+    import dataclasses
+
+    config = settings.config
+    current = config.center.model_dump()
+    if "limits" in center:
+        center["limits"] = current["limits"] | dict(center["limits"])  # type: ignore[call-overload]
+    changed = CitywatchConfig.model_validate(config.model_dump() | {"center": current | center})
+    return dataclasses.replace(settings, config=changed)
+
+
 @pytest.fixture(scope="module")
 def client(center_settings):  # type: ignore[no-untyped-def]
     """A TestClient of the app (lifespan run: pool open, users synced, feed listening)."""
@@ -133,4 +146,4 @@ def live_center(center_settings) -> Iterator[LiveServer]:  # type: ignore[no-unt
         live.stop()
 
 
-__all__ = ["TOKENS", "auth", "conninfo_to_dict"]
+__all__ = ["TOKENS", "auth", "conninfo_to_dict", "with_center"]

@@ -152,13 +152,22 @@ class Screens:
         return path
 
 
+def watch_errors(page: Any) -> list[str]:
+    """Collect the page's script errors and Content-Security-Policy violations in
+    ``page.errors`` (a violation is only a console message, not a page error)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda message: errors.append(message.text)
+            if "Content Security Policy" in message.text else None)  # fmt: skip
+    page.errors = errors
+    return errors
+
+
 def sign_in(browser: Any, url: str, role: str, lang: str = "zh") -> Any:
     context = browser.new_context(viewport={"width": 1680, "height": 1000}, locale="zh-CN")
     context.add_init_script(f"localStorage.setItem('citywatch.lang', '{lang}')")
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors  # type: ignore[attr-defined]
+    watch_errors(page)
     page.goto(url)
     page.get_by_test_id("login-screen").wait_for(state="visible", timeout=STEP_TIMEOUT_MS)
     page.get_by_test_id("login-token").fill(TOKENS[role])
@@ -192,6 +201,26 @@ def wait_state(page: Any, order_id: str, state: str, *, detail: bool = True) -> 
         page.wait_for_selector(
             f'[data-testid="detail-state"][data-state="{state}"]', timeout=STEP_TIMEOUT_MS
         )
+
+
+def test_console_and_api_docs_run_under_the_csp_without_a_violation(
+    console: LiveServer, browser: Any
+) -> None:
+    """The console signs in, opens its live feed by a signed URL and shows a state badge, and
+    /docs renders, all with no inline script and no CSP violation."""
+    page = sign_in(browser, console.url, "viewer", lang="en")
+    page.get_by_test_id("order-list").wait_for(state="attached", timeout=STEP_TIMEOUT_MS)
+    docs = page.context.new_page()
+    docs_errors = watch_errors(docs)
+    docs.goto(f"{console.url}/docs")
+    docs.wait_for_selector(".swagger-ui .opblock", timeout=STEP_TIMEOUT_MS)
+    assert page.errors == [] and docs_errors == []  # type: ignore[attr-defined]
+    probe = page.context.new_page()  # the policy is on, and a violation would be seen
+    probe_errors = watch_errors(probe)
+    probe.goto(console.url)
+    probe.evaluate("document.body.setAttribute('style', 'color: red')")
+    probe.wait_for_timeout(500)
+    assert any("style-src" in error for error in probe_errors), probe_errors
 
 
 def test_operator_sees_a_live_work_order_and_takes_it_to_resolved(

@@ -143,15 +143,17 @@ def test_changed_evidence_file_is_409(client, db, evidence_root) -> None:  # typ
     assert "SHA-256" in response.json()["detail"]
 
 
-def test_evidence_in_object_storage_is_a_redirect(client, db) -> None:  # type: ignore[no-untyped-def]
-    """An http(s) reference is answered with 307 to it."""
-    url = "https://objects.example/evidence/snap-9.jpg"
-    _alert_with(db, "ev-s3.a0.0", [{"kind": "snapshot", "uri": url}])
-    response = client.get(
-        "/api/v1/alerts/ev-s3.a0.0/evidence/snapshot", headers=VIEWER, follow_redirects=False
-    )
-    assert response.status_code == 307
-    assert response.headers["location"] == url
+def test_evidence_at_an_outside_address_is_404_never_a_redirect(client, db) -> None:  # type: ignore[no-untyped-def]
+    """An http(s) URI a device set is not redirected to (no open redirect): 404 saying why."""
+    for n, url in enumerate(("https://evil.example/phish", "http://169.254.169.254/latest")):
+        _alert_with(db, f"ev-remote-{n}.a0.0", [{"kind": "snapshot", "uri": url}])
+        response = client.get(
+            f"/api/v1/alerts/ev-remote-{n}.a0.0/evidence/snapshot", headers=VIEWER,
+            follow_redirects=False,
+        )  # fmt: skip
+        assert response.status_code == 404
+        assert "location" not in response.headers
+        assert "does not send browsers to" in response.json()["detail"]
 
 
 # -- devices and depth -----------------------------------------------------------------------

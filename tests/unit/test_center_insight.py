@@ -17,8 +17,8 @@ from citywatch.center.evidence_files import (
     EvidenceCorrupt,
     EvidenceMissing,
     EvidenceRefused,
+    EvidenceRemote,
     LocalFile,
-    Redirect,
 )
 from citywatch.config import CitywatchConfig
 
@@ -152,9 +152,10 @@ def test_missing_file_inside_a_root_and_unknown_scheme_are_missing(root: Path) -
         evidence_files.locate("s3://bucket/snap.jpg", [root])
 
 
-def test_http_evidence_is_a_redirect(root: Path) -> None:
-    url = "https://objects.example/e/snap.jpg?sig=1"
-    assert evidence_files.locate(url, [root]) == Redirect(url)
+def test_http_evidence_is_never_redirected_to(root: Path) -> None:
+    """A device-supplied http(s) address is refused as missing, never handed to a browser."""
+    with pytest.raises(EvidenceRemote, match="does not send browsers to"):
+        evidence_files.locate("https://objects.example/e/snap.jpg?sig=1", [root])
 
 
 def test_sha256_mismatch_is_corrupt_and_a_match_passes(root: Path) -> None:
