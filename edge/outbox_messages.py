@@ -7,7 +7,7 @@ Kept apart from :mod:`citywatch.edge.outbox` so the in-memory queue
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = ["KINDS", "Kind", "NewMessage", "OutboxFull", "OutboxHealth", "OutboxItem", "PutResult"]
@@ -73,16 +73,17 @@ class OutboxFull(Exception):
 
 @dataclass(frozen=True)
 class OutboxHealth:
-    """What the retained status says about the outbox; a change republishes the status."""
+    """What the retained status says about the outbox; a change republishes the status
+    (not every held message or rejection time: the count of held messages rides along)."""
 
     quarantined: int
     """Rejected messages in the quarantine (and in memory, while the disk is faulty)."""
     last_rejection: str | None
     """The newest quarantined message's reason."""
-    last_rejection_at: float | None
+    last_rejection_at: float | None = field(compare=False)
     fault: str | None
     """Why the outbox disk cannot be written now (the SQLite error), or None."""
-    held: int
+    held: int = field(compare=False)
     """Messages only in memory, waiting for the disk."""
     refused: int
     """Alerts refused since the outbox opened: full of alerts, or disk unwritable and the

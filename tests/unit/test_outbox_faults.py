@@ -239,3 +239,22 @@ def test_unwritable_fault_is_a_disk_fault_and_a_busy_database_is_not(tmp_path: P
     assert is_disk_fault(read_only.value)
     assert not is_disk_fault(sqlite3.OperationalError("database is locked"))
     assert not is_disk_fault(ValueError("not sqlite"))
+
+
+def test_closing_on_a_still_full_disk_names_every_message_it_could_not_keep(
+    full_disk: FullDisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Memory does not outlive the process: what the disk never took is logged by id."""
+    if not full_disk.stays_full_when_reopened:
+        pytest.skip("the page limit goes with the connection that close() reopens")
+    box = Outbox(full_disk.dir / "outbox.sqlite")
+    box.put_many([alert("a0")], now=0.0)
+    full_disk.fill(box)
+    box.put_many([alert("a1"), alert("a2")], now=1.0)
+    caplog.set_level(logging.ERROR, logger="citywatch.edge.outbox")
+    box.close()
+    (lost,) = [r for r in caplog.records if "never took" in r.message]
+    assert "2 message(s)" in lost.message and "a1, a2" in lost.message
+    full_disk.free()
+    with Outbox(full_disk.dir / "outbox.sqlite") as again:
+        assert ids(again.due(now=2.0)) == ["a0"]
