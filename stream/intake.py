@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 
 from faust.types import Message
 
@@ -27,6 +28,12 @@ Validated = tuple[Message, WireModel]
 
 BatchHandler = Callable[[Sequence[Validated]], Awaitable[None]]
 """What a lane does with the valid records of a batch (never called with none)."""
+
+
+def received_at(record: Message) -> datetime | None:
+    """When the bridge produced the record (its Kafka timestamp): the bound event times are
+    judged against, the same in a replay as live; None when the record has none."""
+    return datetime.fromtimestamp(record.timestamp, UTC) if record.timestamp else None
 
 
 class Intake:
@@ -45,7 +52,9 @@ class Intake:
         good = []
         for record in records:
             try:
-                _, message = validate_record(record.value, record.headers, self.registry)
+                _, message = validate_record(
+                    record.value, record.headers, self.registry, received_at(record)
+                )
                 good.append((record, message))
             except ContractError as exc:
                 await self.reject(record, exc)

@@ -38,7 +38,7 @@ from citywatch.stream.kafka_batches import Record
 from citywatch.stream.outbound import Outbound
 from citywatch.stream.processor import Outcome
 from citywatch.stream.rejections import Rejections, rejectable
-from citywatch.stream.sink import AlertRow
+from citywatch.stream.sink import AlertConflict, AlertRow
 from citywatch.stream.validate import Registry
 from tests.conftest import DEMO_CONFIG
 
@@ -267,10 +267,11 @@ async def test_a_database_outage_is_retried_with_backoff_and_nothing_is_dead_let
     assert [r.status for r in sent.receipts()] == [ReceiptStatus.STORED]
 
 
-async def test_a_store_step_failing_on_a_bug_dead_letters_the_batch_and_reads_the_state_again() -> None:  # fmt: skip
-    """Not an outage: every record of the batch is dead-lettered with the error, the
-    in-memory state is marked stale (the failed step may have changed it), nothing stored
-    is receipted."""
+async def test_a_store_step_failing_on_every_record_dead_letters_each_and_reads_the_state_again() -> None:  # fmt: skip
+    """Not an outage: the batch is stored in halves down to single records; each record
+    that fails alone is dead-lettered with the error, the in-memory state is marked stale
+    after every failed step (it may have changed before the rollback), nothing is receipted
+    as stored."""
     sent = Sent()
     stale: list[bool] = []
 
@@ -281,9 +282,53 @@ async def test_a_store_step_failing_on_a_bug_dead_letters_the_batch_and_reads_th
     await handler(await validated(alert_bytes(0), alert_bytes(1)))
 
     assert [(d.offset, d.error_class) for d in sent.dead] == [(0, "KeyError"), (1, "KeyError")]
-    assert stale == [True]
+    assert len(stale) == 3  # the batch, then each half
     assert [r.status for r in sent.receipts()] == [ReceiptStatus.REJECTED] * 2
-    assert counters == Counter({"dead_letter.KeyError": 2})
+    assert counters == Counter({"dead_letter.KeyError": 2, "alerts.refused": 2})
+
+
+async def test_one_poison_record_never_takes_its_neighbours_with_it() -> None:
+    """10 good alerts, one the database refuses, 10 good ones, in one batch (the finding of
+    issue 16): the poison record alone is dead-lettered and refused; all 20 others are
+    stored and get "stored" receipts."""
+    sent = Sent()
+    committed: list[str] = []
+
+    async def store(rows: Sequence[AlertRow]) -> Outcome:
+        if any(row.alert.id == "wl.10.0" for row in rows):
+            raise ValueError("COPY failed: invalid byte sequence")  # the whole step rolls back
+        committed.extend(row.alert.id for row in rows)
+        return Outcome(work_order_of={row.alert.id: "wo-1" for row in rows}, new_alerts=len(rows))
+
+    handler, counters = alert_handler(sent, store)
+    await handler(await validated(*(alert_bytes(n) for n in range(21))))
+
+    assert [(d.offset, d.error_class) for d in sent.dead] == [(10, "ValueError")]
+    assert sorted(committed) == sorted(f"wl.{n}.0" for n in range(21) if n != 10)
+    statuses = {r.message_id: r.status for r in sent.receipts()}
+    assert statuses.pop("wl.10.0") is ReceiptStatus.REJECTED
+    assert set(statuses.values()) == {ReceiptStatus.STORED} and len(statuses) == 20
+    assert counters["alerts.stored"] == 20 and counters["alerts.refused"] == 1
+
+
+async def test_an_alert_reusing_another_alerts_id_is_dead_lettered_with_both_versions() -> None:
+    """A conflict the store step reports is refused: dead letter (its bytes, the stored
+    version in the reason), a rejected receipt, and no stored receipt for it."""
+    sent = Sent()
+
+    async def store(rows: Sequence[AlertRow]) -> Outcome:
+        clash = AlertConflict(rows[1], {"event_time": "2026-07-01 08:00:00+00", "seq": 0})
+        return Outcome(work_order_of={rows[0].alert.id: "wo-1"}, new_alerts=1, conflicts=[clash])
+
+    handler, _ = alert_handler(sent, store)
+    await handler(await validated(alert_bytes(0), alert_bytes(1)))
+
+    [letter] = sent.dead
+    assert (letter.offset, letter.error_class) == (1, "AlertIdConflict")
+    assert "already names another alert" in letter.message
+    assert "2026-07-01 08:00:00+00" in letter.message and letter.value == alert_bytes(1)
+    statuses = [(r.message_id, r.status) for r in sent.receipts()]
+    assert statuses == [("wl.1.0", ReceiptStatus.REJECTED), ("wl.0.0", ReceiptStatus.STORED)]
 
 
 async def test_telemetry_of_a_batch_is_stored_in_one_step_and_counted() -> None:
