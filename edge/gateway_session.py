@@ -6,6 +6,7 @@ broker account, TLS files, outbox path and device list come from one place.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from citywatch import __version__
@@ -16,7 +17,7 @@ from citywatch.contracts import DeviceKind, DeviceRef
 from citywatch.edge.outbox import Outbox
 from citywatch.edge.session import EdgeSession
 from citywatch.mqtt_client import BrokerSettings
-from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
+from citywatch.stack.endpoints import data_dir_of, gateway_tls, resolve_endpoints
 
 __all__ = ["edge_session", "gateway_config", "outbox_path"]
 
@@ -46,19 +47,22 @@ def edge_session(config: CitywatchConfig, gateway_id: str, data_dir: Path | None
         DeviceRef(site=config.site.id, kind=DeviceKind(kind), id=device_id)
         for kind, device_id in config.gateway_devices(gateway_id)
     ]
-    tls = gateway.tls
+    tls = gateway_tls(gateway, endpoints)
+    password = partial(resolve_secret, gateway.credentials.password, endpoints.secrets_dir)
     return EdgeSession(
         site=config.site.id,
         gateway_id=gateway.id,
         devices=devices,
         broker=BrokerSettings(
             host=endpoints.mqtt_host,
-            port=endpoints.mqtt_port,
+            port=tls.port,
             username=gateway.username,
-            password=resolve_secret(gateway.credentials.password, endpoints.secrets_dir),
-            tls_ca_file=tls.ca_file if tls else None,
-            tls_cert_file=tls.cert_file if tls else None,
-            tls_key_file=tls.key_file if tls else None,
+            password=password(),
+            tls_ca_file=tls.ca_file,
+            tls_cert_file=tls.cert_file,
+            tls_key_file=tls.key_file,
+            tls=tls.tls,
+            password_source=password,  # read again at each connect: a rotated secret applies
         ),
         outbox=Outbox(
             outbox_path(config, gateway_id, data_dir),

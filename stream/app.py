@@ -70,6 +70,7 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
     app = StreamApp(
         f"{settings.topic_prefix}-stream",
         broker=[f"kafka://{server}" for server in settings.kafka_servers],
+        broker_credentials=settings.kafka_security.faust_credentials(),
         **worker_options(
             partitions=settings.partitions,
             session_timeout_s=settings.session_timeout_s,

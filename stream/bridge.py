@@ -111,6 +111,10 @@ class Bridge:
             port=settings.mqtt_port,
             username=settings.mqtt_username,
             password=settings.mqtt_password,
+            tls=settings.mqtt_tls,
+            tls_ca_file=settings.mqtt_ca_file,
+            tls_cert_file=settings.mqtt_cert_file,
+            tls_key_file=settings.mqtt_key_file,
             reconnect_max_s=30,
             session_expiry_s=SESSION_EXPIRY_S,
         )
@@ -139,7 +143,7 @@ class Bridge:
 
     async def _start_producer(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_servers,
+            **self.settings.kafka_client_options,
             acks="all",
             enable_idempotence=self.settings.kafka_idempotent,
             # Tansu hands a consumer one record batch per fetch: bigger producer batches
@@ -191,9 +195,7 @@ class Bridge:
             [(f"$share/{group}/{fleet_filter(channel)}", 1) for channel in UPLINK_CHANNELS]
         )
         self._connected.set()
-        log.info(
-            "bridge connected to mqtt://%s:%s", self.settings.mqtt_host, self.settings.mqtt_port
-        )
+        log.info("bridge connected to %s", self._broker.url)
 
     def _on_disconnect(
         self,
@@ -345,7 +347,7 @@ class Bridge:
         consumer = AIOKafkaConsumer(
             self.topics.receipts,
             self.topics.workorder_events,
-            bootstrap_servers=self.settings.kafka_servers,
+            **self.settings.kafka_client_options,
             group_id=f"{self.settings.topic_prefix}-bridge-downlink",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 async def ensure_topics(settings: StreamSettings, topics: KafkaTopics) -> None:
     """Create the pipeline's topics if they are missing (idempotent)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

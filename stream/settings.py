@@ -8,6 +8,7 @@ from pathlib import Path
 from citywatch.config import CitywatchConfig
 from citywatch.config.secrets import resolve_secret
 from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
+from citywatch.stream.kafka_security import PLAINTEXT, KafkaSecurity, kafka_security
 
 FETCH_MAX_WAIT_MS = 100
 """How long a consumer's fetch may wait for records. Tansu answers a fetch that finds nothing
@@ -32,6 +33,17 @@ class StreamSettings:
     share_group: str = "citywatch-bridge"
     bridge_id: str = "1"
     session_timeout_s: float = 10.0
+    mqtt_tls: bool = False
+    mqtt_ca_file: str | None = None
+    mqtt_cert_file: str | None = None
+    mqtt_key_file: str | None = None
+    kafka_security: KafkaSecurity = PLAINTEXT
+    """Given to every Kafka client the stream tier builds (see ``kafka_security``)."""
+
+    @property
+    def kafka_client_options(self) -> dict[str, object]:
+        """``bootstrap_servers`` and the security arguments, for any aiokafka client."""
+        return {"bootstrap_servers": self.kafka_servers, **self.kafka_security.aiokafka_kwargs()}
 
     @property
     def kafka_servers(self) -> list[str]:
@@ -60,4 +72,9 @@ def stream_settings(
         partitions=config.services.kafka.partitions,
         share_group=mqtt.share_group,
         bridge_id=bridge_id,
+        mqtt_tls=endpoints.mqtt_tls,
+        mqtt_ca_file=endpoints.mqtt_ca_file,
+        mqtt_cert_file=mqtt.bridge.cert_file,
+        mqtt_key_file=mqtt.bridge.key_file,
+        kafka_security=kafka_security(config.services.kafka, endpoints.secrets_dir),
     )

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citywatch import __version__
+from citywatch.cli.broker_cmds import broker_app
 from citywatch.cli.camera_cmds import edge_camera, edge_detect, edge_replay, edge_suite, sim_camera
 from citywatch.cli.center_cmds import center_app
 from citywatch.cli.dock_cmds import edge_dock
@@ -67,6 +68,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(model_app, name="model")
 app.add_typer(center_app, name="center")
+app.add_typer(broker_app, name="broker")
 
 @app.callback(invoke_without_command=True)
 def _root(

@@ -160,7 +160,25 @@ def verify_every_produced_kind_has_a_category(config: CitywatchConfig) -> list[C
     return issues
 
 
+def verify_gateway_tls_needs_a_tls_broker(config: CitywatchConfig) -> list[ConfigIssue]:
+    """A gateway ``tls:`` block with a plain ``mqtt://`` broker is a contradiction, refused
+    rather than silently ignored (``mqtts://`` or ``services.mqtt.tls: embedded`` fits)."""
+    if config.services.mqtt.uses_tls:
+        return []
+    return [
+        ConfigIssue(
+            ("devices", "gateways", index, "tls"),
+            f"gateway {gateway.id!r} has TLS settings but services.mqtt.url"
+            f" {config.services.mqtt.url!r} is plain MQTT: use an mqtts:// url (or"
+            " services.mqtt.tls: embedded), or remove the tls block",
+        )
+        for index, gateway in enumerate(config.devices.gateways)
+        if gateway.tls is not None
+    ]
+
+
 CHECKS: tuple[Callable[[CitywatchConfig], list[ConfigIssue]], ...] = (
+    verify_gateway_tls_needs_a_tls_broker,
     verify_device_ids_unique,
     verify_devices_reference_known_gateways,
     verify_placements_in_grid,

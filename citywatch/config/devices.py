@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from citywatch.config.base import ConfigModel, Duration, Identifier
 from citywatch.config.camera import CameraConfig
@@ -25,9 +25,31 @@ class MqttCredentials(ConfigModel):
 
 
 class TlsConfig(ConfigModel):
-    ca_file: str | None = Field(default=None, description="CA bundle for the broker certificate")
-    cert_file: str | None = Field(default=None, description="client certificate (mutual TLS)")
-    key_file: str | None = None
+    """The gateway's TLS to the broker; the URL's ``mqtts://`` turns TLS on even without it."""
+
+    ca_file: str | None = Field(
+        default=None,
+        description="CA bundle for the broker certificate (default: services.mqtt.ca_file,"
+        " else the system CAs)",
+    )
+    cert_file: str | None = Field(
+        default=None,
+        description="client certificate (mutual TLS); its CN is the gateway's broker identity",
+    )
+    key_file: str | None = Field(default=None, description="the client certificate's key")
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="broker port when it differs from services.mqtt.url's (e.g. a listener"
+        " that requires client certificates)",
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together (mutual TLS)")
+        return self
 
 
 class Gateway(ConfigModel):

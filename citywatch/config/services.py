@@ -2,14 +2,22 @@
 
 ``embedded`` means the local stack of ``citywatch stack up`` in the data directory; a URL
 points at an existing MQTT cluster, Kafka cluster or TimescaleDB instead, by config alone.
+
+Every link can run over TLS: ``mqtts://`` always means TLS (the host name checked, against
+``ca_file`` or the system CAs; ``tls: embedded`` makes the embedded stack's own CA), Kafka
+takes ``SSL``/``SASL_SSL`` (SCRAM or PLAIN) or mutual TLS, PostgreSQL ``sslmode`` and
+``sslrootcert``. Settings that contradict each other (TLS files with a plain ``mqtt://``
+URL, a SASL password over an unencrypted link) are refused at load, never half-applied.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from citywatch.config.base import ConfigModel, Duration
 from citywatch.config.secrets import SecretRef
@@ -20,10 +28,34 @@ EMBEDDED = "embedded"
 class ServiceAccount(ConfigModel):
     username: str
     password: SecretRef
+    cert_file: str | None = Field(
+        default=None, description="client certificate for mutual TLS with an mqtts:// broker"
+    )
+    key_file: str | None = Field(default=None, description="its private key")
+
+
+MqttTlsMode = Literal["off", "embedded"]
 
 
 class MqttService(ConfigModel):
-    url: str = Field(default=EMBEDDED, description="'embedded' or mqtt(s)://host:port")
+    url: str = Field(
+        default=EMBEDDED,
+        description="'embedded' or mqtt://host:port, or mqtts://host:port for TLS (always on)",
+    )
+    tls: MqttTlsMode = Field(
+        default="off",
+        description=(
+            "'embedded': the embedded stack makes a private CA, its Mosquitto listens with TLS"
+            " only, and every citywatch client connects with TLS; gateways by certificate"
+        ),
+    )
+    ca_file: str | None = Field(
+        default=None,
+        description=(
+            "CA bundle that signed an mqtts:// broker's certificate, for the bridge, the"
+            " center and gateways without their own tls.ca_file (default: the system CAs)"
+        ),
+    )
     bridge: ServiceAccount = ServiceAccount(
         username="citywatch-bridge", password="secret:mqtt-bridge"
     )
@@ -31,6 +63,51 @@ class MqttService(ConfigModel):
         username="citywatch-center", password="secret:mqtt-center"
     )
     share_group: str = Field(default="citywatch-bridge", description="$share group of the bridges")
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether clients connect with TLS: an mqtts:// URL or the embedded stack's CA."""
+        return self.tls == "embedded" or urlsplit(self.url).scheme == "mqtts"
+
+    @model_validator(mode="after")
+    def _tls_is_consistent(self) -> MqttService:
+        verify_mqtt_tls_settings(self)
+        return self
+
+
+def verify_mqtt_tls_settings(mqtt: MqttService) -> None:
+    """TLS files with a plain broker, or the embedded CA with an external broker, contradict.
+
+    A plain ``mqtt://`` URL with a CA or client certificate configured is refused rather
+    than silently upgraded or silently ignored: the operator meant one of the two.
+    """
+    scheme = urlsplit(mqtt.url).scheme
+    if mqtt.tls == "embedded" and mqtt.url != EMBEDDED:
+        raise ValueError(
+            "tls: embedded is the embedded stack's own CA; for an external broker write an"
+            " mqtts:// url (and ca_file if its CA is not a system one)"
+        )
+    files = [
+        name
+        for name, value in (
+            ("ca_file", mqtt.ca_file),
+            ("bridge.cert_file", mqtt.bridge.cert_file),
+            ("center.cert_file", mqtt.center.cert_file),
+        )
+        if value
+    ]
+    if files and scheme != "mqtts":
+        raise ValueError(
+            f"{', '.join(files)} given but url {mqtt.url!r} is not mqtts://: TLS settings"
+            " need an mqtts:// url (write mqtts://host:8883), or remove them"
+        )
+    for account in (mqtt.bridge, mqtt.center):
+        if bool(account.cert_file) != bool(account.key_file):
+            raise ValueError(f"{account.username}: cert_file and key_file go together")
+
+
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class KafkaService(ConfigModel):
@@ -40,6 +117,53 @@ class KafkaService(ConfigModel):
     idempotent_producer: bool | None = Field(
         default=None, description="default: on for external Kafka, off for the embedded broker"
     )
+    security_protocol: KafkaProtocol = Field(
+        default="PLAINTEXT",
+        description="SSL (TLS, optionally mutual) or SASL_SSL (a login over TLS) for a real cluster",
+    )
+    sasl_mechanism: KafkaSaslMechanism | None = Field(
+        default=None, description="with SASL_*: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN"
+    )
+    username: str | None = Field(default=None, description="SASL username")
+    password: SecretRef | None = Field(default=None, description="SASL password")
+    ca_file: str | None = Field(
+        default=None, description="CA bundle of the brokers' certificates (default: system CAs)"
+    )
+    cert_file: str | None = Field(default=None, description="client certificate (mutual TLS)")
+    key_file: str | None = Field(default=None, description="its private key")
+
+    @model_validator(mode="after")
+    def _security_is_consistent(self) -> KafkaService:
+        verify_kafka_security(self)
+        return self
+
+
+def verify_kafka_security(kafka: KafkaService) -> None:
+    """A SASL login needs its three settings; TLS files need a TLS protocol; no clear PLAIN."""
+    protocol = kafka.security_protocol
+    sasl = protocol.startswith("SASL_")
+    if sasl and not (kafka.sasl_mechanism and kafka.username and kafka.password):
+        raise ValueError(f"security_protocol {protocol} needs sasl_mechanism, username, password")
+    if not sasl and (kafka.sasl_mechanism or kafka.username or kafka.password):
+        raise ValueError(
+            f"sasl_mechanism/username/password given but security_protocol is {protocol}:"
+            " use SASL_SSL"
+        )
+    if protocol == "SASL_PLAINTEXT" and kafka.sasl_mechanism == "PLAIN":
+        raise ValueError(
+            "SASL PLAIN over SASL_PLAINTEXT sends the password in clear: use SASL_SSL"
+            " (or SCRAM-SHA-512)"
+        )
+    tls_files = [f for f in ("ca_file", "cert_file", "key_file") if getattr(kafka, f)]
+    if tls_files and protocol not in ("SSL", "SASL_SSL"):
+        raise ValueError(f"{', '.join(tls_files)} given but security_protocol is {protocol}")
+    if bool(kafka.cert_file) != bool(kafka.key_file):
+        raise ValueError("cert_file and key_file go together (mutual TLS)")
+    if kafka.bootstrap == EMBEDDED and protocol != "PLAINTEXT":
+        raise ValueError(
+            "the embedded Kafka broker listens on loopback without TLS or SASL:"
+            " security_protocol applies to an external bootstrap"
+        )
 
 
 class TimescalePolicies(ConfigModel):
@@ -59,10 +183,34 @@ class TimescalePolicies(ConfigModel):
     )
 
 
+PgSslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
 class DatabaseService(ConfigModel):
+    """The database; TLS through libpq: ``sslmode`` and ``sslrootcert`` here or in the URL
+    (``postgresql://…?sslmode=verify-full&sslrootcert=/etc/…``) reach psycopg unchanged."""
+
     url: str = Field(default=EMBEDDED, description="'embedded' or postgresql://user@host:port/db")
     password: SecretRef | None = Field(default=None, description="for an external database")
+    sslmode: PgSslMode | None = Field(
+        default=None,
+        description="libpq sslmode for an external database; verify-full checks CA and host",
+    )
+    sslrootcert: str | None = Field(
+        default=None, description="CA file for sslmode verify-ca/verify-full (libpq sslrootcert)"
+    )
     timescale: TimescalePolicies = TimescalePolicies()
+
+    @model_validator(mode="after")
+    def _ssl_is_consistent(self) -> DatabaseService:
+        if (self.sslmode or self.sslrootcert) and self.url == EMBEDDED:
+            raise ValueError(
+                "sslmode/sslrootcert apply to an external database url; the embedded"
+                " PostgreSQL listens on loopback only"
+            )
+        if self.sslrootcert and self.sslmode not in ("verify-ca", "verify-full"):
+            raise ValueError("sslrootcert is used by sslmode verify-ca or verify-full: set one")
+        return self
 
 
 class Services(ConfigModel):
