@@ -457,10 +457,13 @@ class Outbox:
             )
 
     def quarantined(self) -> list[QuarantinedMessage]:
-        """Quarantined messages, newest first (those still held in memory first of all)."""
+        """Quarantined messages, newest first (those rejected while the disk was faulty first)."""
         with self._lock:
+            found = self._memory.quarantined(
+                lambda m: self._disk.read(lambda db: store.find(db, m), None)
+            )
             on_disk: list[QuarantinedMessage] = self._disk.read(qt.list_messages, [])
-            return [*self._memory.quarantined(), *on_disk]
+            return [*found, *on_disk]
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:

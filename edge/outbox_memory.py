@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from citywatch.edge.outbox_messages import NewMessage, OutboxItem, PutResult
 from citywatch.edge.quarantine import NO_REASON, QuarantinedMessage
 
-__all__ = ["DEFAULT_MEMORY_ITEMS", "Held", "MemoryQueue", "Rejection"]
+__all__ = ["DEFAULT_MEMORY_ITEMS", "Held", "MemoryQueue", "Rejection", "as_quarantined"]
 
 DEFAULT_MEMORY_ITEMS = 10_000
 """Messages held in memory while the disk cannot be written: about 20 MB of alerts."""
@@ -209,15 +209,17 @@ class MemoryQueue:
         self.held_rejected[message_id] = (held, rejection)
         return held.message.kind
 
-    def quarantined(self) -> Iterator[QuarantinedMessage]:
-        """The held rejected messages, as the quarantine will store them."""
+    def quarantined(
+        self, find: Callable[[str], OutboxItem | None] = lambda _: None
+    ) -> Iterator[QuarantinedMessage]:
+        """The held rejected messages, as the quarantine will store them; with ``find``
+        (a lookup on disk), the rejected messages on disk not yet moved too."""
         for held, rejection in self.held_rejected.values():
-            m = held.message
-            yield QuarantinedMessage(
-                m.message_id, m.topic, m.payload, m.qos, m.kind, m.device_id,
-                held.enqueued_at, held.attempts, rejection.reason or NO_REASON,
-                rejection.rejected_at, rejection.quarantined_at,
-            )  # fmt: skip
+            yield as_quarantined(held.item(), rejection)
+        for message_id, rejection in self.rejected.items():
+            item = find(message_id)
+            if item is not None:  # an unreadable disk: listed once it can be read
+                yield as_quarantined(item, rejection)
 
     def clear_written(self, kept: list[Held]) -> None:
         """After a flush: everything was written except ``kept`` (refused by a full outbox)."""
@@ -226,3 +228,12 @@ class MemoryQueue:
         self.acked.clear()
         self.rejected.clear()
         self.sent.clear()
+
+
+def as_quarantined(item: OutboxItem, rejection: Rejection) -> QuarantinedMessage:
+    """A pending message as the quarantine stores it once rejected."""
+    return QuarantinedMessage(
+        item.message_id, item.topic, item.payload, item.qos, item.kind, item.device_id,
+        item.enqueued_at, item.attempts, rejection.reason or NO_REASON,
+        rejection.rejected_at, rejection.quarantined_at,
+    )  # fmt: skip

@@ -10,11 +10,15 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from citywatch.edge.outbox import NewMessage, Outbox, OutboxItem
 
@@ -258,3 +262,89 @@ def test_closing_on_a_still_full_disk_names_every_message_it_could_not_keep(
     full_disk.free()
     with Outbox(full_disk.dir / "outbox.sqlite") as again:
         assert ids(again.due(now=2.0)) == ["a0"]
+
+
+# -- model-based: whatever faults come and go, nothing accepted is lost -----------------------
+class FaultyDiskModel(RuleBasedStateMachine):
+    """Random puts, publishes, receipts, rejections, disk faults, recoveries and restarts:
+    the pending alerts and the quarantine always match a plain list and set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = Path(self.dir.name) / "o.sqlite"
+        self.box = Outbox(self.path, resend_after_s=10.0)
+        self.pending: list[str] = []
+        self.device: dict[str, str] = {}
+        self.sent_at: dict[str, float] = {}
+        self.quarantined: set[str] = set()
+        self.next_id = 0
+        self.now = 0.0
+
+    def teardown(self) -> None:
+        self.box.close()
+        self.dir.cleanup()
+
+    def _head(self, device: str) -> str:
+        return next(m for m in self.pending if self.device[m] == device)
+
+    @rule(count=st.integers(1, 3), device=st.sampled_from(["s1", "s2"]))
+    def put(self, count: int, device: str) -> None:
+        batch = [alert(f"a{self.next_id + i}", device) for i in range(count)]
+        self.next_id += count
+        assert self.box.put_many(batch, self.now).stored == count
+        self.pending += [m.message_id for m in batch]
+        self.device |= {m.message_id: device for m in batch}
+
+    @rule()
+    def publish(self) -> None:
+        due = self.box.due(self.now, alerts_in_order=True)
+        self.box.record_published(due, self.now)
+        self.sent_at |= dict.fromkeys(ids(due), self.now)
+
+    @precondition(lambda self: bool(self.pending))
+    @rule(data=st.data(), rejected=st.booleans())
+    def receipt(self, data: st.DataObject, rejected: bool) -> None:
+        message_id = data.draw(st.sampled_from(self.pending))
+        if rejected:
+            assert self.box.quarantine(message_id, "bad", None, self.now)
+            self.quarantined.add(message_id)
+        else:
+            assert self.box.acknowledge(message_id)
+        self.pending.remove(message_id)
+
+    @precondition(lambda self: self.box.fault is None)
+    @rule()
+    def disk_fills_up(self) -> None:
+        disk = self.box._disk
+        for connection in (disk.db, disk.lazy):
+            assert connection is not None
+            pages = connection.execute("PRAGMA page_count").fetchone()[0]
+            connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    @rule()
+    def disk_recovers(self) -> None:
+        assert self.box.flush(self.now, force=True)
+
+    @rule(seconds=st.sampled_from([1.0, 11.0]))
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+
+    @rule()
+    def restart(self) -> None:
+        self.box.close()
+        self.box = Outbox(self.path, resend_after_s=10.0)
+
+    @invariant()
+    def nothing_is_lost(self) -> None:
+        assert ids(self.box.due(self.now + 1e6)) == self.pending
+        heads = [m for m in self.pending if m == self._head(self.device[m])]
+        resend = [m for m in heads if self.sent_at.get(m, -1e9) < self.now - 10.0]
+        assert ids(self.box.due(self.now, alerts_in_order=True)) == resend
+        assert len(self.box) == len(self.pending)
+        assert {m.message_id for m in self.box.quarantined()} == self.quarantined
+        assert self.box.health().quarantined == len(self.quarantined)
+
+
+FaultyDiskModel.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+test_no_fault_sequence_loses_an_accepted_alert = pytest.mark.slow(FaultyDiskModel.TestCase)
