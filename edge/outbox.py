@@ -364,14 +364,15 @@ class Outbox:
                 return False
             memory.clear_written(kept)
             self._recount()
+            if kept:  # the outbox is full of alerts: these wait in memory for room
+                self._disk.fault = f"OutboxFull: {self._why_full()}"
+                return False
             log.warning(
                 "outbox %s can be written again: wrote %d held message(s), %d receipt(s) and"
                 " %d rejection(s) kept in memory",
-                self.path, written[0] - len(kept), written[1], rejected,
+                self.path, written[0], written[1], rejected,
             )  # fmt: skip
-            if kept:  # the outbox is full of alerts: these wait in memory for room
-                self._disk.fault = f"OutboxFull: {self._why_full()}"
-            return not kept
+            return True
 
     # -- reading -----------------------------------------------------------------------------
     def due(

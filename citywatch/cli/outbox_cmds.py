@@ -75,7 +75,11 @@ def quarantine_list(
     data_dir: DataDirOpt = None,
     limit: Annotated[int, typer.Option(help="Show at most this many, newest first.")] = 100,
 ) -> None:
-    """List the gateway's quarantined alerts: id, device, kind, reason, when."""
+    """List the gateway's quarantined alerts: id, device, kind, reason, when.
+
+    Alerts rejected while the gateway's disk was full or read-only are listed once it has
+    written them (its status reports them meanwhile).
+    """
     with closing(_open(config, data_dir, gateway)) as quarantine:
         total, found = quarantine.count(), quarantine.entries(limit)
     if not found:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 import socket
@@ -462,3 +463,39 @@ def test_gateway_on_a_full_disk_keeps_publishing_and_writes_its_backlog_when_spa
     with Outbox(disk.dir / "o.db") as again:
         assert [i.message_id for i in again.due(now=time.time() + 1e6)] == ["s2.e.1", "s2.e.2"]
     disk.close()
+
+
+@needs_mosquitto
+@pytest.mark.service
+def test_gateway_restarting_on_a_read_only_outbox_sends_what_it_holds(
+    tmp_path: Path, open_broker: Broker
+) -> None:
+    """Read-only outbox: the agent starts, sends the alerts already on disk and takes their
+    receipts in memory; once writable, the receipts are written and the status clears."""
+    from citywatch.edge.session import _outbox_message
+    from tests.unit.test_outbox_faults import ReadOnlyDisk
+
+    disk = ReadOnlyDisk(tmp_path)
+    if not disk.bind and os.geteuid() == 0:
+        pytest.skip("root ignores file modes, and bind mounts are not allowed here")
+    path = disk.view / "o.db"
+    with Outbox(path) as before:
+        before.put_many([_outbox_message(alert("s1", n)) for n in range(2)], 0.0)
+    disk.read_only()
+    center = Center(open_broker.port)
+    outbox = Outbox(path)
+    session = session_for(open_broker.port, outbox)
+    session.start()
+    try:
+        assert session.wait_connected(10) and outbox.fault is not None
+        assert wait_for(lambda: len(outbox) == 0 and center.seen == ["s1.e.0", "s1.e.1"])
+        assert wait_for(lambda: "outbox cannot write" in last_detail(center))
+        disk.writable()
+        assert wait_for(lambda: outbox.fault is None)
+    finally:
+        session.stop()
+        center.stop()
+        outbox.close()
+        disk.close()
+    with Outbox(path) as after:
+        assert len(after) == 0
