@@ -134,7 +134,10 @@ class MosquittoService:
             identity_port = choose_port(preferred, exclude={port})
             listeners = Listeners(port=port, identity_port=identity_port)
             self._copy_tls_files()
-        config = self.render_config(port, listeners.identity_port if listeners else None)
+        if listeners is None:
+            config = self.render_config(port)
+        else:
+            config = self.render_config(port, listeners.identity_port)
         files.write_file(self.conf_path, config, self.run_as, mode=0o600)
         files.touch(self.log_path, self.run_as)
         if self.ca.dir.is_dir():
