@@ -34,6 +34,8 @@ def ids(items: list[OutboxItem]) -> list[str]:
     return [i.message_id for i in items]
 
 
+pytestmark = pytest.mark.service  # mounts a tmpfs or a read-only bind (subprocesses) where it may
+
 def _mount(*args: str) -> bool:
     if os.geteuid() != 0 or shutil.which("mount") is None:
         return False
