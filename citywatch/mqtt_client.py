@@ -113,7 +113,8 @@ def check_broker_certificate(broker: BrokerSettings) -> None:
             (broker.host, broker.port), timeout=_CERTIFICATE_CHECK_TIMEOUT_S
         ) as raw, context.wrap_socket(raw, server_hostname=broker.host):
             pass
-    except ssl.SSLCertVerificationError:
+    except ssl.SSLCertVerificationError as exc:
+        log.error("cannot connect to %s: %s", broker.url, exc)
         raise
     except OSError as exc:
         log.warning("cannot check the TLS certificate of %s now (will retry): %s", broker.url, exc)
