@@ -8,7 +8,6 @@ from html.parser import HTMLParser
 
 import pytest
 
-from citywatch.center.hardening import content_security_policy, tile_source
 from citywatch.center.settings import STATIC_DIR
 from citywatch.config.center import CenterConfig
 from tests.center.conftest import auth, with_center
@@ -100,6 +99,8 @@ def test_cors_opens_only_to_the_configured_origins(center_settings) -> None:  # 
 
 def test_the_policy_admits_the_configured_tile_server_and_no_other() -> None:
     """Map tiles load from the tile server named in config; {s} subdomains become a wildcard."""
+    from citywatch.center.hardening import content_security_policy, tile_source
+
     config = CenterConfig.model_validate(
         {"tiles": {"url": "https://{s}.tiles.example/{z}/{x}/{y}.png"}}
     )

@@ -13,7 +13,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from citywatch.center.log_redaction import RedactSecrets
 from tests.center.conftest import TOKENS, auth, free_port
 
 pytestmark = pytest.mark.integration
@@ -122,6 +121,8 @@ def access_log(center_settings) -> Iterator[tuple[str, Lines]]:  # type: ignore[
 
 def test_the_access_log_never_shows_a_token_or_a_signature(access_log) -> None:  # type: ignore[no-untyped-def]
     """Requests with ?access_token= and a signed URL are logged with both values masked."""
+    from citywatch.center.log_redaction import RedactSecrets
+
     url, lines = access_log
     httpx.get(f"{url}/api/v1/alerts/x/evidence/snapshot?access_token={VIEWER_TOKEN}", timeout=10)
     minted = httpx.post(f"{url}/api/v1/signed-urls", json={"path": "/api/v1/alerts/x/evidence/clip"},
