@@ -130,8 +130,8 @@ class Bridge:
         await ensure_topics(self.settings, self.topics)
         self._producer = await self._start_producer()
         receipts = asyncio.create_task(self._supervise_downlink(stop), name="downlink")
-        connect(self._client, self._broker)
         try:
+            connect(self._client, self._broker)
             await stop.wait()
         finally:
             self._client.disconnect()
@@ -163,7 +163,8 @@ class Bridge:
         if failing_for_s < REBUILD_AFTER_S:
             return
         async with self._rebuilding:
-            if self._producer is not failed:  # another forwarding task rebuilt it already
+            current = self._producer
+            if current is not failed:  # another forwarding task rebuilt it already
                 return
             log.warning(
                 "Kafka sends have failed for %.0f s: rebuilding the producer", failing_for_s
