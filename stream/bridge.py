@@ -163,14 +163,14 @@ class Bridge:
         if failing_for_s < REBUILD_AFTER_S:
             return
         async with self._rebuilding:
-            current = self._producer
-            if current is not failed:  # another forwarding task rebuilt it already
+            stopping = failed.stop  # (bound before the check, which narrows ``failed``)
+            if self._producer is not failed:  # another forwarding task rebuilt it already
                 return
             log.warning(
                 "Kafka sends have failed for %.0f s: rebuilding the producer", failing_for_s
             )
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(failed.stop(), 5.0)
+                await asyncio.wait_for(stopping(), 5.0)
             try:
                 self._producer = await self._start_producer()
                 self.stats.producer_rebuilds += 1
