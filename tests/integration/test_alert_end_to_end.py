@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 
 import paho.mqtt.client as mqtt
@@ -25,18 +24,11 @@ from citywatch.contracts import Channel, DeviceRef, Phase, encode
 from citywatch.edge.gateway_session import edge_session
 from citywatch.edge.sensor.agent import build_channels, run_sensor_agent
 from citywatch.hardware.water.sim import SimulatedWaterSensor
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 GATEWAY = "gw-sensors-east"
 
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def fast_rain(config: CitywatchConfig) -> CitywatchConfig:

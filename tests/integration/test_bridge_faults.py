@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -29,6 +28,7 @@ from citywatch.contracts import (
     decode,
     encode,
 )
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -41,15 +41,6 @@ def alert(alert_id: str, **attributes: object) -> Alert:
                  event_time=datetime.now(UTC) - timedelta(seconds=5),
                  location=Location(lat=31.43, lon=119.48), confidence=0.9,
                  attributes={"depth_cm": 18.0, "level": "lane", **attributes})  # fmt: skip
-
-
-def wait_for(check: Callable[[], object], timeout_s: float, what: str) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def dead_letter_with(stack, key: bytes) -> dict[str, bytes]:  # type: ignore[no-untyped-def]

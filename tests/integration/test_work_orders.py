@@ -7,15 +7,14 @@ behaviour depends on elapsed time (quiet periods, SLA breaches), so the tests do
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
 from citywatch.contracts import Alert, Channel, DeviceRef, Location, encode
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,15 +34,6 @@ def query(stack, sql: str, *args: object) -> list[tuple]:  # type: ignore[no-unt
     with psycopg.connect(stack.endpoints.database_url) as conn:
         return conn.execute(sql, args).fetchall()
 
-
-def wait_for(check: Callable[[], object], timeout_s: float = 60, what: str = "") -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def orders_of(stack, alert_ids: list[str]) -> list[tuple]:  # type: ignore[no-untyped-def]
