@@ -6,6 +6,7 @@ same launcher as `citywatch stack up`, in a temporary data directory, stopped at
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -184,3 +185,27 @@ def workorder_follower(stack: RunningStack, demo_config: CitywatchConfig) -> Ite
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+@contextlib.contextmanager
+def fresh_database(stack: RunningStack, prefix: str) -> Iterator[str]:
+    """The URL of a new, migrated database of its own on the session's PostgreSQL, dropped
+    afterwards: for tests that need tables nobody else writes to."""
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from citywatch.stream.migrate import migrate
+
+    base = stack.endpoints.database_url  # type: ignore[attr-defined]
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(base, dbname=name)
+    migrate(url)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

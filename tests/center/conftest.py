@@ -8,20 +8,17 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from citywatch.center.auth import hash_token
 from citywatch.config import CitywatchConfig
-from citywatch.stream.migrate import migrate
-
-pytestmark = pytest.mark.integration
+from tests.conftest import fresh_database
 
 TOKENS = {"viewer": "viewer-token-0123456789", "operator": "operator-token-0123456789",
           "admin": "admin-token-0123456789"}  # fmt: skip
@@ -35,17 +32,8 @@ def auth(role: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def center_db(stack) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The URL of a fresh database with the current schema, dropped after the module."""
-    base = stack.endpoints.database_url
-    name = f"center_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(base, dbname=name)
-    migrate(url)
-    try:
+    with fresh_database(stack, "center") as url:
         yield url
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def center_config(demo_config: CitywatchConfig) -> CitywatchConfig:

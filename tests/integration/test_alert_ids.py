@@ -14,13 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from citywatch.config import CitywatchConfig
 from citywatch.contracts import Alert, DeviceRef, Location
-from citywatch.stream.migrate import migrate
 from citywatch.stream.processor import AlertProcessor
 from citywatch.stream.sink import AlertRow, KafkaPosition, insert_alerts
+from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -42,15 +41,8 @@ def row(message: Alert, offset: int = 0) -> AlertRow:
 @pytest.fixture(scope="module")
 def database(stack) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """A fresh, migrated database of its own on the session's PostgreSQL."""
-    base = stack.endpoints.database_url
-    name = f"ids_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(base, dbname=name)
-    migrate(url)
-    yield url
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(stack, "ids") as url:
+        yield url
 
 
 @pytest.fixture
