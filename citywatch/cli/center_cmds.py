@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from citywatch.center.settings import CenterSettings
 
 console = Console()
+err = Console(stderr=True)
 center_app = typer.Typer(
     help="The command center: API, live feed and web console; users and tokens.",
     no_args_is_help=True,
@@ -61,7 +62,11 @@ def center_serve(
     import uvicorn
 
     from citywatch.center.app import create_app
+    from citywatch.center.serving import base_url, uvicorn_options
     from citywatch.cli.logs import setup_logging
+    from citywatch.config.center import CenterTls
+    from citywatch.stack.endpoints import data_dir_of
+    from citywatch.stack.tls import EmbeddedCa
     from citywatch.stream.migrate import migrate
 
     setup_logging(log_level)
@@ -70,11 +75,19 @@ def center_serve(
         settings = replace(settings, database_url=database_url)
     migrate(settings.database_url)
     center = settings.config.center
-    bind, bind_port = host or center.listen, center.port if port is None else port
-    console.print(f"command center on http://{bind}:{bind_port}/ (API docs: /docs)")
+    tls = center.tls
+    if tls == "embedded":
+        ca = EmbeddedCa.of_stack(data_dir_of(settings.config, data_dir) / "stack")
+        tls = CenterTls(cert_file=ca.server_cert, key_file=ca.server_key)
+    try:
+        options = uvicorn_options(center, host=host, port=port, tls=tls)
+    except FileNotFoundError as exc:
+        err.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"command center on {base_url(options)}/ (API docs: /docs)")
     uvicorn.run(
-        create_app(settings), host=bind, port=bind_port, log_level=log_level.lower(),
-        timeout_graceful_shutdown=3,
+        create_app(settings), log_level=log_level.lower(), timeout_graceful_shutdown=3,
+        **options,
     )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, IPvAnyAddress, model_validator
 
 from citywatch.config.base import ConfigModel, Identifier
 from citywatch.config.secrets import SecretRef
@@ -131,6 +131,13 @@ def verify_requests_fit_the_pool(limits: CenterLimits) -> None:
         )
 
 
+class CenterTls(ConfigModel):
+    """HTTPS for the API, the live feed and the console, with the center's own certificate."""
+
+    cert_file: Path = Field(title="Certificate", description="PEM certificate (chain) it presents")
+    key_file: Path = Field(title="Private key", description="PEM key of that certificate")
+
+
 class CenterConfig(ConfigModel):
     listen: str = Field(default="127.0.0.1", description="address the API binds")
     port: int = Field(default=8700, ge=0, le=65535, description="0: any free port")
@@ -146,6 +153,22 @@ class CenterConfig(ConfigModel):
     max_photo_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="largest upload")
     feed_keepalive_s: float = Field(default=15.0, gt=0, le=300)
     limits: CenterLimits = Field(default_factory=CenterLimits, title="Limits")
+    tls: CenterTls | Literal["embedded"] | None = Field(
+        default=None, title="HTTPS",
+        description=(
+            "the center's certificate and key; 'embedded': the one the embedded stack's CA"
+            " issues for 127.0.0.1 (citywatch stack up makes it); none: plain HTTP, for"
+            " loopback or behind a reverse proxy that terminates TLS (see trusted_proxies)"
+        ),
+    )  # fmt: skip
+    trusted_proxies: tuple[IPvAnyAddress, ...] = Field(
+        default=(), title="Trusted reverse proxies",
+        description=(
+            "addresses of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are"
+            " believed, so rate limits and the audit see the real client; none by default:"
+            " a client cannot pose as another address by sending the header"
+        ),
+    )  # fmt: skip
     cors_origins: tuple[Origin, ...] = Field(
         default=(), title="CORS origins",
         description=(
