@@ -115,6 +115,25 @@ class StationaryRule(RuleBase):
         default=timedelta(seconds=10),
         description="how long a stationary object the tracker lost keeps its identity and dwell clock",
     )
+    end_confidence: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        title="End confidence",
+        description="an open episode ends for low confidence only when the smoothed confidence"
+        " stays under this (capped at min_confidence) for end_after: a car whose confidence"
+        " hovers around min_confidence is one episode (0.25 is the tracker's default floor"
+        " for starting a track)",
+    )
+    end_after: Duration = Field(
+        default=timedelta(seconds=10),
+        ge=timedelta(0),
+        title="End after",
+        description="how long an end condition (moved, left the zone, confidence under"
+        " end_confidence) must hold before the episode ends; the object still again at its"
+        " place within it continues the episode and its dwell clock. Longer than"
+        " stationary_window, so a shoved car has time to be judged still again",
+    )
 
 
 class IllegalParkingRule(StationaryRule):
@@ -161,6 +180,14 @@ class SmokeRule(RuleBase):
         gt=0,
         le=1,
         description="share of processed frames in the window with smoke; ends below half of it",
+    )
+    clear_after: Duration = Field(
+        default=timedelta(seconds=30),
+        ge=timedelta(0),
+        title="Clear after",
+        description="an open smoke episode ends only when no smoke was seen in the zone for"
+        " this long (and the window's share is under half min_fraction): gusts that hide a"
+        " fire's plume for 15 s do not end it and start it again",
     )
     confirm_with_classical: bool = Field(
         default=False, description="count only frames the classical smoke detector confirmed"

@@ -64,8 +64,8 @@ Reason = Literal[
     "moved",  # end: the object moved away
     "left_zone",  # end: the object's anchor is no longer in the zone
     "lost",  # end: the object was not seen for longer than lost_grace
-    "low_confidence",  # end: the smoothed confidence fell below min_confidence
-    "cleared",  # end: smoke fell below half the min_fraction
+    "low_confidence",  # end: the smoothed confidence stayed under end_confidence
+    "cleared",  # end: no smoke for clear_after, and under half the min_fraction
     "schedule",  # end: the rule's active hours are over
     "config",  # end: the rule or its zone was removed by a config reload
     "flush",  # end: the stream ended
@@ -127,6 +127,9 @@ class Episode:
     seq: int = 0
     dwell_s: float = 0.0
     """The dwell last seen while the condition held (what an end reports after a move)."""
+    ending: tuple[Reason, float] | None = None
+    """The end condition that holds and since when (video s): the episode ends only once
+    it held for the rule's hold time, and continues if the condition clears before."""
 
 
 @dataclass(frozen=True, slots=True)

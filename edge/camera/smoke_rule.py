@@ -1,5 +1,9 @@
 """The smoke rule: smoke present in at least ``min_fraction`` of the processed frames of a
-window, per zone, optionally confirmed by the classical smoke detector."""
+window, per zone, optionally confirmed by the classical smoke detector.
+
+An open episode ends ("cleared") only once no smoke was seen in the zone for
+``clear_after`` and the window's share is under half ``min_fraction``: a gust that blows the
+plume out of sight for 15 s leaves one fire one episode."""
 
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ class _SmokeZone:
         self.first_pts_s = first_pts_s
         self.samples: deque[_SmokeSample] = deque()
         self.last_box: tuple[Box, str] | None = None
+        self.last_hit_s: float | None = None
 
 
 class SmokeRuleState(RuleState):
@@ -77,6 +82,7 @@ class SmokeRuleState(RuleState):
                 name = dets.class_name[best]
                 sample = _SmokeSample(pts, True, float(dets.confidence[best]), box, name)
                 state.last_box = (box, name)
+                state.last_hit_s = pts
             else:
                 sample = _SmokeSample(pts, False, 0.0, None, "")
             state.samples.append(sample)
@@ -116,8 +122,11 @@ class SmokeRuleState(RuleState):
             return self._emit(Phase.START, "persistence", ep, frame, confidence)
         if not active:
             return self._emit(Phase.END, "schedule", ep, frame, confidence)
+        clear_s = pts - (state.last_hit_s if state.last_hit_s is not None else ep.start_s)
         if fraction < rule.min_fraction / 2:
-            return self._emit(Phase.END, "cleared", ep, frame, confidence)
+            if clear_s >= rule.clear_after.total_seconds() - EPS_S:
+                return self._emit(Phase.END, "cleared", ep, frame, confidence)
+            return None  # a gust: no updates while the plume is out of sight
         if ep.next_milestone_s is not None and pts - ep.since_s >= ep.next_milestone_s - EPS_S:
             ep.next_milestone_s = next_milestone(rule, pts - ep.since_s)
             ep.sent_confidence = confidence

@@ -1,10 +1,23 @@
 """Which tracked objects stand still, since when, and who they are when the tracker loses them.
 
-An object is stationary when, over ``window_s`` of video, its anchor point neither drifts
-(median of the first third vs. median of the last third) nor spreads (80th percentile of
-the distances to the median) by more than ``max_displacement`` box diagonals: medians make
-it robust to box jitter and to a frame or two of a bad box. Once stationary it keeps its
-reference position until the median of the last half window moves away from it.
+An object is stationary when, over ``window_s`` of video, its anchor point does not drift
+(median of the first third vs. median of the last third) by more than ``max_displacement``
+box diagonals, nor spread (80th percentile of the distances to the median) by more than
+twice that: medians make it robust to box jitter and to a frame or two of a bad box, and
+judging by the drift keeps a small object on a swaying pole (every box of a frame shifted
+by the same ±15 px) as still as a big one. Once stationary it keeps its reference position
+until the median of the last half window moves away from it.
+
+The camera's own motion is taken out first: when two or more stationary objects are seen
+in a frame and agree on how far they all moved from their references, that common shift is
+subtracted from every box of the frame before it is judged.
+
+A stationary object partly hidden (people walking past hide a parked car's lower half) is
+not moved: a box mostly inside its standing box, with at least one edge of each axis where
+it was and the others moved inward, is a view of part of it, and counts as the whole box
+those edges imply. A real departure moves the edges and still ends it. An object judged
+moved that stands still again at its old reference within ``resume_s`` continues its old
+dwell clock: a shove or a glitch of boxes is not a new arrival.
 
 Stationary objects are remembered for ``lost_grace_s`` after their track disappears; a track
 appearing on the same place takes over the object, its identity and its dwell clock
@@ -41,6 +54,9 @@ _PART_INSIDE = 0.8
 _PART_SIZE = 0.25
 """… and at least this fraction of its area is a partial view of the object standing there."""
 _SPREAD_PERCENTILE = 80
+_SPREAD_FACTOR = 2.0
+"""The spread may be this many times the drift limit: a guard against a box that jumps about,
+loose enough that a small object's box shaken by the pole is not one."""
 _EPS_S = 1e-6
 
 
@@ -53,6 +69,8 @@ class StationaryParams:
     lost_grace_s: float = 10.0
     anchor: Anchor = "bottom_center"
     reid_iou: float = 0.5
+    resume_s: float = 0.0
+    """A moved object still again at its old reference within this keeps its dwell clock."""
 
     @classmethod
     def from_rule(cls, rule: StationaryRule) -> StationaryParams:
@@ -61,7 +79,19 @@ class StationaryParams:
             max_displacement=rule.max_displacement,
             lost_grace_s=rule.lost_grace.total_seconds(),
             anchor=rule.anchor,
+            resume_s=rule.end_after.total_seconds(),
         )
+
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class _Left:
+    reference: tuple[float, float]
+    stand: Box
+    stationary_since_s: float
+    moved_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +118,10 @@ class StationaryObject:
     stationary_since_s: float | None = None
     reference: tuple[float, float] | None = None
     """The anchor position (pixels) it stands at, while stationary."""
+    stand: Box | None = None
+    """Its whole box where it stands, while stationary: what partial views are matched to."""
+    left: _Left | None = None
+    """Where it stood and since when, after it was judged moved: a return there resumes."""
     samples: deque[_Sample] = field(default_factory=deque)
 
     @property
@@ -129,15 +163,37 @@ class StationaryObjects:
 
     def update(self, pts_s: float, tracks: Sequence[TrackedObject]) -> list[StationaryObject]:
         """Take the tracks of the frame at ``pts_s``; return the objects forgotten now."""
-        for track in tracks:
-            if self.classes is not None and track.class_name not in self.classes:
-                continue
+        watched = [
+            track for track in tracks if self.classes is None or track.class_name in self.classes
+        ]
+        shift = self._camera_shift(watched)
+        for track in watched:
             obj = self._object_for(track, pts_s)
             if obj.seen_at(pts_s):
                 # Two ids of one object in one frame (the old one revived): the first counts.
                 continue
-            self._observe(obj, track, pts_s)
+            self._observe(obj, track, pts_s, shift)
         return self._forget_lost(pts_s)
+
+    def _camera_shift(self, tracks: Sequence[TrackedObject]) -> tuple[float, float]:
+        """How far the camera moved every box of this frame: the median offset of the
+        stationary objects from their references, when at least two agree on it."""
+        offsets, limits = [], []
+        for track in tracks:
+            known = self._by_track.get(track.track_id)
+            obj = self._objects.get(known) if known is not None else None
+            if obj is None or obj.reference is None or obj.stand is None:
+                continue
+            (x, y) = anchor_points(np.array(track.xyxy), self.params.anchor)[0].tolist()
+            offsets.append((x - obj.reference[0], y - obj.reference[1]))
+            limits.append(self.params.max_displacement * _diagonal(obj.stand))
+        if len(offsets) < 2:
+            return (0.0, 0.0)
+        points = np.array(offsets)
+        dx, dy = np.median(points, axis=0).tolist()
+        if (np.hypot(points[:, 0] - dx, points[:, 1] - dy) > min(limits)).any():
+            return (0.0, 0.0)  # they disagree: one of them is moving, not the camera
+        return (dx, dy)
 
     def _object_for(self, track: TrackedObject, pts_s: float) -> StationaryObject:
         known = self._by_track.get(track.track_id)
@@ -193,7 +249,13 @@ class StationaryObjects:
                 self._by_track[track_id] = heir.object_id
         heir.samples.extend(young.samples)
 
-    def _observe(self, obj: StationaryObject, track: TrackedObject, pts_s: float) -> None:
+    def _observe(
+        self,
+        obj: StationaryObject,
+        track: TrackedObject,
+        pts_s: float,
+        shift: tuple[float, float] = (0.0, 0.0),
+    ) -> None:
         first = obj.last_seen_s == float("-inf")
         obj.track_id = track.track_id
         obj.xyxy = track.xyxy
@@ -204,9 +266,13 @@ class StationaryObjects:
             else obj.confidence + CONFIDENCE_SMOOTHING * (track.confidence - obj.confidence)
         )
         obj.last_seen_s = pts_s
-        (x, y) = anchor_points(np.array(track.xyxy), self.params.anchor)[0].tolist()
         x1, y1, x2, y2 = track.xyxy
-        obj.samples.append(_Sample(pts_s, x, y, float(np.hypot(x2 - x1, y2 - y1)), track.xyxy))
+        box: Box = (x1 - shift[0], y1 - shift[1], x2 - shift[0], y2 - shift[1])
+        if obj.stand is not None:
+            limit = self.params.max_displacement * _diagonal(obj.stand)
+            box = _whole_of_part(box, obj.stand, limit) or box
+        (x, y) = anchor_points(np.array(box), self.params.anchor)[0].tolist()
+        obj.samples.append(_Sample(pts_s, x, y, _diagonal(box), box))
         window = self.params.window_s
         while obj.samples and obj.samples[0].pts_s < pts_s - window - _EPS_S:
             obj.samples.popleft()
@@ -227,9 +293,18 @@ class StationaryObjects:
         drift = float(
             np.hypot(*(np.median(points[-third:], axis=0) - np.median(points[:third], axis=0)))
         )
-        if spread <= limit and drift <= limit:
+        if spread <= _SPREAD_FACTOR * limit and drift <= limit:
             obj.stationary_since_s = samples[0].pts_s
             obj.reference = (float(centre[0]), float(centre[1]))
+            obj.stand = obj.place
+            left, obj.left = obj.left, None
+            if (
+                left is not None
+                and pts_s - left.moved_s <= self.params.resume_s + _EPS_S
+                and float(np.hypot(*(centre - np.array(left.reference)))) <= limit
+            ):
+                obj.stationary_since_s = left.stationary_since_s
+                obj.reference, obj.stand = left.reference, left.stand
 
     def _check_moved(self, obj: StationaryObject, pts_s: float) -> None:
         if obj.reference is None:
@@ -245,8 +320,11 @@ class StationaryObjects:
         limit = self.params.max_displacement * float(np.median([s.diagonal for s in recent]))
         moved = float(np.hypot(*(np.median(points, axis=0) - np.array(obj.reference))))
         if moved > limit:
+            if obj.stationary_since_s is not None and obj.stand is not None:
+                obj.left = _Left(obj.reference, obj.stand, obj.stationary_since_s, pts_s)
             obj.stationary_since_s = None
             obj.reference = None
+            obj.stand = None
             obj.samples = deque(recent)
 
     def _forget_lost(self, pts_s: float) -> list[StationaryObject]:
@@ -269,3 +347,31 @@ def _part_of(
     area = box_area(box)
     shared = intersection(box, place)
     return shared > 0 and shared >= _PART_INSIDE * area and area >= _PART_SIZE * box_area(place)
+
+
+def _diagonal(box: Box) -> float:
+    return float(np.hypot(box[2] - box[0], box[3] - box[1]))
+
+
+def _whole_of_part(box: Box, stand: Box, tolerance: float) -> Box | None:
+    """The whole box of what stands at ``stand`` when ``box`` shows only part of it: mostly
+    inside it, at least a quarter of it, one edge of each axis where it was (within
+    ``tolerance`` pixels) and the others moved inward. The whole box is ``stand`` moved
+    as far as the edges still seen moved; ``None`` when ``box`` is not such a view."""
+    if not _part_of(box, stand):
+        return None
+    offsets = [box[i] - stand[i] for i in range(4)]
+    inward = [offsets[0] > tolerance, offsets[1] > tolerance]
+    inward += [offsets[2] < -tolerance, offsets[3] < -tolerance]
+    if not any(inward) or any(
+        abs(v) > tolerance and not inw for v, inw in zip(offsets, inward, strict=True)
+    ):
+        return None
+    shifts = []
+    for low, high in ((0, 2), (1, 3)):
+        seen = [offsets[i] for i in (low, high) if not inward[i]]
+        if not seen:
+            return None  # both edges of an axis hidden: nothing left to place it by
+        shifts.append(sum(seen) / len(seen))
+    dx, dy = shifts
+    return (stand[0] + dx, stand[1] + dy, stand[2] + dx, stand[3] + dy)

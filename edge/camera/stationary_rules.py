@@ -1,5 +1,11 @@
 """The stationary-object rules (illegal parking, street vending): an object standing in a
-zone past a dwell time, and for vending, with a person near it."""
+zone past a dwell time, and for vending, with a person near it.
+
+What ends an episode: the schedule closing, the object lost beyond ``lost_grace``
+(immediately), or an end condition that held for ``end_after``: moved, left the zone, or
+its smoothed confidence under ``end_confidence`` (a lower floor than ``min_confidence``,
+so a car whose confidence hovers around the start floor stays one episode). Back still in
+its place within ``end_after``, the object continues its episode and its dwell clock."""
 
 from __future__ import annotations
 
@@ -106,12 +112,13 @@ class StationaryRuleState(RuleState):
             ep.dwell_s = obj.dwell_s(min(pts, obj.last_seen_s))
         if not active:
             return self._end(ep, frame, obj, "schedule")
-        if not obj.is_stationary:
-            return self._end(ep, frame, obj, "moved")
-        if not bool(self.zones.contains(ep.zone, np.array([self._anchor(obj)]))[0]):
-            return self._end(ep, frame, obj, "left_zone")
-        if obj.confidence < self.rule.min_confidence:
-            return self._end(ep, frame, obj, "low_confidence")
+        reason = self._end_condition(ep, obj)
+        if reason is not None:
+            ep.ending = (reason, pts if ep.ending is None else ep.ending[1])
+            if pts - ep.ending[1] >= self.rule.end_after.total_seconds() - EPS_S:
+                return self._end(ep, frame, obj, reason)
+            return None
+        ep.ending = None
         if not obj.seen_at(pts):
             return None
         dwell = obj.dwell_s(pts)
@@ -122,6 +129,16 @@ class StationaryRuleState(RuleState):
         if confidence_rose(ep, obj.confidence, pts):
             ep.sent_confidence = obj.confidence
             return self._emit(Phase.UPDATE, "confidence", ep, frame, obj)
+        return None
+
+    def _end_condition(self, ep: Episode, obj: StationaryObject) -> Reason | None:
+        """Why the episode would end now; it ends once that held for ``end_after``."""
+        if not obj.is_stationary:
+            return "moved"
+        if not bool(self.zones.contains(ep.zone, np.array([self._anchor(obj)]))[0]):
+            return "left_zone"
+        if obj.confidence < min(self.rule.end_confidence, self.rule.min_confidence):
+            return "low_confidence"
         return None
 
     def _end(

@@ -48,6 +48,10 @@ class Thing:
     conf_after: tuple[float, float] | None = None  # (pts, confidence from then on)
     jitter_px: float = 0.0
     every: int = 1  # seen on every n-th frame only
+    hidden: tuple[float, float, float] | None = None  # (from, to, px of its bottom hidden)
+    conf_spread: float = 0.0  # the confidence wanders uniformly ± this around conf
+    dip: tuple[float, float, float] | None = None  # (from, to, confidence in between)
+    away: tuple[float, float, float] | None = None  # (from, to, px it stands off to the right)
 
     def detection(self, i: int, pts: float, rng: np.random.Generator) -> tuple[Box, float] | None:
         if i % self.every or not any(a <= pts < b for a, b in self.seen):
@@ -55,23 +59,37 @@ class Thing:
         dx = max(0.0, pts - self.moves_at) * self.velocity_px_s
         jx, jy = rng.normal(0, self.jitter_px, 2) if self.jitter_px else (0.0, 0.0)
         x1, y1, x2, y2 = self.box
+        if self.hidden is not None and self.hidden[0] <= pts < self.hidden[1]:
+            y2 -= self.hidden[2]
+        if self.away is not None and self.away[0] <= pts < self.away[1]:
+            dx += self.away[2]
         conf = self.conf
         if self.conf_after is not None and pts >= self.conf_after[0]:
             conf = self.conf_after[1]
+        if self.dip is not None and self.dip[0] <= pts < self.dip[1]:
+            conf = self.dip[2]
+        if self.conf_spread:
+            conf += float(rng.uniform(-self.conf_spread, self.conf_spread))
         return (x1 + dx + jx, y1 + jy, x2 + dx + jx, y2 + jy), conf
 
 
 def frames(
-    things: Sequence[Thing], start_s: float, end_s: float
+    things: Sequence[Thing], start_s: float, end_s: float, shake_px: float = 0.0
 ) -> Iterator[tuple[float, Detections]]:
+    """Detections of ``things`` at FPS; ``shake_px`` moves every box of a frame by the same
+    random offset (a swaying pole)."""
     rng = np.random.default_rng(7)
     for i in range(round(start_s * FPS), round(end_s * FPS)):
         pts = i / FPS
         rows = [(t.name, d) for t in things if (d := t.detection(i, pts, rng)) is not None]
+        sx, sy = rng.uniform(-shake_px, shake_px, 2) if shake_px else (0.0, 0.0)
         yield (
             pts,
             Detections(
-                np.array([box for _, (box, _) in rows], np.float32).reshape(-1, 4),
+                np.array(
+                    [(x1 + sx, y1 + sy, x2 + sx, y2 + sy) for _, ((x1, y1, x2, y2), _) in rows],
+                    np.float32,
+                ).reshape(-1, 4),
                 np.array([conf for _, (_, conf) in rows], np.float32),
                 tuple(name for name, _ in rows),
             ),
@@ -139,9 +157,10 @@ def run(
     end_s: float,
     start_s: float = 0.0,
     smoke_confirmed: bool | None = None,
+    shake_px: float = 0.0,
 ) -> list[RuleEvent]:
     events: list[RuleEvent] = []
-    for pts, dets in frames(things, start_s, end_s):
+    for pts, dets in frames(things, start_s, end_s, shake_px):
         events += rules.step(pts, T0 + timedelta(seconds=pts), dets, smoke_confirmed)
     return events
 
@@ -306,10 +325,10 @@ def test_milestones_follow_update_every_and_end_reports_the_dwell() -> None:
 def test_cooldown_holds_back_a_new_episode_at_the_same_place() -> None:
     """After an end, the same rule and place do not start again until the cooldown passed."""
     rules = engine(parking(cooldown="40s"))
-    first = run(rules, [Thing("car", PARKED, moves_at=25)], 30)
+    first = run(rules, [Thing("car", PARKED, moves_at=25)], 40)
     assert story(first) == [(START, "dwell", P + "0"), (END, "moved", P + "0")]
     ended_at = first[-1].pts_s
-    second = run(rules, [Thing("car", PARKED)], 100, start_s=35)
+    second = run(rules, [Thing("car", PARKED)], 110, start_s=45)
     assert [e.phase for e in second][:2] == [Phase.START, Phase.UPDATE]
     assert second[0].pts_s >= ended_at + 40
 
@@ -317,9 +336,9 @@ def test_cooldown_holds_back_a_new_episode_at_the_same_place() -> None:
 def test_no_cooldown_lets_the_next_car_start_at_its_dwell() -> None:
     """With cooldown 0 the next car parked on the spot alerts after its own dwell."""
     rules = engine(parking(cooldown=0))
-    run(rules, [Thing("car", PARKED, moves_at=25)], 30)
-    (start,) = run(rules, [Thing("car", PARKED)], 60, start_s=35)
-    assert start.pts_s == pytest.approx(55.2)
+    run(rules, [Thing("car", PARKED, moves_at=25)], 40)
+    (start,) = run(rules, [Thing("car", PARKED)], 70, start_s=45)
+    assert start.pts_s == pytest.approx(65.2)
 
 
 def test_car_in_a_mask_is_ignored() -> None:
@@ -388,7 +407,7 @@ SMOKE_BOX = (350.0, 300.0, 450.0, 500.0)  # bottom centre in the curb zone
     [
         pytest.param(
             [Thing("smoke", SMOKE_BOX, seen=((0, 20),))],
-            {},
+            {"clear_after": "10s"},
             None,
             [(START, "persistence", "burning:curb"), (END, "cleared", "burning:curb")],
             id="persistent-smoke-starts-then-clears",
@@ -439,7 +458,8 @@ def test_smoke_persistence(
     confirmed: bool | None,
     expected: list[tuple[str, str, str]],
 ) -> None:
-    """Table: smoke in at least min_fraction of the window's frames; ends below half."""
+    """Table: smoke in at least min_fraction of the window's frames; ends below half, clear_after
+    after the last smoke."""
     events = run(engine(smoke(**rule)), things, 40, smoke_confirmed=confirmed)
     assert story(events) == expected
 

@@ -202,3 +202,91 @@ def test_at_a_slow_detection_rate_a_car_driving_off_still_moves() -> None:
     for i in range(12, 16):
         objects.update(i * step, [track(1, shifted(CAR, (i - 11) * 80))])
     assert not objects.objects[0].is_stationary
+
+
+VAN = (700.0, 280.0, 900.0, 400.0)
+
+
+def _parked(objects: StationaryObjects, seconds: float, *boxes: Box) -> None:
+    """Every box (track ids 1, 2, …) seen unmoved for ``seconds`` at FPS."""
+    for i in range(round(seconds * FPS)):
+        objects.update(i / FPS, [track(n, box) for n, box in enumerate(boxes, 1)])
+
+
+@pytest.mark.parametrize(
+    ("seen", "keeps_clock"),
+    [
+        ((400.0, 300.0, 600.0, 365.0), True),  # the lower 45 px hidden by people walking past
+        ((400.0, 300.0, 600.0, 330.0), True),  # only the top quarter left
+        ((460.0, 300.0, 600.0, 410.0), True),  # the left 60 px hidden
+        ((400.0, 300.0, 550.0, 360.0), True),  # the lower right corner hidden
+        ((400.0, 300.0, 600.0, 300.0 + 20.0), False),  # a sliver: under a quarter of it
+        (shifted(CAR, 60), False),  # all of it 60 px to the right: it moved
+        ((460.0, 300.0, 660.0, 365.0), False),  # sides moved: not a view of part of it
+    ],
+    ids=["bottom", "top-quarter", "left", "corner", "sliver", "moved", "sides-moved"],
+)
+def test_a_partly_hidden_stationary_object_keeps_its_clock(seen: Box, keeps_clock: bool) -> None:
+    """A box mostly inside its standing box, the other edges in place, is the whole of it;
+    anything else that far off is a move, and the clock starts again where it stands."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    _parked(objects, 10, CAR)
+    for i in range(10 * FPS):
+        objects.update(10 + i / FPS, [track(1, seen)])
+    (obj,) = objects.objects
+    assert (obj.stationary_since_s == 0.0) is keeps_clock
+    if keeps_clock:
+        assert obj.place == pytest.approx(CAR)
+    else:
+        assert obj.stationary_since_s is None or obj.stationary_since_s > 9
+
+
+@pytest.mark.parametrize(
+    ("boxes", "still"),
+    [
+        ((CAR, VAN), (True, True)),  # both moved 40 px with the camera
+        ((CAR,), (False,)),  # alone, a 40 px move is a move
+    ],
+    ids=["two-objects", "alone"],
+)
+def test_a_shift_every_stationary_box_shares_is_the_camera(
+    boxes: tuple[Box, ...], still: tuple[bool, ...]
+) -> None:
+    """A camera knocked 40 px for 4 s moves every box alike: that is taken out."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    _parked(objects, 10, *boxes)
+    for i in range(4 * FPS):
+        objects.update(10 + i / FPS, [track(n, shifted(b, 40)) for n, b in enumerate(boxes, 1)])
+    assert tuple(obj.is_stationary for obj in objects.objects) == still
+
+
+def test_a_shift_only_one_of_two_objects_makes_is_its_own() -> None:
+    """When the stationary boxes disagree, the one that moved moved; the other stays."""
+    objects = StationaryObjects(PARAMS, {"car"})
+    _parked(objects, 10, CAR, VAN)
+    for i in range(4 * FPS):
+        objects.update(10 + i / FPS, [track(1, shifted(CAR, 80)), track(2, VAN)])
+    assert [obj.is_stationary for obj in objects.objects] == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("back_at", "since"),
+    [
+        (13.0, 0.0),  # back within resume_s: the old clock
+        (40.0, 40.0),  # back much later: a new arrival, a new clock
+    ],
+    ids=["within-resume", "much-later"],
+)
+def test_an_object_still_again_at_its_old_place_resumes_its_clock(
+    back_at: float, since: float
+) -> None:
+    """Moved and back on its reference within resume_s, it keeps its stationary_since."""
+    params = StationaryParams(window_s=5, max_displacement=0.15, lost_grace_s=60, resume_s=10)
+    objects = StationaryObjects(params, {"car"})
+    _parked(objects, 10, CAR)
+    for i in range(round((back_at - 10) * FPS)):
+        objects.update(10 + i / FPS, [track(1, shifted(CAR, 100))])
+    for i in range(8 * FPS):
+        objects.update(back_at + i / FPS, [track(1, CAR)])
+    (obj,) = objects.objects
+    assert obj.is_stationary and obj.stationary_since_s == pytest.approx(since, abs=1)
