@@ -2,9 +2,21 @@
 
 Many sightings of one problem are one incident (DOMAIN.md: 30 complaints about one
 restaurant must be one work order). Every message of one episode joins that episode's
-incident; a new episode of kind K joins the nearest open incident of kind K within the
-kind's ``radius_m`` and ``window``, whatever device saw it; otherwise it reopens the nearest
-incident of kind K closed less than ``reopen`` ago (复发), or opens a new one.
+incident; a new episode of kind K joins the nearest open incident of kind K whose centre is
+within the kind's ``radius_m`` and which is still alive at the alert's time (from ``window``
+before it opened until its deadline), whatever device saw it and whatever the gap since its
+last message; otherwise it recurs (复发) on the nearest incident of kind K closed less than
+``reopen`` ago — reopening it, or opening a new incident linked to it when the kind's
+``recurrence`` is ``new_linked`` — or opens a new one. An incident's centre is the weighted
+median of its sightings (:func:`citywatch.stream.incident.weighted_median`).
+
+Late data: after each alert, an incident within ``radius_m`` of another of its kind whose
+life overlaps it (one opened before the other's deadline or closing) is one problem seen in
+two pieces, because a gateway's backlog arrived after the live alerts: the younger of the
+two (by creation here, so a work order people already act on survives) is folded into the
+older, and reported in :attr:`DedupResult.absorbed`. So the partition of alerts into
+incidents does not depend on the arrival order of messages delayed by less than the time a
+closed incident is kept (``reopen``).
 
 No I/O and no wall clock: times come from the alerts (event time) and from ``expire(now)``.
 Decisions depend on event time only, so the live app and an offline replay of the same
@@ -30,13 +42,21 @@ from datetime import datetime, timedelta
 
 from citywatch.config.workflow import DedupPolicy
 from citywatch.contracts.messages import Alert, AlertKind, Phase
-from citywatch.stream.dedup_index import M_PER_DEG, NEVER, KindRules, Slot, distance_m
+from citywatch.stream.dedup_index import (
+    M_PER_DEG,
+    NEVER,
+    KindRules,
+    Slot,
+    distance_m,
+    overlapping,
+)
 from citywatch.stream.incident import (
     DedupResult,
     Incident,
     Position,
     alert_position,
     device_key,
+    sighting_weight,
 )
 
 __all__ = [
@@ -77,6 +97,7 @@ class DedupEngine:
         self._by_episode: dict[str, Slot] = {}
         self._heap: list[tuple[float, str]] = []
         self._pending: list[Incident] = []  # closed inside add(), reported by expire()
+        self._created = 0  # slots made so far: each slot's seq
 
     # -- the public API ---------------------------------------------------------------------
 
@@ -92,6 +113,7 @@ class DedupEngine:
         created = reopened = False
         if slot is not None:
             reopened = self._continue_episode(slot, alert, t)
+            placed = slot
         else:
             rules = self._rules_for(alert.kind)
             slot, created, reopened = self._place(rules, position, source, t, alert)
@@ -101,8 +123,14 @@ class DedupEngine:
                 slot.ended.add(episode)
             elif slot.inc.state == "open":
                 slot.inc.open_episodes.add(episode)
-        self._record(slot, alert, t, source)
-        return DedupResult(slot.inc, created, not created, reopened, False)
+            placed = slot
+        opened_ts = slot.opened_ts
+        self._record(slot, alert, t, source, position)
+        slot, absorbed = self._fold_overlaps(slot, t, slot.opened_ts < opened_ts)
+        if created and slot is not placed:  # its new incident was part of an older one
+            created = False
+            absorbed = [inc for inc in absorbed if inc is not placed.inc]
+        return DedupResult(slot.inc, created, not created, reopened, False, tuple(absorbed))
 
     def expire(self, now: datetime) -> list[Incident]:
         """Close every incident whose deadline is at or before ``now - lateness``; return
@@ -113,7 +141,11 @@ class DedupEngine:
         """
         watermark = now.timestamp() - self._lateness_s
         heap = self._heap
-        pending = {inc.id: inc for inc in self._pending if inc.state == "closed"}
+        pending = {
+            inc.id: inc
+            for inc in self._pending
+            if inc.state == "closed" and inc.merged_into is None
+        }
         closed = list(pending.values())
         self._pending.clear()
         while heap and heap[0][0] <= watermark:
@@ -148,8 +180,12 @@ class DedupEngine:
             rules = self._rules_for(inc.kind)
             by_device = rules.by_device or inc.position is None
             source = min(inc.sources, default=inc.id) if by_device else None
-            slot = Slot(inc, rules, source)
+            slot = self._new_slot(inc, rules, source)
             slot.latest_ts = slot.last_ts
+            if inc.position is not None:  # its centre stands for the sightings it had
+                weight = float(max(1, len(inc.alert_ids)))
+                slot.lat_w[inc.position.lat] = weight
+                slot.lon_w[inc.position.lon] = weight
             self._index(slot)
             for alert_id in inc.alert_ids:
                 self._by_alert[alert_id] = slot
@@ -218,16 +254,16 @@ class DedupEngine:
             lat, lon = position.lat, position.lon
             rules.open.near(lat, lon, candidates)
             rules.closed.near(lat, lon, candidates)
+        # an alert before an incident opened joins it if its own episode is alive then
+        life = rules.quiet_s if alert.phase is Phase.END else window + rules.quiet_s
         merge: tuple[float, float, str, Slot] | None = None
         recur: tuple[float, float, str, Slot] | None = None
         for slot in candidates:
-            if t < slot.opened_ts - window:
+            if t + life <= slot.opened_ts:
                 continue
             if slot.inc.state == "open":
                 deadline = slot.deadline()
-                if t < deadline:
-                    if t > slot.last_ts + window:
-                        continue
+                if t < deadline:  # alive: it takes the alert whatever the gap since its last
                     closed_ts = NEVER
                 elif t > deadline + reopen:
                     continue
@@ -254,6 +290,11 @@ class DedupEngine:
             slot = recur[3]
             if slot.inc.state == "open":
                 self._close(slot)
+                self._pending.append(slot.inc)
+            if rules.policy.recurrence == "new_linked":
+                linked = self._create(rules, alert, position, source, by_device)
+                linked.inc.recurrence_of = slot.inc.id
+                return linked, True, False
             self._reopen(slot)
             return slot, False, True
         return self._create(rules, alert, position, source, by_device), True, False
@@ -278,17 +319,31 @@ class DedupEngine:
             opened_at=alert.event_time,
             last_activity=alert.event_time,
         )
-        slot = Slot(inc, rules, source if by_device else None)
+        slot = self._new_slot(inc, rules, source if by_device else None)
         self._index(slot)
         self._open[incident_id] = slot
         return slot
 
-    def _record(self, slot: Slot, alert: Alert, t: float, source: str) -> None:
+    def _new_slot(self, inc: Incident, rules: KindRules, device: str | None) -> Slot:
+        slot = Slot(inc, rules, device)
+        self._created += 1
+        slot.seq = self._created
+        return slot
+
+    def _record(
+        self, slot: Slot, alert: Alert, t: float, source: str, position: Position | None
+    ) -> None:
         """Attach the alert to its incident and keep the incident's summary current."""
         inc = slot.inc
         inc.alert_ids.append(alert.id)
         self._by_alert[alert.id] = slot
         inc.sources.add(source)
+        slot.span_ts = max(slot.span_ts, t)
+        if position is not None and inc.position is not None:
+            weight = sighting_weight(alert)
+            slot.lat_w[position.lat] = slot.lat_w.get(position.lat, 0.0) + weight
+            slot.lon_w[position.lon] = slot.lon_w.get(position.lon, 0.0) + weight
+            slot.recentre()
         if t > slot.last_ts and inc.state == "open":  # a straggler never extends a closed one
             slot.last_ts = t
             inc.last_activity = alert.event_time
@@ -318,6 +373,53 @@ class DedupEngine:
                 attributes["peak_depth_cm"] = peak
         if inc.state == "open":
             self._schedule(slot)
+
+    # -- centres and late data --------------------------------------------------------------
+
+    def _fold_overlaps(self, slot: Slot, t: float, moved_back: bool) -> tuple[Slot, list[Incident]]:
+        """Fold every incident that overlaps ``slot`` in place and time into the older of
+        the two, until none does; returns the survivor and the incidents folded away.
+
+        Only late data can make two incidents overlap: an alert older than an incident
+        that opened already (``t`` before it), or one that moved ``slot``'s opening back.
+        In order, every alert is the newest yet and this finds nothing.
+        """
+        absorbed: list[Incident] = []
+        while (other := overlapping(slot, t, moved_back)) is not None:
+            keep, gone = (slot, other) if slot.seq < other.seq else (other, slot)
+            self._fold(keep, gone)
+            absorbed.append(gone.inc)
+            slot, moved_back = keep, True
+        for inc in absorbed:  # a chain of folds ends in one survivor
+            inc.merged_into = slot.inc.id
+        return slot, absorbed
+
+    def _fold(self, keep: Slot, gone: Slot) -> None:
+        """Move everything ``gone`` holds into ``keep``; ``gone`` stays closed as merged."""
+        ki, gi = keep.inc, gone.inc
+        self._unindex(gone)
+        for alert_id in gi.alert_ids:
+            self._by_alert[alert_id] = keep
+        for episode in gi.episodes:
+            self._by_episode[episode] = keep
+        keep.absorb(gone)
+        still_open = (gi.open_episodes if gi.state == "open" else set()) - keep.ended
+        if gi.state == "open" and ki.state == "closed":  # alive after all: no recurrence
+            self._reopen(keep)
+            ki.reopen_count -= 1
+        if ki.state == "open":
+            ki.open_episodes |= still_open
+            ki.attributes.pop("closed_by", None)
+        elif gi.closed_at is not None and (ki.closed_at is None or gi.closed_at > ki.closed_at):
+            ki.closed_at, keep.closed_ts = gi.closed_at, gone.closed_ts
+        keep.recentre()
+        if ki.state == "open":
+            self._schedule(keep)
+        gi.state = "closed"
+        gi.closed_at = gi.closed_at or gi.last_activity
+        gi.open_episodes.clear()
+        gi.attributes["closed_by"] = "merged"
+        gi.merged_into = ki.id
 
     # -- index upkeep -----------------------------------------------------------------------
 
@@ -368,8 +470,8 @@ class DedupEngine:
             rules.closed.remove(slot)
             rules.open.add(slot)
 
-    def _drop(self, slot: Slot) -> None:
-        """Forget an incident entirely (its alert ids and episodes with it)."""
+    def _unindex(self, slot: Slot) -> None:
+        """Take an incident out of every index but the alert and episode maps."""
         inc = slot.inc
         rules = slot.rules
         if slot.device is not None:
@@ -381,6 +483,11 @@ class DedupEngine:
         self._open.pop(inc.id, None)
         self._closed.pop(inc.id, None)
         slot.scheduled = NEVER
+
+    def _drop(self, slot: Slot) -> None:
+        """Forget an incident entirely (its alert ids and episodes with it)."""
+        inc = slot.inc
+        self._unindex(slot)
         for alert_id in inc.alert_ids:
             if self._by_alert.get(alert_id) is slot:
                 del self._by_alert[alert_id]

@@ -14,7 +14,7 @@ import math
 
 from citywatch.config.workflow import DedupPolicy
 from citywatch.contracts.messages import AlertKind
-from citywatch.stream.incident import Incident
+from citywatch.stream.incident import Incident, Position, weighted_median
 
 EARTH_RADIUS_M = 6_371_008.8
 M_PER_DEG = EARTH_RADIUS_M * math.pi / 180
@@ -40,11 +40,15 @@ class Slot:
         "inc",
         "last_ts",
         "lat",
+        "lat_w",
         "latest_ts",
         "lon",
+        "lon_w",
         "opened_ts",
         "rules",
         "scheduled",
+        "seq",
+        "span_ts",
     )
 
     def __init__(self, inc: Incident, rules: KindRules, device: str | None) -> None:
@@ -60,6 +64,70 @@ class Slot:
         self.lat = inc.position.lat if inc.position is not None else 0.0
         self.lon = inc.position.lon if inc.position is not None else 0.0
         self.cell = (0, 0)
+        self.span_ts = self.last_ts  # latest event time of any of its alerts, stragglers too
+        self.seq = 0  # creation order in this engine: a merge keeps the older work order
+        # the incident's sightings, latitude and longitude apart: value → summed weight
+        self.lat_w: dict[float, float] = {}
+        self.lon_w: dict[float, float] = {}
+
+    def absorb(self, slot: Slot) -> None:
+        """Take in everything another incident's bookkeeping holds (a late-data merge): its
+        alerts, episodes, sources, times, summary and sightings. Indexes are the engine's."""
+        inc, other = self.inc, slot.inc
+        inc.alert_ids.extend(other.alert_ids)
+        inc.episodes |= other.episodes
+        self.ended |= slot.ended
+        inc.sources |= other.sources
+        inc.max_confidence = max(inc.max_confidence, other.max_confidence)
+        inc.reopen_count += other.reopen_count
+        inc.recurrence_of = inc.recurrence_of or other.recurrence_of
+        if slot.opened_ts < self.opened_ts:
+            self.opened_ts, inc.opened_at = slot.opened_ts, other.opened_at
+        self.span_ts = max(self.span_ts, slot.span_ts)
+        if slot.last_ts > self.last_ts:
+            self.last_ts, inc.last_activity = slot.last_ts, other.last_activity
+        peaks = [
+            p
+            for p in (inc.attributes.get("peak_depth_cm"), other.attributes.get("peak_depth_cm"))
+            if isinstance(p, int | float) and not isinstance(p, bool)
+        ]
+        if slot.latest_ts > self.latest_ts:
+            self.latest_ts = slot.latest_ts
+            inc.attributes.update(other.attributes)
+            inc.level = other.level
+        if peaks:
+            inc.attributes["peak_depth_cm"] = max(peaks)
+        for mine, theirs in ((self.lat_w, slot.lat_w), (self.lon_w, slot.lon_w)):
+            for value, weight in theirs.items():
+                mine[value] = mine.get(value, 0.0) + weight
+
+    def recentre(self) -> None:
+        """Move the incident to the weighted median of its sightings (and its grid cell)."""
+        if not self.lat_w:
+            return  # no positioned sighting: matched per device
+        lat, lon = weighted_median(self.lat_w), weighted_median(self.lon_w)
+        if lat == self.lat and lon == self.lon:
+            return
+        self.inc.position = Position(lat, lon)
+        self.lat, self.lon = lat, lon
+        if self.device is not None:
+            return
+        grid = self.rules.open if self.inc.state == "open" else self.rules.closed
+        cell = grid.cell(lat, lon)
+        if cell != self.cell:
+            grid.remove(self)
+            self.cell = cell
+            grid.add(self)
+
+    def end_ts(self) -> float:
+        """Until when the incident was alive by all its alerts: its deadline while open;
+        once closed, its closing or, if later, where its latest alert (a straggler that came
+        after it closed by event time) would have put its deadline."""
+        if self.inc.state == "open":
+            return self.deadline()
+        rules = self.rules
+        extra = 0.0 if self.inc.episodes <= self.ended else rules.window_s
+        return max(self.closed_ts, self.span_ts + extra + rules.quiet_s)
 
     def deadline(self) -> float:
         rules = self.rules
@@ -152,3 +220,31 @@ class KindRules:
         self.open = CellGrid(policy.radius_m)
         self.closed = CellGrid(policy.radius_m)
         self.devices: dict[str, list[Slot]] = {}  # open and closed, matched per device
+
+
+def overlapping(slot: Slot, t: float, moved_back: bool) -> Slot | None:
+    """The oldest other incident of the kind within reach of ``slot`` whose life
+    overlaps it (one opened before the other's end) and that opened after ``t`` unless
+    ``moved_back``, if any."""
+    rules = slot.rules
+    candidates: list[Slot] = []
+    if slot.device is not None:
+        candidates = rules.devices.get(slot.device, candidates)
+    elif slot.inc.position is not None:
+        rules.open.near(slot.lat, slot.lon, candidates)
+        rules.closed.near(slot.lat, slot.lon, candidates)
+    found: Slot | None = None
+    for other in candidates:
+        if other is slot or (found is not None and other.seq > found.seq):
+            continue
+        if not moved_back and other.opened_ts <= t:
+            continue
+        if (
+            slot.device is None
+            and distance_m(slot.lat, slot.lon, other.lat, other.lon) > rules.radius_m
+        ):
+            continue
+        first, then = (slot, other) if slot.opened_ts <= other.opened_ts else (other, slot)
+        if then.opened_ts < first.end_ts():
+            found = other
+    return found

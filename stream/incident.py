@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Literal
 
 from citywatch.config.site import Placement
-from citywatch.contracts.messages import Alert, AlertKind, DeviceRef
+from citywatch.contracts.messages import Alert, AlertKind, DeviceKind, DeviceRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +29,10 @@ class Position:
 class Incident:
     """One problem in the world, built from every alert that reported it.
 
-    ``position`` is the resolved position of the incident's first alert (an anchor, not a
-    centroid: it never moves, so merging cannot drift along a chain of sightings); ``None``
-    when that alert had none. ``level`` is the water level of the latest alert by event time
+    ``position`` is the robust centre of its sightings: the weighted median, latitude and
+    longitude apart, of every positioned alert (weights from each sighting's accuracy, see
+    :func:`sighting_weight`), so one badly projected box moves it little and a chain of
+    sightings cannot drag it far; ``None`` when its first alert had no position. ``level`` is the water level of the latest alert by event time
     that reported one; ``attributes`` holds the alert attributes of the latest alert
     by event time (e.g. ``depth_cm``), plus ``peak_depth_cm`` (the largest
     ``depth_cm`` or ``peak_depth_cm`` any alert carried) and, once closed, ``closed_by``
@@ -54,13 +55,17 @@ class Incident:
     max_confidence: float = 0.0
     level: str | None = None
     attributes: dict[str, object] = field(default_factory=dict)
+    recurrence_of: str | None = None
+    merged_into: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DedupResult:
     """Where one alert went. Exactly one of ``created``, ``merged`` and ``duplicate`` is
     true; ``reopened`` implies ``merged``. ``incident`` is the engine's live object: copy what
-    you need before the next call.
+    you need before the next call. ``absorbed``: incidents this alert showed to be part of
+    ``incident`` (late data), folded into it; each keeps its alert ids and has
+    ``merged_into`` set, for the caller to move their alerts and close their work orders.
     """
 
     incident: Incident
@@ -68,6 +73,41 @@ class DedupResult:
     merged: bool
     reopened: bool
     duplicate: bool
+    absorbed: tuple[Incident, ...] = ()
+
+
+ACCURACY_M: Mapping[DeviceKind, float] = {
+    DeviceKind.SENSOR: 1.0,  # a fixed sensor at its surveyed position
+    DeviceKind.CAMERA: 3.0,  # a box projected to the ground: metres of projection noise
+    DeviceKind.DOCK: 20.0,  # a drone's shot position and gimbal: tens of metres
+    DeviceKind.GATEWAY: 10.0,
+}
+"""Position accuracy per device kind, when an alert does not give its own ``accuracy_m``."""
+
+MIN_ACCURACY_M = 0.5
+"""Below this an accuracy adds no weight (a surveyed point and a GPS fix are both exact)."""
+
+
+def sighting_weight(alert: Alert) -> float:
+    """How much one alert's position counts in its incident's centre: 1 / accuracy in
+    metres (the alert's ``location.accuracy_m``, else its device kind's)."""
+    accuracy = alert.location.accuracy_m
+    if accuracy is None:
+        accuracy = ACCURACY_M.get(alert.device.kind, 10.0)
+    return 1.0 / max(accuracy, MIN_ACCURACY_M)
+
+
+def weighted_median(values: Mapping[float, float]) -> float:
+    """The lower weighted median of ``values`` (value → total weight): the smallest value
+    with at least half the weight at or below it. The same for any order of sightings."""
+    total = sum(values.values())
+    running = 0.0
+    ordered = sorted(values.items())
+    for value, weight in ordered:
+        running += weight
+        if running * 2 >= total:
+            return value
+    return ordered[-1][0]
 
 
 def alert_position(

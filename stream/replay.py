@@ -15,7 +15,7 @@ import heapq
 import json
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -52,6 +52,8 @@ class ReplaySummary:
     closed: int
     reopened: int  # incidents reopened at least once
     out_path: Path
+    linked: int = 0  # incidents opened as a recurrence (复发) of an earlier one (new_linked)
+    folded: int = 0  # incidents late data showed to be part of another, folded into it
 
 
 class ReorderBuffer:
@@ -135,7 +137,63 @@ def work_order_line(incident: Incident, workflow: Workflow | None = None) -> dic
         "alert_ids": list(incident.alert_ids),
         "sources": sorted(incident.sources),
         "reopen_count": incident.reopen_count,
+        "recurrence_of": incident.recurrence_of,
     }
+
+
+@dataclass
+class DedupRun:
+    """What the engine made of one arrival order of alerts."""
+
+    incidents: dict[str, Incident]
+    alerts: int = 0
+    duplicates: int = 0
+    unpositioned: int = 0
+    late: int = 0
+    folded: int = 0
+
+    def work_orders(self) -> list[Incident]:
+        """The incidents that are work orders (folded ones handed theirs over), oldest first."""
+        live = (inc for inc in self.incidents.values() if inc.merged_into is None)
+        return sorted(live, key=lambda inc: (inc.opened_at, inc.id))
+
+    def partition(self) -> set[frozenset[str]]:
+        """The alert ids grouped by work order: what must not depend on arrival order."""
+        return {frozenset(inc.alert_ids) for inc in self.work_orders()}
+
+
+def dedup_stream(
+    config: CitywatchConfig, arrivals: Iterable[Alert], lateness: timedelta = DEFAULT_LATENESS
+) -> DedupRun:
+    """Run the live app's dedup over alerts in arrival order: released in event-time order
+    within ``lateness``, the timer on event time, late data folded as the live worker does."""
+    engine = DedupEngine(config.workflow.dedup, lateness)
+    placements = config.placements()
+    buffer = ReorderBuffer(lateness)
+    run = DedupRun({})
+    latest: datetime | None = None
+
+    def feed(alert: Alert) -> None:
+        # The live app's timer, on event time: close what ended before this alert.
+        engine.expire(alert.event_time + lateness)
+        position = alert_position(alert, placements)
+        run.unpositioned += position is None
+        result = engine.add(alert, position)
+        run.duplicates += result.duplicate
+        run.folded += len(result.absorbed)
+        run.incidents[result.incident.id] = result.incident
+
+    for alert in arrivals:
+        run.alerts += 1
+        latest = alert.event_time if latest is None else max(latest, alert.event_time)
+        for ready in buffer.push(alert):
+            feed(ready)
+    for ready in buffer.drain():
+        feed(ready)
+    if latest is not None:
+        engine.expire(latest + lateness)  # what is still open at the end of the file stays open
+    run.late = buffer.late
+    return run
 
 
 def replay(
@@ -147,35 +205,10 @@ def replay(
 ) -> ReplaySummary:
     """Dedup the alerts of ``alerts_path`` as the live app would; write the work orders
     (one JSON line per incident, oldest first) to ``out_path``."""
-    engine = DedupEngine(config.workflow.dedup, lateness)
-    placements = config.placements()
-    buffer = ReorderBuffer(lateness)
-    incidents: dict[str, Incident] = {}
     bad: list[BadLine] = []
-    alerts = duplicates = unpositioned = 0
-    latest: datetime | None = None
-
-    def feed(alert: Alert) -> None:
-        nonlocal duplicates, unpositioned
-        # The live app's timer, on event time: close what ended before this alert.
-        engine.expire(alert.event_time + lateness)
-        position = alert_position(alert, placements)
-        unpositioned += position is None
-        result = engine.add(alert, position)
-        duplicates += result.duplicate
-        incidents[result.incident.id] = result.incident
-
-    for alert in read_alerts(alerts_path, bad):
-        alerts += 1
-        latest = alert.event_time if latest is None else max(latest, alert.event_time)
-        for ready in buffer.push(alert):
-            feed(ready)
-    for ready in buffer.drain():
-        feed(ready)
-    if latest is not None:
-        engine.expire(latest + lateness)  # what is still open at the end of the file stays open
-
-    ordered = sorted(incidents.values(), key=lambda inc: (inc.opened_at, inc.id))
+    run = dedup_stream(config, read_alerts(alerts_path, bad), lateness)
+    alerts = run.alerts
+    ordered = run.work_orders()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with out_path.open("w", encoding="utf-8") as out:
         for incident in ordered:
@@ -185,15 +218,17 @@ def replay(
     summary = ReplaySummary(
         lines=alerts + len(bad),
         alerts=alerts,
-        duplicates=duplicates,
-        late=buffer.late,
-        unpositioned=unpositioned,
+        duplicates=run.duplicates,
+        late=run.late,
+        unpositioned=run.unpositioned,
         bad_lines=tuple(bad),
         incidents=len(ordered),
         open=sum(inc.state == "open" for inc in ordered),
         closed=sum(inc.state == "closed" for inc in ordered),
         reopened=sum(inc.reopen_count > 0 for inc in ordered),
         out_path=out_path,
+        linked=sum(inc.recurrence_of is not None for inc in ordered),
+        folded=run.folded,
     )
     log.info(
         "replayed %d alerts from %s: %d incidents (%d open), %d bad lines",

@@ -42,15 +42,31 @@ class DedupPolicy(ConfigModel):
     )
     reopen: Duration = Field(
         default=timedelta(hours=24),
-        description="a recurrence within this reopens the work order (复发)",
+        description="a recurrence (复发) within this reopens the work order or opens a linked one",
+    )
+    recurrence: Literal["reopen", "new_linked"] = Field(
+        default="reopen",
+        title="What a recurrence (复发) does",
+        description=(
+            "reopen: the closed work order again (one problem that came back, e.g. the same "
+            "flooded underpass); new_linked: a new work order linked to the previous one as "
+            "复发 (one case per occurrence, e.g. a vendor back every evening: its own dispatch, "
+            "SLA and closure, the spot flagged as recurring)"
+        ),
     )
 
 
 def _default_dedup() -> dict[AlertKind, DedupPolicy]:
     minutes = lambda n: timedelta(minutes=n)  # noqa: E731
     return {
-        AlertKind.ILLEGAL_PARKING: DedupPolicy(radius_m=15, window=minutes(30)),
-        AlertKind.STREET_VENDING: DedupPolicy(radius_m=30, window=minutes(60)),
+        # A car parked again, a vendor back again: each occurrence is its own case (复发 linked).
+        AlertKind.ILLEGAL_PARKING: DedupPolicy(
+            radius_m=15, window=minutes(30), recurrence="new_linked"
+        ),
+        AlertKind.STREET_VENDING: DedupPolicy(
+            radius_m=30, window=minutes(60), recurrence="new_linked"
+        ),
+        # Smoke, water and a device fault that come back are the same problem not yet fixed.
         AlertKind.SMOKE: DedupPolicy(radius_m=300, window=minutes(30)),
         AlertKind.WATERLOGGING: DedupPolicy(radius_m=100, window=minutes(60)),
         AlertKind.DEVICE_FAULT: DedupPolicy(radius_m=1, window=minutes(60)),

@@ -175,16 +175,25 @@ def test_merging_depends_on_the_kinds_radius(
 
 
 @pytest.mark.parametrize(
-    ("second_at_min", "merged"),
-    [(-29, True), (-31, False), (10, True), (39, True), (41, False)],
+    ("second_at_min", "merged", "reopened"),
+    [
+        (-39, True, False),  # its own episode (window + quiet = 40 min) is alive at 0
+        (-41, False, False),
+        (10, True, False),
+        (41, True, False),  # more than the window after the last message: still alive
+        (49, True, False),
+        (51, True, True),  # past the deadline (10 + 30 + 10): a recurrence
+    ],
 )
-def test_merging_depends_on_the_window_around_the_incident(
-    engine: DedupEngine, second_at_min: float, merged: bool
+def test_merging_depends_on_the_life_of_the_incident(
+    engine: DedupEngine, second_at_min: float, merged: bool, reopened: bool
 ) -> None:
-    """A new episode merges if within the 30 min window of the incident's span (0–10 min)."""
+    """A new episode joins an incident alive at its time (open episode: last + window +
+    quiet), whatever the gap since the incident's last message; later it is a recurrence."""
     feed(engine, [alert("a.0", 0, episode="a"), alert("a.1", 10, episode="a", phase=Phase.UPDATE)])
     result = engine.add(alert("b", second_at_min, device="cam-2"), HOME)
     assert result.merged is merged
+    assert result.reopened is reopened
 
 
 def test_alerts_of_another_kind_never_merge(engine: DedupEngine) -> None:
@@ -540,7 +549,8 @@ _messages = st.lists(
 def test_every_alert_id_lands_in_exactly_one_incident(
     messages: list[tuple[int, int, AlertKind, Phase, int, int, bool]],
 ) -> None:
-    """Whatever the order, kinds, phases and resends, each id is in one incident, once."""
+    """Whatever the order, kinds, phases and resends, each id is in one incident, once
+    (incidents folded into another by late data hand their ids over)."""
     engine = DedupEngine(POLICIES, lateness=LATENESS)
     incidents: dict[str, Incident] = {}
     seen: set[str] = set()
@@ -555,6 +565,11 @@ def test_every_alert_id_lands_in_exactly_one_incident(
         assert result.created + result.merged + result.duplicate == 1
         seen.add(f"a{aid}")
         incidents[result.incident.id] = result.incident
+        for gone in result.absorbed:
+            incidents.pop(gone.id, None)
+            assert gone.merged_into == result.incident.id
+    live = [inc for inc in incidents.values() if inc.merged_into is None]
+    assert len(live) == len(incidents)
     placed = [aid for inc in incidents.values() for aid in inc.alert_ids]
     assert sorted(placed) == sorted(seen)
     episodes = [ep for inc in incidents.values() for ep in inc.episodes]

@@ -118,10 +118,13 @@ def recorded(tmp_path: Path) -> Path:
 def test_replay_turns_a_day_of_alerts_into_work_orders(
     demo_config: CitywatchConfig, recorded: Path, tmp_path: Path
 ) -> None:
-    """Smoke from a camera and a drone is one order; parking recurs; water is per spot."""
+    """Smoke from a camera and a drone is one order; parking recurs as a new order linked to
+    the first (the demo's new_linked policy for parking); water is per spot."""
     summary = replay(demo_config, recorded, tmp_path / "out" / "orders.jsonl")
     orders = {o["incident_id"]: o for o in read_orders(summary.out_path)}
-    assert set(orders) == {"inc.cam.smoke.0", "inc.wl1.0", "inc.wl2.0", "inc.p1.0", "inc.ghost.0"}
+    assert set(orders) == {
+        "inc.cam.smoke.0", "inc.wl1.0", "inc.wl2.0", "inc.p1.0", "inc.p2.0", "inc.ghost.0"
+    }  # fmt: skip
 
     smoke = orders["inc.cam.smoke.0"]
     assert smoke["kind"] == "smoke" and smoke["state"] == "closed"
@@ -133,8 +136,10 @@ def test_replay_turns_a_day_of_alerts_into_work_orders(
     assert smoke["closed_at"] == (T0 + timedelta(minutes=6 + 15)).isoformat()
 
     parking = orders["inc.p1.0"]
-    assert parking["alert_ids"] == ["p1.0", "p1.1", "p2.0"]
-    assert parking["reopen_count"] == 1 and parking["state"] == "open"
+    assert parking["alert_ids"] == ["p1.0", "p1.1"]
+    assert parking["reopen_count"] == 0 and parking["state"] == "closed"
+    again = orders["inc.p2.0"]
+    assert again["recurrence_of"] == "inc.p1.0" and again["state"] == "open"
 
     assert orders["inc.wl1.0"]["alert_ids"] == ["wl1.0", "wl1.1", "wl1.2"]
     assert orders["inc.wl2.0"]["state"] == "closed"  # aged out: no end ever came
@@ -142,7 +147,8 @@ def test_replay_turns_a_day_of_alerts_into_work_orders(
 
     assert summary.alerts == 14 and summary.duplicates == 1
     assert summary.unpositioned == 1
-    assert (summary.incidents, summary.open, summary.closed, summary.reopened) == (5, 1, 4, 1)
+    assert (summary.incidents, summary.open, summary.closed, summary.reopened) == (6, 1, 5, 0)
+    assert (summary.linked, summary.folded) == (1, 0)
 
 
 def test_replay_counts_bad_lines_with_their_numbers_and_goes_on(
@@ -248,8 +254,8 @@ def test_main_runs_a_replay_and_prints_a_summary(
     captured = capsys.readouterr()
     assert code == 0
     assert f"{recorded}:6: MalformedMessage" in captured.err
-    assert "14 alerts (1 duplicates, 0 late, 3 bad lines) → 5 work orders" in captured.out
-    assert len(read_orders(out)) == 5
+    assert "14 alerts (1 duplicates, 0 late, 3 bad lines) → 6 work orders" in captured.out
+    assert len(read_orders(out)) == 6
 
 
 def test_main_refuses_a_missing_alerts_file(tmp_path: Path) -> None:
