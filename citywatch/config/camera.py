@@ -115,6 +115,15 @@ class StationaryRule(RuleBase):
         default=timedelta(seconds=10),
         description="how long a stationary object the tracker lost keeps its identity and dwell clock",
     )
+    max_outage: Duration = Field(
+        default=timedelta(minutes=2),
+        ge=timedelta(0),
+        title="Max outage",
+        description="how long a source outage (no frames at all) may last without counting"
+        " against lost_grace: a blind camera has not seen the car leave, so a car found in"
+        " its place after the reconnect keeps its clock and its open episode; a longer"
+        " outage counts as the car being unseen for the excess",
+    )
     end_confidence: float = Field(
         default=0.25,
         ge=0,

@@ -117,6 +117,7 @@ class CameraWorker:
             camera_id=camera.id,
             stop=gateway.stop,
             loop=camera.source.loop,
+            on_error=self._source_error,
         )
         self.pipeline: CameraPipeline | None = None
         self._pending: tuple[CameraConfig, Detector] | None = None
@@ -129,6 +130,11 @@ class CameraWorker:
         thread, which applies both before its next frame."""
         with self._lock:
             self._pending = (camera, detector)
+
+    def _source_error(self, reason: str) -> None:
+        """A failed open or a lost stream: counted, and the reason the status carries."""
+        self.stats.errors += 1
+        self.stats.last_error = f"camera {self.camera.id}: {reason}"
 
     def _main(self) -> None:
         try:
@@ -257,12 +263,17 @@ class CameraWorker:
         return changed
 
     def status(self) -> Status:
-        dark = self.source.in_outage or (self.stats.finished and self.stats.last_error is not None)
+        """Online while it delivers; offline in an outage or once stopped, with why."""
+        detail: str | None = None
+        if self.source.in_outage:
+            detail = f"camera {self.camera.id}: {self.source.reason or 'no video'}"
+        elif self.stats.finished:
+            detail = self.stats.last_error or f"camera {self.camera.id}: camera agent stopped"
         return Status(
             device=self.device,
-            state=DeviceState.OFFLINE if dark else DeviceState.ONLINE,
+            state=DeviceState.ONLINE if detail is None else DeviceState.OFFLINE,
             event_time=datetime.now(UTC),
-            detail=self.stats.last_error if dark else None,
+            detail=detail,
         )
 
     @property

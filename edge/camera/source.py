@@ -5,6 +5,10 @@ that cannot be opened or stops delivering is reopened after a capped exponential
 with jitter (:class:`~citywatch.edge.backoff.Backoff`), logged once per outage with the
 camera id and once on recovery; ``pts_s`` keeps increasing across the gap. A stop
 :class:`threading.Event` ends the loop within one backoff wait or one read timeout.
+
+Each failed open or lost stream is an error handed to ``on_error`` with its reason: for a
+failed open, what the server itself says when asked (refused, 404, 401, no answer; see
+:mod:`~citywatch.edge.camera.stream_probe`), so the camera's status tells the operator why.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from citywatch.edge.backoff import Backoff
+from citywatch.edge.camera.stream_probe import why_unreachable
 from citywatch.hardware.camera.frames import Frame
 from citywatch.hardware.camera.video_source import (
     SourceOpenError,
@@ -45,7 +50,11 @@ class ReconnectingSource:
         backoff: Backoff | None = None,
         loop: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
+        on_error: Callable[[str], None] | None = None,
+        probe: Callable[[str], str] = why_unreachable,
     ) -> None:
+        """``on_error`` hears each failed open and lost stream, with its reason; ``probe``
+        asks a live server why it did not open."""
         self.source = source
         self.camera_id = camera_id
         self.stop = stop or threading.Event()
@@ -55,6 +64,10 @@ class ReconnectingSource:
         """Opens that failed, over the source's life."""
         self._monotonic = monotonic
         self._outage_since: float | None = None
+        self._on_error = on_error
+        self._probe = probe
+        self.reason: str | None = None
+        """Why there is no video, while in an outage."""
 
     @property
     def stats(self) -> SourceStats:
@@ -96,7 +109,7 @@ class ReconnectingSource:
             if not self.source.is_live:
                 raise
             self.failed_attempts += 1
-            self._lost(str(exc))
+            self._lost(self._probe(self.source.url) or str(exc))
             return False
         if self._outage_since is not None:
             log.info(
@@ -106,11 +119,17 @@ class ReconnectingSource:
                 self.backoff.attempts,
             )
             self._outage_since = None
+            self.reason = None
         self.backoff.reset()
         return True
 
     def _lost(self, reason: str) -> None:
-        """Note the outage (logging only its start) and wait the next backoff delay."""
+        """Note the outage (a warning at its start, info on each change of reason), tell
+        ``on_error``, and wait the next backoff delay."""
+        changed = reason != self.reason
+        self.reason = reason
+        if self._on_error is not None:
+            self._on_error(reason)
         if self._outage_since is None:
             self._outage_since = self._monotonic()
             log.warning(
@@ -119,6 +138,8 @@ class ReconnectingSource:
                 reason,
                 self.backoff.max_s,
             )
+        elif changed:
+            log.info("camera %s: still no video, now: %s", self.camera_id, reason)
         else:
             log.debug("camera %s: still no video (%s)", self.camera_id, reason)
         self.stop.wait(self.backoff.next_delay())

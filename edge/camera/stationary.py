@@ -19,6 +19,10 @@ those edges imply. A real departure moves the edges and still ends it. An object
 moved that stands still again at its old reference within ``resume_s`` continues its old
 dwell clock: a shove or a glitch of boxes is not a new arrival.
 
+Blindness is not absence: when no frame at all came for more than ``BLIND_GAP_S`` (the
+source was down), that time, up to ``max_outage_s``, does not count against
+``lost_grace_s``, so a car found in its place after the camera reconnects keeps its clock.
+
 Stationary objects are remembered for ``lost_grace_s`` after their track disappears; a track
 appearing on the same place takes over the object, its identity and its dwell clock
 (Frigate's stationary objects are the model). The place is the median box of the object's
@@ -58,6 +62,8 @@ _SPREAD_FACTOR = 2.0
 """The spread may be this many times the drift limit: a guard against a box that jumps about,
 loose enough that a small object's box shaken by the pole is not one."""
 _EPS_S = 1e-6
+BLIND_GAP_S = 2.0
+"""A gap between processed frames longer than this is a source outage, not a slow detector."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,8 @@ class StationaryParams:
     reid_iou: float = 0.5
     resume_s: float = 0.0
     """A moved object still again at its old reference within this keeps its dwell clock."""
+    max_outage_s: float = 0.0
+    """How much of a source outage (no frames) does not count as the objects being missing."""
 
     @classmethod
     def from_rule(cls, rule: StationaryRule) -> StationaryParams:
@@ -80,6 +88,7 @@ class StationaryParams:
             lost_grace_s=rule.lost_grace.total_seconds(),
             anchor=rule.anchor,
             resume_s=rule.end_after.total_seconds(),
+            max_outage_s=rule.max_outage.total_seconds(),
         )
 
 
@@ -115,6 +124,8 @@ class StationaryObject:
     """Smoothed over the detections, so one low frame does not drop the object."""
     first_seen_s: float
     last_seen_s: float
+    blind_when_seen_s: float = 0.0
+    """The camera's blind time (source outages) up to when it was last seen."""
     stationary_since_s: float | None = None
     reference: tuple[float, float] | None = None
     """The anchor position (pixels) it stands at, while stationary."""
@@ -155,6 +166,9 @@ class StationaryObjects:
         self.classes = frozenset(classes) if classes is not None else None
         self._objects: dict[int, StationaryObject] = {}
         self._by_track: dict[int, int] = {}
+        self._last_pts_s: float | None = None
+        self._blind_s = 0.0
+        """Video seconds without any frame (source outages, each up to max_outage_s)."""
 
     @property
     def objects(self) -> list[StationaryObject]:
@@ -163,6 +177,9 @@ class StationaryObjects:
 
     def update(self, pts_s: float, tracks: Sequence[TrackedObject]) -> list[StationaryObject]:
         """Take the tracks of the frame at ``pts_s``; return the objects forgotten now."""
+        if self._last_pts_s is not None and pts_s - self._last_pts_s > BLIND_GAP_S:
+            self._blind_s += min(pts_s - self._last_pts_s, self.params.max_outage_s)
+        self._last_pts_s = pts_s
         watched = [
             track for track in tracks if self.classes is None or track.class_name in self.classes
         ]
@@ -266,6 +283,7 @@ class StationaryObjects:
             else obj.confidence + CONFIDENCE_SMOOTHING * (track.confidence - obj.confidence)
         )
         obj.last_seen_s = pts_s
+        obj.blind_when_seen_s = self._blind_s
         x1, y1, x2, y2 = track.xyxy
         box: Box = (x1 - shift[0], y1 - shift[1], x2 - shift[0], y2 - shift[1])
         if obj.stand is not None:
@@ -331,7 +349,8 @@ class StationaryObjects:
         lost = [
             obj
             for obj in self.objects
-            if pts_s - obj.last_seen_s > self.params.lost_grace_s + _EPS_S
+            if pts_s - obj.last_seen_s - (self._blind_s - obj.blind_when_seen_s)
+            > self.params.lost_grace_s + _EPS_S
         ]
         for obj in lost:
             del self._objects[obj.object_id]

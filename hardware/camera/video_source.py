@@ -48,6 +48,7 @@ __all__ = [
     "VideoSourceError",
     "parse_source",
     "recorded_start",
+    "redact_url",
     "register_scheme",
 ]
 
@@ -372,7 +373,7 @@ class VideoSource:
                 " Re-copy or re-encode it (ffmpeg -i in -c:v libx264 out.mp4)"
             )
         raise SourceOpenError(
-            f"cannot open stream {_redact(spec.url)} within {self.open_timeout_s:g} s: check that"
+            f"cannot open stream {redact_url(spec.url)} within {self.open_timeout_s:g} s: check that"
             " the camera is powered and reachable, and the URL, path and credentials"
         )
 
@@ -399,7 +400,7 @@ class VideoSource:
         """A grab failed: the normal end of a file (returns), a truncated one, or a lost stream."""
         opened_frames = self._next_index - self._opened_at_index
         if self.is_live:
-            raise StreamLost(f"stream {_redact(self.url)} stopped delivering frames")
+            raise StreamLost(f"stream {redact_url(self.url)} stopped delivering frames")
         declared = self._timing.declared_frames
         if opened_frames == 0:
             raise CorruptVideo(self.spec.target, 0, declared)
@@ -408,16 +409,18 @@ class VideoSource:
 
     def _decode_failed(self, index: int) -> NoReturn:
         if self.is_live:
-            raise StreamLost(f"stream {_redact(self.url)}: frame {index} could not be decoded")
+            raise StreamLost(f"stream {redact_url(self.url)}: frame {index} could not be decoded")
         raise CorruptVideo(
             self.spec.target, index - self._opened_at_index, self._timing.declared_frames
         )
 
 
-def _redact(url: str) -> str:
-    """``url`` without its password, for logs and error messages."""
+def redact_url(url: str, keep_user: bool = True) -> str:
+    """``url`` without its password (and without its user name unless ``keep_user``), for
+    logs, error messages and status details."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if parts.password is None and (keep_user or parts.username is None):
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    netloc = f"{parts.username}:***@{host}" if keep_user else host
     return parts._replace(netloc=netloc).geturl()

@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 from citywatch.cli.main import app
 from citywatch.config import CitywatchConfig, load_config
 from citywatch.contracts import Alert, Status, Telemetry
-from citywatch.contracts.messages import Evidence
+from citywatch.contracts.messages import DeviceState, Evidence
 from citywatch.edge.camera.agent import CameraGateway
 from citywatch.edge.outbox import PutResult
 from tests.conftest import REPO
+from tests.unit.test_stream_probe import RtspResponder
 from tests.unit.test_video_source import MjpegServer, cut_in_half, write_video
 
 runner = CliRunner()
@@ -252,3 +253,50 @@ def test_a_truncated_file_stops_its_camera_with_the_reason_after_the_frames_it_h
     assert stats.finished and stats.errors == 1
     assert 0 < stats.frames < 50
     assert "declared" in (stats.last_error or "")
+
+
+def _config_with_url(config_path: Path, url: str) -> CitywatchConfig:
+    """The suite config down to the camera under test, its source at ``url``."""
+    config = _only_camera(config_path)
+    (camera,) = config.devices.cameras
+    live = camera.model_copy(update={"source": camera.source.model_copy(update={"url": url})})
+    return config.model_copy(
+        update={"devices": config.devices.model_copy(update={"cameras": (live,)})}
+    )
+
+
+@pytest.mark.service
+def test_a_camera_that_cannot_open_says_why_counts_it_and_stops_offline(
+    suite_copy: Path,
+) -> None:
+    """A wrong RTSP path: the status detail names the camera and the server's 404 while it
+    retries, telemetry counts the failed opens, and the stopped agent leaves it offline."""
+    server = RtspResponder(404)
+    config = _config_with_url(suite_copy, server.url("wrong-path"))
+    collected = Collected()
+    gateway = CameraGateway(config, "gw-suite", collected, telemetry_interval_s=3600)
+    try:
+        gateway.run(duration_s=3)
+    finally:
+        server.close()
+    statuses = [m for m in collected.messages if isinstance(m, Status)]
+    assert statuses and all(s.state is DeviceState.OFFLINE for s in statuses)
+    detail = statuses[0].detail or ""
+    assert detail.startswith(f"camera {CAMERA}: RTSP 404 from rtsp://127.0.0.1:"), detail
+    telemetry = [m for m in collected.messages if isinstance(m, Telemetry)]
+    assert telemetry[-1].metrics["errors"] >= 1
+    assert gateway.workers[CAMERA].stats.errors == telemetry[-1].metrics["errors"]
+
+
+@pytest.mark.service
+def test_stopping_the_agent_marks_its_cameras_offline(suite_copy: Path) -> None:
+    """A camera that was delivering frames is offline, and says so, once the agent stops."""
+    config = _only_camera(suite_copy)
+    collected = Collected()
+    gateway = CameraGateway(config, "gw-suite", collected, telemetry_interval_s=3600)
+    gateway.run(duration_s=2)
+    (last,) = [m for m in collected.messages if isinstance(m, Status)][-1:]
+    assert (last.state, last.detail) == (
+        DeviceState.OFFLINE,
+        f"camera {CAMERA}: camera agent stopped",
+    )

@@ -211,3 +211,43 @@ def test_a_gust_does_not_end_a_fire(
     events = run(engine(smoke()), things, end_s)
     assert story(events) == expected
     assert events[-1].pts_s == pytest.approx(end_at, abs=0.5)
+
+
+def _through_outage(
+    rule: dict[str, Any], down: tuple[float, float], end_s: float
+) -> list[RuleEvent]:
+    """A car parked from 0 s; the source delivers no frames at all during ``down``."""
+    rules, car = engine(rule), [Thing("car", PARKED)]
+    return run(rules, car, down[0]) + run(rules, car, end_s, start_s=down[1])
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected", "start_s"),
+    [
+        pytest.param(
+            parking(dwell="40s", update_every=None),
+            [(START, "dwell", P + "0")],
+            50.2,
+            id="dwell-reached-during-the-outage-alerts-on-reconnect",
+        ),
+        pytest.param(
+            parking(dwell="20s", update_every=None),
+            [(START, "dwell", P + "0")],
+            20.2,
+            id="episode-open-through-the-outage-is-neither-ended-nor-repeated",
+        ),
+        pytest.param(
+            parking(dwell="20s", update_every=None, max_outage="5s"),
+            [(START, "dwell", P + "0"), (END, "lost", P + "0")],
+            20.2,
+            id="an-outage-beyond-max-outage-is-a-loss",
+        ),
+    ],
+)
+def test_blindness_is_not_departure(
+    rule: dict[str, Any], expected: list[tuple[str, str, str]], start_s: float
+) -> None:
+    """Finding 6: 20 s without frames, the parked car is still there when they return."""
+    events = _through_outage(rule, (30, 50), 80)
+    assert story(events) == expected
+    assert starts(events) == [start_s]
