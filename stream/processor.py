@@ -2,8 +2,9 @@
 
 The orchestration the Faust agents run inside one database transaction per batch: insert
 the batch (learning which alerts are new), feed only new alerts to the dedup engine, open,
-extend or reopen work orders, and save them with their events. The database decides what is
-new, so a redelivered batch changes nothing; after a database error the in-memory state is
+extend or reopen work orders — or fold one into an older order of the same problem when late
+data shows they are one (its alerts move, both timelines say so) — and save them with their
+events. The database decides what is new, so a redelivered batch changes nothing; after a database error the in-memory state is
 rebuilt from the database before the batch is retried.
 """
 
@@ -30,6 +31,7 @@ from citywatch.workorder.lifecycle import (
     open_work_order,
     recur,
 )
+from citywatch.workorder.merge import fold_into
 from citywatch.workorder.priority import Routing, priority, route
 from citywatch.workorder.sla import site_zone
 
@@ -106,6 +108,7 @@ class AlertProcessor:
         changed: dict[str, tuple[WorkOrder, Incident]] = {}
         events: list[WorkOrderTransition] = []
         links: list[tuple[str, str]] = []
+        moves: list[tuple[str, str]] = []  # (folded order, the order its alerts move to)
         fresh = sorted(
             (r.alert for r in rows if r.alert.id in new_ids and id(r) not in refused),
             key=lambda a: a.event_time,
@@ -115,11 +118,18 @@ class AlertProcessor:
             if alert.id in seen:
                 continue
             seen.add(alert.id)
-            order, incident, new_events = self._fold(alert)
+            order, incident, new_events, folded = self._fold(alert)
             events += new_events
+            for gone_order, gone in folded:
+                changed[gone_order.id] = (gone_order, gone)
+                moves.append((gone_order.id, order.id))
             changed[order.id] = (order, incident)
             links.append((order.id, alert.id))
             outcome.work_order_of[alert.id] = order.id
+        for folded_id, into in moves:  # receipts name the order an alert is in after the batch
+            for alert_id, order_id in outcome.work_order_of.items():
+                if order_id == folded_id:
+                    outcome.work_order_of[alert_id] = into
         old = [r.alert.id for r in rows if r.alert.id not in new_ids and id(r) not in refused]
         if old:  # redeliveries: their receipts still name the work order
             cursor = await conn.execute(
@@ -127,14 +137,20 @@ class AlertProcessor:
                 (old,),
             )
             outcome.work_order_of.update({a: w for a, w in await cursor.fetchall()})
-        await workorder_store.save(conn, changed.values(), events, links)
+        await workorder_store.save(conn, changed.values(), events, links, moves)
         outcome.events = [as_message(self.orders[e.work_order_id], e) for e in events]
         return outcome
 
-    def _fold(self, alert: Alert) -> tuple[WorkOrder, Incident, list[WorkOrderTransition]]:
+    def _fold(
+        self, alert: Alert
+    ) -> tuple[WorkOrder, Incident, list[WorkOrderTransition], list[tuple[WorkOrder, Incident]]]:
+        """Place one alert; returns its order and incident, the order's new events, and the
+        orders late data folded into it (with their incidents)."""
         result = self.engine.add(alert, alert_position(alert, self.placements))
         incident = result.incident
         self.incident_of[incident.id] = incident
+        for gone in result.absorbed:
+            self.incident_of[gone.id] = gone
         rank = priority(
             alert.kind,
             max_confidence=incident.max_confidence,
@@ -155,10 +171,19 @@ class AlertProcessor:
                 tz=self.tz,
                 auto_file=self.workflow.machine_reports.auto_file,
                 auto_dispatch=self.workflow.machine_reports.auto_dispatch,
+                recurrence_of=incident.recurrence_of,
             )
             self.orders[order.id] = order
-            return order, incident, list(order.events)
+            return order, incident, list(order.events), []
         events: list[WorkOrderTransition] = []
+        folded = []
+        for gone in result.absorbed:
+            gone_order = self.orders.get(gone.id)
+            if gone_order is None:  # forgotten already: its alerts stay where they are
+                log.warning("work order %s folded into %s is not held", gone.id, order.id)
+                continue
+            events += fold_into(gone_order, order, time=alert.event_time, actor=SYSTEM)
+            folded.append((gone_order, gone))
         if result.reopened and not order.is_open:
             events = recur(
                 order,
@@ -170,7 +195,7 @@ class AlertProcessor:
         elif alert.id not in order.alert_ids:
             order.alert_ids.append(alert.id)
         order.priority = min(order.priority, rank)  # more sources or deeper water: more urgent
-        return order, incident, events
+        return order, incident, events, folded
 
     async def tick(self, conn: AsyncConnection, now: datetime) -> Outcome:
         """Close quiet incidents and escalate overdue work orders (the Faust timer)."""

@@ -67,6 +67,8 @@ _LINKS = """
 INSERT INTO work_order_alerts (work_order_id, alert_id)
 SELECT work_order_id, alert_id FROM work_order_alerts_in ON CONFLICT DO NOTHING
 """
+# A folded order's alerts move to the order that absorbed it (the link rows, not the alerts).
+_MOVE = "UPDATE work_order_alerts SET work_order_id = %s WHERE work_order_id = %s"
 
 
 def _row(order: WorkOrder, incident: Incident) -> tuple[object, ...]:
@@ -85,11 +87,14 @@ def _row(order: WorkOrder, incident: Incident) -> tuple[object, ...]:
 
 
 def stored_attributes(incident: Incident) -> dict[str, object]:
-    """The work order's ``attributes`` column: the latest alert's attributes, and the water
-    level under ``level`` (where the rows written before it was a field keep it too)."""
-    if incident.level is None:
-        return incident.attributes
-    return {**incident.attributes, "level": incident.level}
+    """The work order's ``attributes`` column: the latest alert's attributes, the water
+    level under ``level`` (where the rows written before it was a field keep it too), and
+    ``recurrence_of`` / ``merged_into`` when set (the 复发 link, the order it was folded into)."""
+    links = {"recurrence_of": incident.recurrence_of, "merged_into": incident.merged_into}
+    extra = {name: value for name, value in links.items() if value is not None}
+    if incident.level is not None:
+        extra["level"] = incident.level
+    return {**incident.attributes, **extra} if extra else incident.attributes
 
 
 def restored_attributes(stored: dict[str, object]) -> tuple[str | None, dict[str, object]]:
@@ -104,8 +109,10 @@ async def save(
     changed: Iterable[tuple[WorkOrder, Incident]],
     events: Sequence[WorkOrderTransition],
     links: Sequence[tuple[str, str]],
+    moves: Sequence[tuple[str, str]] = (),
 ) -> None:
-    """Upsert work orders, insert their new events and alert links (all idempotent).
+    """Upsert work orders, insert their new events and alert links (all idempotent), then
+    move the alert links of each folded order ``(folded, into)`` to the order it went into.
 
     First locks the stored rows and checks that nobody acted on them since this worker read
     them (their seq is what it was before this batch's events): :class:`StaleWorkOrders`
@@ -124,6 +131,8 @@ async def save(
     if links:
         await stage(conn, "work_order_alerts", ("work_order_id", "alert_id"), links)
         await conn.execute(_LINKS)
+    for gone, into in moves:  # in the order they were folded: a chain ends in its survivor
+        await conn.execute(_MOVE, (into, gone))
 
 
 async def load(
@@ -133,7 +142,8 @@ async def load(
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(
             f"""SELECT w.*, {ALERT_IDS} FROM work_orders w
-                WHERE incident_state = 'open' OR incident_closed_at >= %s""",
+                WHERE (incident_state = 'open' OR incident_closed_at >= %s)
+                  AND state <> 'merged'""",
             (closed_since,),
         )
         records = await cursor.fetchall()
@@ -153,6 +163,11 @@ async def load(
             alert_ids=list(r["alert_ids"]), sources=set(r["sources"]),
             reopen_count=r["reopen_count"], max_confidence=r["max_confidence"],
             level=level, attributes=attributes,
+            recurrence_of=_text_or_none(attributes.pop("recurrence_of", None)),
         )  # fmt: skip
         restored.append((order, incident))
     return restored
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -78,7 +78,8 @@ __all__ = [  # the order's names too, so that callers need one import
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _aware(time: datetime) -> datetime:
+def aware_utc(time: datetime) -> datetime:
+    """``time`` in UTC; a naive time is refused (an argument error, HTTP 422)."""
     if time.tzinfo is None or time.utcoffset() is None:
         raise ActionArgumentError(f"time {time.isoformat()} has no zone: pass an aware datetime")
     return time.astimezone(UTC)
@@ -95,10 +96,10 @@ def _check(order: WorkOrder, action: Action, actor: str, time: datetime) -> date
     if order.state not in ALLOWED_FROM[action]:
         raise TransitionRefused(order, action)
     _text(actor, "actor")
-    return _aware(time)
+    return aware_utc(time)
 
 
-def _record(
+def record_transition(
     order: WorkOrder,
     event: str,
     to_state: WorkOrderState,
@@ -108,6 +109,8 @@ def _record(
     reason: str | None = None,
     data: EventData | None = None,
 ) -> WorkOrderTransition:
+    """Append one transition to ``order``'s audit trail and move it to ``to_state`` (every
+    change of an order goes through here, so every change is an event)."""
     order.seq += 1
     transition = WorkOrderTransition(
         id=f"{order.id}.{order.seq}",
@@ -142,18 +145,21 @@ def open_work_order(
     auto_file: bool = True,
     auto_dispatch: bool = False,
     actor: str = SYSTEM_ACTOR,
+    recurrence_of: str | None = None,
 ) -> WorkOrder:
     """A new work order, reported, and filed at once when ``auto_file`` (the default).
 
     Machine reports (AI cameras, sensors, drones) are filed directly; a citizen's report
     waits for an operator's ``file`` (受理/立案). ``auto_dispatch`` also dispatches to the
     owning department (智能派单). The kind comes from ``routing``; due_at from its tier.
+    ``recurrence_of`` names the earlier order this one recurs (复发, a ``new_linked`` kind):
+    its ``reported`` event says so.
     """
     if not HIGHEST <= priority <= LOWEST:
         raise ActionArgumentError(f"priority {priority} is outside 1 (highest)–4")
     if auto_dispatch and not auto_file:
         raise ActionArgumentError("auto_dispatch needs auto_file: an order is filed first")
-    opened_at = _aware(opened_at)
+    opened_at = aware_utc(opened_at)
     clock = SlaClock(routing.sla_tier, calendar, tz)
     order = WorkOrder(
         id=_text(id, "work order id"),
@@ -182,7 +188,9 @@ def open_work_order(
             to_state=S.REPORTED,
             actor=actor,
             time=opened_at,
+            reason=f"recurrence (复发) of {recurrence_of}" if recurrence_of else None,
             data={
+                **({"recurrence_of": recurrence_of} if recurrence_of else {}),
                 "kind": routing.kind.value,
                 "category": routing.category_code,
                 "department": routing.department,
@@ -209,7 +217,7 @@ def file(
 ) -> WorkOrderTransition:
     """立案: accept the report as a case."""
     time = _check(order, Action.FILE, actor, time)
-    return _record(order, "filed", S.FILED, actor=actor, time=time, reason=reason)
+    return record_transition(order, "filed", S.FILED, actor=actor, time=time, reason=reason)
 
 
 def dispatch(
@@ -219,7 +227,7 @@ def dispatch(
     time = _check(order, Action.DISPATCH, actor, time)
     _text(department, "department")
     order.department = department
-    return _record(
+    return record_transition(
         order,
         "dispatched",
         S.DISPATCHED,
@@ -233,7 +241,7 @@ def dispatch(
 def sign(order: WorkOrder, *, actor: str, time: datetime) -> WorkOrderTransition:
     """签收: the department acknowledges the order is theirs."""
     time = _check(order, Action.SIGN, actor, time)
-    return _record(
+    return record_transition(
         order, "signed", S.SIGNED, actor=actor, time=time, data={"department": order.department}
     )
 
@@ -242,7 +250,7 @@ def return_(order: WorkOrder, *, actor: str, time: datetime, grounds: str) -> Wo
     """退单: the department returns the order as outside its remit, with grounds."""
     time = _check(order, Action.RETURN, actor, time)
     _text(grounds, "grounds for the return")
-    return _record(
+    return record_transition(
         order,
         "returned",
         S.RETURNED,
@@ -281,14 +289,14 @@ def extend(
         due = order.sla.add(order.due_at, duration)
     else:
         assert new_due is not None
-        due = _aware(new_due)
+        due = aware_utc(new_due)
     if due <= order.due_at:
         raise ActionArgumentError(
             f"new due time {due.isoformat()} is not after the current {order.due_at.isoformat()}"
         )
     previous = order.due_at
     order.due_at = due
-    return _record(
+    return record_transition(
         order,
         "extended",
         S.EXTENDED,
@@ -302,7 +310,7 @@ def extend(
 def start(order: WorkOrder, *, actor: str, time: datetime) -> WorkOrderTransition:
     """Work begins (or resumes, after an extension or a failed verification)."""
     time = _check(order, Action.START, actor, time)
-    return _record(order, "started", S.IN_PROGRESS, actor=actor, time=time)
+    return record_transition(order, "started", S.IN_PROGRESS, actor=actor, time=time)
 
 
 def resolve(
@@ -315,7 +323,9 @@ def resolve(
     _text(note, "a resolution note")
     order.resolved_at = time
     data: EventData = {"photo_id": photo} if photo else {}
-    return _record(order, "resolved", S.RESOLVED, actor=actor, time=time, reason=note, data=data)
+    return record_transition(
+        order, "resolved", S.RESOLVED, actor=actor, time=time, reason=note, data=data
+    )
 
 
 def verify(
@@ -326,10 +336,10 @@ def verify(
     """
     time = _check(order, Action.VERIFY, actor, time)
     if passed:
-        return _record(order, "verified", S.VERIFIED, actor=actor, time=time, reason=note)
+        return record_transition(order, "verified", S.VERIFIED, actor=actor, time=time, reason=note)
     _text(note, "a note saying why verification failed")
     order.resolved_at = None
-    return _record(order, "rework", S.REWORK, actor=actor, time=time, reason=note)
+    return record_transition(order, "rework", S.REWORK, actor=actor, time=time, reason=note)
 
 
 def close(
@@ -338,7 +348,7 @@ def close(
     """结案: the case is closed after a passed verification."""
     time = _check(order, Action.CLOSE, actor, time)
     order.closed_at = time
-    return _record(order, "closed", S.CLOSED, actor=actor, time=time, reason=note)
+    return record_transition(order, "closed", S.CLOSED, actor=actor, time=time, reason=note)
 
 
 def mark_false_positive(
@@ -350,7 +360,9 @@ def mark_false_positive(
     time = _check(order, Action.MARK_FALSE_POSITIVE, actor, time)
     _text(reason, "reason for the dismissal")
     order.closed_at = time
-    return _record(order, "false_positive", S.FALSE_POSITIVE, actor=actor, time=time, reason=reason)
+    return record_transition(
+        order, "false_positive", S.FALSE_POSITIVE, actor=actor, time=time, reason=reason
+    )
 
 
 def reopen(order: WorkOrder, *, actor: str, time: datetime, reason: str) -> WorkOrderTransition:
@@ -364,7 +376,7 @@ def reopen(order: WorkOrder, *, actor: str, time: datetime, reason: str) -> Work
     order.closed_at = None
     order.escalation_level = None
     order.escalated_levels = []
-    return _record(
+    return record_transition(
         order,
         "reopened",
         S.REOPENED,
@@ -404,7 +416,7 @@ def escalate(
     unit_level, unit = escalation_unit(order, level)
     order.escalation_level = level
     order.escalated_levels.append(level)
-    return _record(
+    return record_transition(
         order,
         "escalated",
         order.state,

@@ -49,6 +49,7 @@ class WorkOrderState(StrEnum):
     EXTENDED = "extended"  # 延期
     FALSE_POSITIVE = "false_positive"
     REOPENED = "reopened"  # 复发
+    MERGED = "merged"  # 并单: folded into an older order of the same problem (terminal)
 
 
 class Action(StrEnum):

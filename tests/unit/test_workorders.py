@@ -24,6 +24,7 @@ from citywatch.workorder.lifecycle import (
     apply,
     open_work_order,
 )
+from citywatch.workorder.merge import fold_into
 from citywatch.workorder.priority import Routing
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -97,6 +98,9 @@ def order_in(state: WorkOrderState) -> WorkOrder:
     if state is S.REPORTED:
         return new_order(auto_file=False)
     order = new_order()
+    if state is S.MERGED:  # no action leads there: late data folds it into an older order
+        fold_into(order, new_order(id="wo-0"), time=minutes(1))
+        return order
     for step, (action, args) in enumerate(PATHS[state], start=1):
         apply(order, action, actor="op", time=minutes(step), **args)
     assert order.state is state
@@ -383,6 +387,7 @@ ALLOWED = {
     S.CLOSED: ["reopen"],
     S.FALSE_POSITIVE: ["reopen"],
     S.REOPENED: ["file", "dispatch", "mark_false_positive", "escalate"],
+    S.MERGED: [],  # 并单: folded into an older order of the same problem, terminal
 }
 
 
