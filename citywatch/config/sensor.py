@@ -46,6 +46,13 @@ class LevelPolicy(ConfigModel):
         default=timedelta(seconds=30),
         description="a level must hold this long before it is reported (both ways)",
     )
+    update_every: Duration | None = Field(
+        default=timedelta(minutes=15),
+        gt=timedelta(0),
+        description="while water holds at a level, repeat it as an update this often, so the"
+        " work order never ages out while the road is flooded (keep it under the waterlogging"
+        " dedup window); null: only level changes are sent",
+    )
 
     @model_validator(mode="after")
     def _levels_ascend(self) -> LevelPolicy:

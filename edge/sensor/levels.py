@@ -102,6 +102,23 @@ class LevelTracker:
         """The last filtered depth, or ``None`` before the first reading."""
         return self._depth_cm
 
+    def holding(self, time: datetime) -> LevelChange | None:
+        """The confirmed level again, as an update at ``time`` (a sustained flood: nothing
+        changed, but the stream must hear that it is still there); ``None`` while dry."""
+        if self._index == _DRY or self._depth_cm is None:
+            return None
+        name = self._name(self._index)
+        peak_cm = self._depth_cm if self._peak_cm is None else self._peak_cm
+        return LevelChange(
+            phase="update",
+            level=name,
+            previous=name,
+            depth_cm=self._depth_cm,
+            peak_depth_cm=peak_cm,
+            time=time,
+            since=time,
+        )
+
     def observe(
         self, time: datetime, depth_cm: float, *, since: datetime | None = None
     ) -> LevelChange | None:

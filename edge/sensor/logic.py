@@ -8,7 +8,9 @@ does not add to ``min_duration``); telemetry goes out at its own interval, carry
 sample since the last one when ``telemetry_every_sample`` is set. Silence is checked by
 :meth:`tick`. The output is the list of messages to publish, in the order they were
 decided; times are the readings' own, so a replay of recorded readings yields the same
-messages with the same ids.
+messages with the same ids. While the water holds at a level the level is repeated as an
+update every ``update_every`` (a flood held for hours at "closure" is still a flood: its
+work order must not age out for want of messages).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class SensorLogic:
         self._next_telemetry: datetime | None = None
         self._held: list[Reading] = []
         """Samples since the last telemetry message (``telemetry_every_sample``)."""
+        self._update_every = policy.update_every
+        self._level_sent_at: datetime | None = None
+        """When the flooding episode's last alert went out (for ``update_every``)."""
 
     def observe(self, reading: WaterReading) -> list[Message]:
         """Take one reading; return the messages it causes, in order."""
@@ -92,7 +97,10 @@ class SensorLogic:
                 self.rate.reset()
             self.filtered_depth_cm = filtered
             level_change = self.tracker.observe(time, filtered, since=centre)
+            if level_change is None and self._refresh_due(time):
+                level_change = self.tracker.holding(time)
             if level_change is not None:
+                self._level_sent_at = time
                 out.append(self.alerts.alert_for(level_change))
             rate_change = self.rate.observe(centre, filtered)
             if rate_change is not None:
@@ -117,6 +125,11 @@ class SensorLogic:
             else:
                 self._held.append(Reading(event_time=time, metrics=message.metrics))
         return out
+
+    def _refresh_due(self, time: datetime) -> bool:
+        """Whether a held level is due to be repeated (``update_every`` since the last)."""
+        every, sent = self._update_every, self._level_sent_at
+        return every is not None and sent is not None and time - sent >= every
 
     def tick(self, now: datetime) -> list[Message]:
         """Check for silence at ``now`` (the shell's clock); return the fault alerts raised."""
