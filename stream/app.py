@@ -23,17 +23,25 @@ This module only wires the worker's parts to Faust; each is built and tested on 
   every database step, retried through outages (:mod:`citywatch.stream.db_retry`).
 - :class:`~citywatch.stream.outbound.Outbound`: receipts and work-order events as records,
   sent and acknowledged by the broker.
-- :mod:`citywatch.stream.timers`: the SLA tick, the relay of people's events, the counters.
+- :mod:`citywatch.stream.timers`: the SLA tick, the relay of people's events, the counters,
+  and the watch that starts the worker again when the Kafka broker lost its log
+  (:class:`~citywatch.stream.timers.BrokerWatch`, :func:`reexec`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from citywatch.config import CitywatchConfig
@@ -43,15 +51,21 @@ from citywatch.stream.alert_handler import AlertHandler
 from citywatch.stream.batch_lane import BatchLane, attach
 from citywatch.stream.deadletter import DeadLetter
 from citywatch.stream.device_data import DeviceDataHandler, upsert_statuses
-from citywatch.stream.faust_transport import StreamApp, kafka_producer, worker_options
+from citywatch.stream.faust_transport import (
+    StreamApp,
+    kafka_producer,
+    worker_options,
+)
 from citywatch.stream.intake import BatchHandler, Intake
+from citywatch.stream.kafka_admin import BrokerProbe
 from citywatch.stream.kafka_batches import Record, send_all
 from citywatch.stream.outbound import Outbound, Send
 from citywatch.stream.processor import AlertProcessor
+from citywatch.stream.readiness import DatabaseHealth
 from citywatch.stream.rejections import Rejections
 from citywatch.stream.settings import StreamSettings
 from citywatch.stream.sink import insert_evidence, insert_telemetry, open_pool
-from citywatch.stream.timers import CounterReport, RelayTimer, SlaTimer
+from citywatch.stream.timers import BrokerWatch, CounterReport, RelayTimer, SlaTimer
 from citywatch.stream.validate import Registry
 from citywatch.stream.worker_db import WorkerDatabase
 
@@ -61,14 +75,37 @@ BATCH_BUFFER = 20000
 TICK_S = 2.0
 RELAY_S = 1.0
 REPORT_S = 30.0
+BROKER_CHECK_S = 2.0
+"""How often the worker asks the Kafka broker whether it still holds the worker's log."""
+
+SEND_RETRY_FIRST_S = 0.2
+SEND_RETRY_MAX_S = 5.0
+"""Backoff of a receipt or event send the broker refused (see :func:`kafka_sender`)."""
+
+log = logging.getLogger(__name__)
 
 
-def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
-    """A Faust app wired to the topics, the registry and the store of one site."""
+def reexec(reason: str) -> None:
+    """Replace this worker process by a fresh start of the same command line (the broker
+    lost its log: see :class:`~citywatch.stream.timers.BrokerWatch`). Nothing is flushed
+    or committed first: what this worker had not acknowledged is read again."""
+    log.warning("restarting the stream worker: %s", reason)
+    logging.shutdown()
+    os.execv(sys.executable, sys.orig_argv)
+
+
+def build_app(
+    config: CitywatchConfig,
+    settings: StreamSettings,
+    on_lost_log: Callable[[str], None] = reexec,
+) -> faust.App:
+    """A Faust app wired to the topics, the registry and the store of one site;
+    ``on_lost_log`` is called when the Kafka broker no longer holds the worker's log."""
     topics = KafkaTopics(settings.topic_prefix)
     counters: Counter[str] = Counter()
     app = StreamApp(
         f"{settings.topic_prefix}-stream",
+        on_lost_log=on_lost_log,
         broker=[f"kafka://{server}" for server in settings.kafka_servers],
         broker_credentials=settings.kafka_security.faust_credentials(),
         **worker_options(
@@ -78,7 +115,11 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
         ),
     )
     processor = AlertProcessor(config)
-    db = WorkerDatabase(open_pool(settings.database_url), processor)
+    db = WorkerDatabase(
+        open_pool(settings.database_url), processor,
+        retry_max_s=config.services.database.retry_max.total_seconds(),
+        health=DatabaseHealth(health_path(settings.data_dir)),
+    )  # fmt: skip
     outbound = Outbound(topics, kafka_sender(app))
     reject = Rejections(dead_letter_sender(raw_topic(app, topics.dead_letters)), outbound, counters)
     intake = partial(Intake, Registry.from_config(config), reject)
@@ -112,7 +153,16 @@ def build_app(config: CitywatchConfig, settings: StreamSettings) -> faust.App:
     app.timer(TICK_S, name="sla_and_quiet_timer")(SlaTimer(db.tick, outbound, counters).run)
     app.timer(RELAY_S, name="relay_peoples_events")(RelayTimer(db.relay, outbound, counters).run)
     app.timer(REPORT_S, name="report_counters")(CounterReport(counters).run)
+    probe = BrokerProbe(settings, list(topics.all()))
+    watch = BrokerWatch(probe.lost_log, on_lost_log)
+    app.timer(BROKER_CHECK_S, name="watch_broker_log")(watch.run)
     return app
+
+
+def health_path(data_dir: Path, pid: int | None = None) -> Path:
+    """Where the worker with ``pid`` (this one by default) reports its database health."""
+    return data_dir / "health" / f"stream-app-{pid or os.getpid()}.json"
+
 
 
 def raw_topic(app: faust.App, name: str) -> faust.TopicT:
@@ -122,13 +172,31 @@ def raw_topic(app: faust.App, name: str) -> faust.TopicT:
     )
 
 
-def kafka_sender(app: faust.App) -> Send:
+def kafka_sender(app: faust.App, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> Send:
     """Sends records through ``app``'s producer as one record batch per partition and
     waits for the broker's acks (the producer is looked up at each send: it starts with the
-    worker)."""
+    worker).
+
+    A send the broker refuses is sent again, with backoff, until it is acknowledged: the
+    receipts and events of a batch are sent after its transaction committed, so a failure
+    here is the broker's (restarting, a topic just recreated: Tansu answers UnknownError
+    then), never the records'; raising would dead-letter alerts that are stored. Receipts
+    and events have stable ids, so a resend of what was acked already changes nothing.
+    """
 
     async def send(records: Sequence[Record]) -> None:
-        await send_all(kafka_producer(app), records)
+        delay = SEND_RETRY_FIRST_S
+        while True:
+            try:
+                await send_all(kafka_producer(app), records)
+                return
+            except KafkaError as exc:
+                log.warning(
+                    "Kafka refused %d receipts and events (%r); sending them again in %.1fs",
+                    len(records), exc, delay,
+                )  # fmt: skip
+                await sleep(delay)
+                delay = min(delay * 2, SEND_RETRY_MAX_S)
 
     return send
 

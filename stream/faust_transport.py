@@ -1,6 +1,6 @@
 """Faust's Kafka transport, tuned for a worker that must keep up with a city's alerts.
 
-Three changes, all inside the transport:
+Four changes, all inside the transport:
 
 **Fetch wait.** Faust creates its worker consumer with ``fetch_max_wait_ms=1500`` and no
 setting to change it. Tansu answers a fetch that finds nothing new only when that wait runs
@@ -22,12 +22,17 @@ stopped flow (:func:`_finish`). Offsets, gaps and commits are tracked as Faust d
 **Batch lanes.** Records of a topic that has a :class:`~citywatch.stream.batch_lane.BatchLane`
 skip the conductor and go straight into the lane's buffer, tracked as unacknowledged like
 any record an agent takes (see that module for why and for what Faust still does).
+
+**A log that started again.** A record fetched below the committed offset means the
+broker lost its log (:func:`log_went_back`); Faust would skip such records silently, so
+the app's ``on_lost_log`` is told (the worker then starts again, see
+:class:`citywatch.stream.timers.BrokerWatch`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +137,7 @@ class _Consumer(faust_aiokafka.Consumer):
                         since_yield = 0
                     offset, last = message.offset, read_offset[tp]
                     if last is not None and offset < last:
+                        self._check_log_went_back(tp, offset)
                         continue  # fetched again after a seek: already delivered
                     if last and offset - last > 1 and acks_enabled_for(message.topic):
                         await self._add_gap(tp, last + 1, offset)
@@ -158,6 +164,33 @@ class _Consumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+
+    def _check_log_went_back(self, tp: Any, offset: int) -> None:
+        """A record below the committed offset: the broker's log restarted (see
+        :func:`log_went_back`); the app's ``on_lost_log`` is told once."""
+        reason = log_went_back(tp, offset, self._committed_offset.get(tp))
+        app: Any = self.app
+        if reason is not None and not getattr(app, "lost_log_reported", True):
+            app.lost_log_reported = True
+            app.on_lost_log(reason)
+
+
+def log_went_back(tp: Any, offset: int, committed: int | None) -> str | None:
+    """Why a record at ``offset`` of ``tp`` means the broker lost its log, or None.
+
+    Faust seeks a partition to its committed offset (the next to read), so every record
+    it fetches again lies at or after it. One before it was never delivered by a broker
+    that kept its log: the log started again (a broker that lost its storage, a topic
+    deleted and recreated), and Faust, which skips records below the last it delivered,
+    would drop the new log's records silently until it grew past that offset.
+    """
+    if committed is None or offset >= committed:
+        return None
+    return (
+        f"{tp.topic}[{tp.partition}] delivered offset {offset}, before the committed"
+        f" {committed}: the Kafka log started again"
+    )
 
 
 class _Transport(faust_aiokafka.Transport):
@@ -202,9 +235,14 @@ class StreamApp(faust.App):
     """A Faust app with this module's transport (see the module docstring) and batch lanes
     (:mod:`citywatch.stream.batch_lane`), by topic name."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, on_lost_log: Callable[[str], None] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.batch_lanes: dict[str, BatchLane] = {}
+        self.on_lost_log = on_lost_log
+        self.lost_log_reported = on_lost_log is None  # nobody to tell: never report
 
     def _new_transport(self) -> TransportT:
         return _Transport(self.conf.broker_consumer, self)
+

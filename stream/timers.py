@@ -1,5 +1,5 @@
-"""The stream worker's periodic work: the SLA tick, the relay of people's work-order events
-and the counters' report, each run by a Faust timer.
+"""The stream worker's periodic work: the SLA tick, the relay of people's work-order events,
+the counters' report and the watch on the Kafka broker's log, each run by a Faust timer.
 
 A Faust timer whose function raises stops for good, so each of these catches everything
 but cancellation, logs it and tries again at its next interval; a database outage does not
@@ -71,3 +71,36 @@ class CounterReport:
     async def run(self) -> None:
         if self.counters:
             log.info("stream counters: %s", dict(self.counters))
+
+
+class BrokerWatch:
+    """Notices that the Kafka broker lost the worker's log (restarted empty, lost a topic)
+    and starts the worker again from what the broker holds now.
+
+    Why a new start and not a repair in place: such a worker's consumer positions, its
+    group's committed offsets, its producer's metadata and Faust's own offset bookkeeping
+    (which skips records below the last offset it delivered, and never commits below the
+    last it committed) all describe a log that is gone. A fresh start recreates the topics,
+    joins the group anew, reads the new log from its start and rebuilds its producer;
+    nothing is lost, because what was not stored is sent again by its gateway (no receipt)
+    and the database decides what is new. ``lost_log`` says why (or None); ``restart`` is
+    called with the reason (the app's is :func:`~citywatch.stream.app.reexec`).
+    """
+
+    def __init__(
+        self, lost_log: Callable[[], Awaitable[str | None]], restart: Callable[[str], None]
+    ) -> None:
+        self.lost_log, self.restart = lost_log, restart
+        self.failures = 0
+
+    async def run(self) -> None:
+        """One check; never raises (a broker that is down is asked again next time)."""
+        try:
+            reason = await self.lost_log()
+        except Exception as exc:  # the broker is down or starting: the next tick asks again
+            self.failures += 1
+            log.warning("cannot ask the Kafka broker about its log yet: %s", exc)
+            return
+        if reason is not None:
+            log.error("%s: starting the worker again from what the broker holds now", reason)
+            self.restart(reason)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import TypeVar
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -27,12 +28,14 @@ from citywatch.stream.center_relay import relay_once
 from citywatch.stream.clock import Clock, utc_now
 from citywatch.stream.db_retry import RETRY_FIRST_S, RETRY_MAX_S, DatabaseRetry
 from citywatch.stream.processor import AlertProcessor, Outcome
-from citywatch.stream.readiness import Readiness
+from citywatch.stream.readiness import DatabaseHealth, Readiness
 from citywatch.stream.sink import AlertRow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 POOL_OPEN_TIMEOUT_S = 30.0
+OUTAGES = (psycopg.OperationalError, psycopg.errors.AdminShutdown)
+"""What :class:`DatabaseRetry` retries as an outage, and :class:`DatabaseHealth` reports."""
 
 
 class WorkerDatabase:
@@ -50,10 +53,14 @@ class WorkerDatabase:
         clock: Clock = utc_now,
         retry_first_s: float = RETRY_FIRST_S,
         retry_max_s: float = RETRY_MAX_S,
+        health: DatabaseHealth | None = None,
     ) -> None:
         self.pool, self.processor, self.clock = pool, processor, clock
+        self.health = health
         self.state_lock = asyncio.Lock()  # the processor's state: the alert lane and the tick
         self._pool_open = False
+        self._pool_failed = False  # an outage since the pool was opened
+        self._reopen_timeout_s = min(POOL_OPEN_TIMEOUT_S, max(1.0, retry_max_s))
         self.readiness = Readiness(self._rebuild)
         self.retry = DatabaseRetry(
             self.readiness.ensure, self.readiness.invalidate, first_delay_s=retry_first_s,
@@ -61,13 +68,50 @@ class WorkerDatabase:
         )  # fmt: skip
 
     async def _rebuild(self) -> None:
-        """Open the pool (the first time) and read the processor's state from the database."""
-        if not self._pool_open:
-            await self.pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT_S)
-            self._pool_open = True
-        async with self.state_lock, self.pool.connection() as conn:
-            restored = await self.processor.restore(conn, self.clock())
+        """Open the pool (the first time, or a new one after an outage) and read the
+        processor's state from the database."""
+        async with self._reporting():
+            if self._pool_failed:
+                await self._replace_pool()
+            if not self._pool_open:
+                first = self.readiness.rebuilds == 0
+                timeout = POOL_OPEN_TIMEOUT_S if first else self._reopen_timeout_s
+                await self.pool.open(wait=True, timeout=timeout)
+                self._pool_open = True
+            async with self.state_lock, self.pool.connection() as conn:
+                restored = await self.processor.restore(conn, self.clock())
         log.info("restored %d work orders and their dedup state from the database", restored)
+
+    async def _replace_pool(self) -> None:
+        """A new pool for the old one, after an outage: the old pool's own reconnection
+        doubles its wait without a cap (psycopg_pool's ``AttemptWithBackoff``: 1, 2, 4, …
+        32 s after half a minute down) and stops after ``reconnect_timeout``, so after a
+        long outage it would reach a database that is back only much later, or never. A new
+        pool connects at once; the retry's own backoff (capped) paces the attempts."""
+        old = self.pool
+        self.pool = AsyncConnectionPool(
+            old.conninfo, kwargs=old.kwargs, min_size=old.min_size, max_size=old.max_size,
+            open=False,
+        )  # fmt: skip
+        self._pool_open = self._pool_failed = False
+        try:
+            await old.close(timeout=1.0)
+        except Exception as exc:  # the old pool's connections are dead anyway
+            log.debug("closing the pool replaced after an outage: %s", exc)
+
+    @asynccontextmanager
+    async def _reporting(self) -> AsyncIterator[None]:
+        """Tell :attr:`health` whether the database answered the enclosed step, and
+        remember an outage (the next rebuild replaces the pool)."""
+        try:
+            yield
+        except OUTAGES as exc:
+            self._pool_failed = True
+            if self.health is not None:
+                self.health.unreachable(exc)
+            raise
+        if self.health is not None:
+            self.health.reached()
 
     async def store_alerts(self, rows: Sequence[AlertRow]) -> Outcome:
         """The alert lane's store step: ``rows`` stored and folded into work orders."""
@@ -108,7 +152,7 @@ class WorkerDatabase:
         lock: AbstractAsyncContextManager[object] = self.state_lock if state else nullcontext()
 
         async def step() -> T:
-            async with lock, self.pool.connection() as conn, conn.transaction():
+            async with self._reporting(), lock, self.pool.connection() as conn, conn.transaction():
                 return await work(conn)
 
         return await self.retry.run(what, step)

@@ -169,6 +169,33 @@ def stack_down(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) 
     console.print("[green]✓[/] embedded stack stopped")
 
 
+@stack_app.command("supervise")
+def stack_supervise(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    data_dir: DataDirOpt = None,
+    interval: Annotated[
+        float, typer.Option(help="Seconds between two checks that every service runs.", min=0.1)
+    ] = 2.0,
+) -> None:
+    """Keep the embedded stack running: start again, on its port and data, any service that
+    crashed (not one stopped by `stack down`). Runs until interrupted."""
+    import logging
+    import signal
+    import threading
+
+    from citywatch.stack.endpoints import data_dir_of, embedded_stack
+    from citywatch.stack.supervisor import Supervisor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = load_config_or_exit(config)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    supervisor = Supervisor(embedded_stack(cfg, data_dir_of(cfg, data_dir)), interval_s=interval)
+    console.print(f"supervising the embedded stack (a check every {interval:g} s)")
+    supervisor.run(stop)
+
+
 def _print_stack(info: object) -> None:
     table = Table(title=f"embedded stack in {info.data_dir}")  # type: ignore[attr-defined]
     for column in ("service", "state", "url", "pid", "version", "log"):

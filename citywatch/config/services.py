@@ -63,6 +63,16 @@ class MqttService(ConfigModel):
         username="citywatch-center", password="secret:mqtt-center"
     )
     share_group: str = Field(default="citywatch-bridge", description="$share group of the bridges")
+    max_queued_messages: int = Field(
+        default=1_000_000,
+        ge=1,
+        title="Embedded broker queue limit",
+        description=(
+            "QoS 1 messages the embedded Mosquitto queues for one offline or slow client (a"
+            " stopped bridge's persistent session) before it drops new ones; what it drops,"
+            " each gateway's outbox sends again until its receipt comes"
+        ),
+    )
 
     @property
     def uses_tls(self) -> bool:
@@ -200,6 +210,15 @@ class DatabaseService(ConfigModel):
         default=None, description="CA file for sslmode verify-ca/verify-full (libpq sslrootcert)"
     )
     timescale: TimescalePolicies = TimescalePolicies()
+    retry_max: Duration = Field(
+        default=timedelta(seconds=30),
+        ge=timedelta(milliseconds=100),
+        title="Longest wait between database retries",
+        description=(
+            "the stream worker retries a database step through an outage, doubling its wait"
+            " from 0.5 s up to this; a shorter cap resumes sooner after a long outage"
+        ),
+    )
 
     @model_validator(mode="after")
     def _ssl_is_consistent(self) -> DatabaseService:

@@ -156,7 +156,11 @@ def embedded_stack(config: CitywatchConfig, data_dir: Path) -> EmbeddedStack:
         EmbeddedCa.of_stack(data_dir / "stack").ensure(
             [gateway.username for gateway in config.devices.gateways]
         )
-    return EmbeddedStack(data_dir / "stack", mqtt_accounts(config, secrets_dir))
+    return EmbeddedStack(
+        data_dir / "stack",
+        mqtt_accounts(config, secrets_dir),
+        mqtt_max_queued=config.services.mqtt.max_queued_messages,
+    )
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from citywatch.stack.accounts import (
 from citywatch.stack.amqtt_broker import AmqttService
 from citywatch.stack.errors import StackError
 from citywatch.stack.info import SERVICE_NAMES, ServiceInfo, StackInfo, stack_info
-from citywatch.stack.mosquitto import MosquittoService
+from citywatch.stack.mosquitto import DEFAULT_MAX_QUEUED, MosquittoService
 from citywatch.stack.ports import LOOPBACK, choose_port, pick_free_port
 from citywatch.stack.postgres import PostgresService
 from citywatch.stack.processes import ProcessRecord
@@ -93,12 +93,19 @@ class EmbeddedStack:
     """The local stack whose files, logs and state live in `data_dir`.
 
     `accounts` are the MQTT logins the broker accepts after `up()` (besides the launcher's
-    own `citywatch-health` account, which may connect but not publish or subscribe).
+    own `citywatch-health` account, which may connect but not publish or subscribe);
+    `mqtt_max_queued` the messages Mosquitto queues per client before it drops.
     """
 
-    def __init__(self, data_dir: Path, accounts: Sequence[MqttAccount] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        accounts: Sequence[MqttAccount] = (),
+        mqtt_max_queued: int = DEFAULT_MAX_QUEUED,
+    ) -> None:
         self.data_dir = Path(data_dir).expanduser().absolute()
         self._accounts = self._validated(accounts)
+        self._mqtt_max_queued = mqtt_max_queued
 
     # -- public API -------------------------------------------------------------------------
 
@@ -141,6 +148,19 @@ class EmbeddedStack:
             return None
         st = state.load(self.data_dir)
         return stack_info(self.data_dir, st) if st is not None else None
+
+    def crashed(self) -> list[str]:
+        """The services started here and not stopped by `down` whose process is gone."""
+        if not (self.data_dir / state.STATE_FILE).exists():
+            return []
+        st = state.load(self.data_dir)
+        if st is None:
+            return []
+        return [
+            name
+            for name, svc in st.services.items()
+            if svc.process is not None and not processes.is_alive(svc.process)
+        ]
 
     def down(self, timeout_s: float = 20.0) -> None:
         """Stop every service and make sure no process of the stack is left.
@@ -223,6 +243,9 @@ class EmbeddedStack:
         if processes.is_alive(svc.process):
             return True
         log.warning("%s (pid %s) is no longer running", name, svc.process.pid)
+        # A crashed PostgreSQL leaves its backends, which hold the shared memory a new
+        # postmaster refuses to start beside; they belong to the dead service's session.
+        processes.kill_orphans(name, svc.process)
         svc.process = None
         return False
 
@@ -237,7 +260,9 @@ class EmbeddedStack:
             broker = binaries.choose_mqtt_broker()
         if broker.kind == "amqtt":
             return AmqttService(self.data_dir, broker.program, None, st.health_password)
-        return MosquittoService(self.data_dir, broker.program, users.mqtt, st.health_password)
+        return MosquittoService(
+            self.data_dir, broker.program, users.mqtt, st.health_password, self._mqtt_max_queued
+        )
 
     def _services(
         self, st: state.StackState, users: ServiceUsers, mqtt: Service

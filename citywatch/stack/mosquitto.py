@@ -39,6 +39,8 @@ from citywatch.stack.tls import EmbeddedCa, Listeners
 log = logging.getLogger(__name__)
 
 _CONNECT_TIMEOUT_S = 1.0  # per attempt; the launcher retries until its deadline
+DEFAULT_MAX_QUEUED = 1_000_000
+"""QoS 1 messages queued per client (a bridge that falls behind, or is stopped)."""
 
 
 class MosquittoService:
@@ -49,8 +51,14 @@ class MosquittoService:
     stop_grace_s = 10.0
 
     def __init__(
-        self, data_dir: Path, program: Path, run_as: ServiceUser | None, health_password: str
+        self,
+        data_dir: Path,
+        program: Path,
+        run_as: ServiceUser | None,
+        health_password: str,
+        max_queued_messages: int = DEFAULT_MAX_QUEUED,
     ) -> None:
+        self.max_queued_messages = max_queued_messages
         self.program = program
         self.run_as = run_as
         self.health_password = health_password
@@ -90,7 +98,7 @@ class MosquittoService:
             # The defaults (1000 queued, 20 in flight per client) drop QoS 1 messages for
             # a bridge that falls behind during a burst; the gateways' outboxes would
             # resend them, but the broker should not be the bottleneck of a city.
-            "max_queued_messages 1000000",
+            f"max_queued_messages {self.max_queued_messages}",
             "max_queued_bytes 0",
             "max_inflight_messages 1000",
             "autosave_interval 60",

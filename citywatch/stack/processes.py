@@ -276,6 +276,18 @@ def _kill_session_leftovers(name: str, record: ProcessRecord) -> None:
         time.sleep(_POLL_S)
 
 
+def kill_orphans(name: str, record: ProcessRecord) -> None:
+    """SIGKILL what is left in the session of a service whose leader died (a PostgreSQL
+    postmaster killed with SIGKILL leaves its backends). Only while the leader's pid is
+    free or held by its zombie: Linux does not give a pid to a new process while a session
+    still carries it, so the members found are the dead service's, never another program's."""
+    _reap(record.pid)
+    fields = _stat_fields(record.pid)
+    if fields is not None and fields[0] not in ("Z", "X"):
+        return  # the pid runs a process again: its session is not ours to judge
+    _kill_session_leftovers(name, record)
+
+
 def unreachable_ancestor(path: Path, user: ServiceUser) -> Path | None:
     """The first directory on the way to `path` that `user` may not enter, or None.
 
