@@ -228,6 +228,13 @@ class CameraSource(ConfigModel):
         description="wall: a frame's time is when it was read; recording: a synthetic scene's"
         " own start time plus video time (evaluation of schedules, replays of a labelled scene)",
     )
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        default="tcp",
+        title="RTSP transport",
+        description="how RTP travels from an rtsp:// camera: tcp (interleaved on the RTSP"
+        " connection: no packet loss, what replay of the same video sees) or udp (FFmpeg's"
+        " default: lower latency, but lost packets smear and drop frames on a busy link)",
+    )
     read_ahead: int = Field(
         default=2,
         ge=0,

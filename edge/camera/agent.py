@@ -113,7 +113,11 @@ class CameraWorker:
         self.detector = detector
         self.stats = CameraStats()
         self.source = ReconnectingSource(
-            VideoSource(camera.source.url, detect_fps=camera.source.detect_fps),
+            VideoSource(
+                camera.source.url,
+                detect_fps=camera.source.detect_fps,
+                rtsp_transport=camera.source.rtsp_transport,
+            ),
             camera_id=camera.id,
             stop=gateway.stop,
             loop=camera.source.loop,

@@ -4,7 +4,12 @@ A camera sends 25 frames a second; the detector wants maybe 5. Frames in between
 skipped with ``grab()`` (demuxed and decoded, but never converted to BGR nor copied) and
 only used ones are ``retrieve()``-d. Every frame carries ``pts_s``: for files and other
 clocked sources, video time (frame index / frame rate), so a replay is exact; for live
-streams, monotonic seconds since the source first opened, continuing across reconnects.
+streams, seconds since the source first opened, continuing across reconnects: within one
+connection an RTSP stream's own timestamps (so a frame that arrives late or in a burst keeps
+the time it was filmed, as in a replay of the recording), the wall clock across the gap of
+a reconnect and for streams without real timestamps (HTTP MJPEG). RTSP runs over TCP by
+default (``rtsp_transport``): FFmpeg's default UDP loses packets on a busy link and
+smears or drops frames.
 
 This module opens and reads; it does not retry. A live source that drops raises
 :class:`StreamLost` and the reconnect policy (backoff, logging per outage) lives with the
@@ -17,13 +22,16 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, Literal, NoReturn, Protocol
 from urllib.parse import unquote, urlsplit
 
 import cv2
@@ -55,6 +63,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"})
+RtspTransport = Literal["tcp", "udp"]
+STREAM_CLOCK_SLIP_S = 5.0
+"""A live stream whose timestamps run this far from the wall clock is re-based on it (the
+camera's clock jumped, or it restarted its stream)."""
+_TIMESTAMPED = frozenset({"rtsp", "rtsps"})
+"""Live schemes whose frames carry the camera's timestamps (RTP); FFmpeg makes up those of
+an HTTP MJPEG stream from a frame count at an assumed rate, so those run on the wall clock."""
+_FFMPEG_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_OPEN_LOCK = threading.Lock()
+"""OpenCV reads FFmpeg's options from the environment at each open: one open at a time."""
 TRUNCATION_TOLERANCE = 0.05
 """A file may end this share of its declared frame count early (counts are estimates)."""
 
@@ -201,6 +219,30 @@ class SourceStats:
     """``time.monotonic()`` when the last frame was delivered: a stalled source shows here."""
 
 
+class _StreamClock:
+    """Live ``pts``: the stream's timestamps within a connection, laid on the wall clock
+    where the connection's first frame arrived; the wall clock when there are none."""
+
+    def __init__(self) -> None:
+        self._base: tuple[float, float] | None = None  # (wall s, stream ms) of the first frame
+
+    def rebase(self) -> None:
+        self._base = None
+
+    def pts(self, wall_s: float, stream_ms: float) -> float:
+        if not math.isfinite(stream_ms) or stream_ms <= 0:
+            self._base = None
+            return wall_s
+        if self._base is None:
+            self._base = (wall_s, stream_ms)
+            return wall_s
+        pts_s = self._base[0] + (stream_ms - self._base[1]) / 1000
+        if abs(pts_s - wall_s) > STREAM_CLOCK_SLIP_S:
+            self._base = (wall_s, stream_ms)
+            return wall_s
+        return pts_s
+
+
 @dataclass(frozen=True, slots=True)
 class _Timing:
     fps: float
@@ -239,6 +281,7 @@ class VideoSource:
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        rtsp_transport: RtspTransport = "tcp",
     ) -> None:
         if detect_fps is not None and not detect_fps > 0:
             raise ValueError(f"detect_fps must be positive, got {detect_fps}")
@@ -256,6 +299,8 @@ class VideoSource:
         self._pts_offset_s = 0.0  # file: video time at which this open starts
         self._last_pts_s: float | None = None
         self._cadence = DetectionCadence(detect_fps)
+        self.rtsp_transport = rtsp_transport
+        self._stream_clock = _StreamClock()
 
     @property
     def url(self) -> str:
@@ -285,6 +330,7 @@ class VideoSource:
         self._capture = capture
         self._timing = _Timing(fps, declared_frames)
         if self.is_live:
+            self._stream_clock.rebase()
             if self._origin_s is None:
                 self._origin_s = self._clock()
             else:
@@ -331,7 +377,7 @@ class VideoSource:
             index = self._next_index
             self._next_index += 1
             self.stats.frames_read += 1
-            pts_s = self._pts(index)
+            pts_s = self._pts(index, capture)
             self._last_pts_s = pts_s
             if not self._due(pts_s):
                 self.stats.frames_skipped += 1
@@ -361,7 +407,7 @@ class VideoSource:
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             round(self.read_timeout_s * 1000),
         ]
-        capture = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params)
+        capture = self._ffmpeg_capture(spec.target, params)
         if capture.isOpened():
             return capture
         capture.release()
@@ -377,10 +423,32 @@ class VideoSource:
             " the camera is powered and reachable, and the URL, path and credentials"
         )
 
-    def _pts(self, index: int) -> float:
+    def _ffmpeg_capture(self, target: str, params: list[int]) -> Capture:
+        """Open ``target`` with FFmpeg, RTSP over ``rtsp_transport`` (options the user set
+        in the environment kept, and kept first)."""
+        if self.spec.scheme not in ("rtsp", "rtsps"):
+            return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+        with _OPEN_LOCK:
+            before = os.environ.get(_FFMPEG_OPTIONS)
+            if before is None or "rtsp_transport" not in before:
+                ours = f"rtsp_transport;{self.rtsp_transport}"
+                os.environ[_FFMPEG_OPTIONS] = f"{before}|{ours}" if before else ours
+            try:
+                return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+            finally:
+                if before is None:
+                    os.environ.pop(_FFMPEG_OPTIONS, None)
+                else:
+                    os.environ[_FFMPEG_OPTIONS] = before
+
+    def _pts(self, index: int, capture: Capture) -> float:
         if self.is_live:
             assert self._origin_s is not None
-            pts_s = self._clock() - self._origin_s
+            wall_s = self._clock() - self._origin_s
+            pts_s = wall_s
+            if self.spec.scheme in _TIMESTAMPED:
+                stream_ms = float(capture.get(cv2.CAP_PROP_POS_MSEC))
+                pts_s = self._stream_clock.pts(wall_s, stream_ms)
         else:
             pts_s = self._pts_offset_s + (index - self._opened_at_index) * self._frame_period_s()
         if self._last_pts_s is not None and pts_s <= self._last_pts_s:
