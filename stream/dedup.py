@@ -269,8 +269,9 @@ class DedupEngine:
                     continue
                 else:
                     closed_ts = deadline  # due: closed by event time
-            else:
-                closed_ts = slot.closed_ts
+            else:  # closed: a straggler inside its life joins it, later ones recur on it
+                end = slot.end_ts()
+                closed_ts = NEVER if t < end else end
                 if t > closed_ts + reopen:
                     continue
             dist = 0.0 if by_device else distance_m(lat, lon, slot.lat, slot.lon)

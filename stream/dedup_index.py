@@ -201,6 +201,7 @@ class KindRules:
         "by_device",
         "closed",
         "devices",
+        "fold_reach_s",
         "open",
         "policy",
         "quiet_s",
@@ -215,6 +216,9 @@ class KindRules:
         self.window_s = policy.window.total_seconds()
         self.quiet_s = policy.quiet.total_seconds()
         self.reopen_s = policy.reopen.total_seconds()
+        # How long after an incident's end another at its place is still the same problem
+        # (a recurrence that reopens it; none when a recurrence is a new linked order).
+        self.fold_reach_s = self.reopen_s if policy.recurrence == "reopen" else 0.0
         # A device fault is about the device, never about a place shared with others.
         self.by_device = kind is AlertKind.DEVICE_FAULT
         self.open = CellGrid(policy.radius_m)
@@ -223,9 +227,9 @@ class KindRules:
 
 
 def overlapping(slot: Slot, t: float, moved_back: bool) -> Slot | None:
-    """The oldest other incident of the kind within reach of ``slot`` whose life
-    overlaps it (one opened before the other's end) and that opened after ``t`` unless
-    ``moved_back``, if any."""
+    """The oldest other incident of the kind within reach of ``slot`` that is the same
+    problem — one opened before the other's end, or within ``reopen`` after it when a
+    recurrence reopens — and that opened after ``t`` unless ``moved_back``, if any."""
     rules = slot.rules
     candidates: list[Slot] = []
     if slot.device is not None:
@@ -245,6 +249,6 @@ def overlapping(slot: Slot, t: float, moved_back: bool) -> Slot | None:
         ):
             continue
         first, then = (slot, other) if slot.opened_ts <= other.opened_ts else (other, slot)
-        if then.opened_ts < first.end_ts():
+        if then.opened_ts < first.end_ts() + rules.fold_reach_s:
             found = other
     return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given, settings
@@ -175,25 +175,34 @@ def test_merging_depends_on_the_kinds_radius(
 
 
 @pytest.mark.parametrize(
-    ("second_at_min", "merged", "reopened"),
+    ("second_at_min", "recurrence", "outcome"),
     [
-        (-39, True, False),  # its own episode (window + quiet = 40 min) is alive at 0
-        (-41, False, False),
-        (10, True, False),
-        (41, True, False),  # more than the window after the last message: still alive
-        (49, True, False),
-        (51, True, True),  # past the deadline (10 + 30 + 10): a recurrence
+        (-39, "new_linked", "merge"),  # its own episode (window + quiet = 40 min) is alive at 0
+        (-41, "new_linked", "new"),
+        (-41, "reopen", "merge"),  # in order, the later one would be its recurrence
+        (10, "new_linked", "merge"),
+        (41, "new_linked", "merge"),  # more than the window after the last message: alive
+        (49, "new_linked", "merge"),
+        (51, "new_linked", "linked"),  # past the deadline (10 + 30 + 10): a recurrence
+        (51, "reopen", "reopened"),
     ],
 )
 def test_merging_depends_on_the_life_of_the_incident(
-    engine: DedupEngine, second_at_min: float, merged: bool, reopened: bool
+    second_at_min: float, recurrence: Literal["reopen", "new_linked"], outcome: str
 ) -> None:
     """A new episode joins an incident alive at its time (open episode: last + window +
     quiet), whatever the gap since the incident's last message; later it is a recurrence."""
+    policy = DedupPolicy(radius_m=15, window=minutes(30), recurrence=recurrence)
+    engine = DedupEngine({AlertKind.ILLEGAL_PARKING: policy}, lateness=LATENESS)
     feed(engine, [alert("a.0", 0, episode="a"), alert("a.1", 10, episode="a", phase=Phase.UPDATE)])
     result = engine.add(alert("b", second_at_min, device="cam-2"), HOME)
-    assert result.merged is merged
-    assert result.reopened is reopened
+    got = (
+        "reopened" if result.reopened
+        else "merge" if result.merged
+        else "linked" if result.incident.recurrence_of == "inc.a.0"
+        else "new"
+    )  # fmt: skip
+    assert got == outcome
 
 
 def test_alerts_of_another_kind_never_merge(engine: DedupEngine) -> None:

@@ -12,6 +12,8 @@ import random
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from citywatch.config.workflow import DedupPolicy
 from citywatch.contracts import Alert, AlertKind, DeviceKind, Location, Phase
@@ -21,6 +23,12 @@ from tests.unit.test_dedup import HOME, LATENESS, POLICIES, T0, alert, episode, 
 
 WATER: dict[str, object] = {"kind": AlertKind.WATERLOGGING, "device_kind": DeviceKind.SENSOR}
 WATERLOGGING = POLICIES[AlertKind.WATERLOGGING]  # radius 100 m, window 60 min, quiet 20 min
+LINKED = {  # parking as the demo district ships it: a recurrence is a new linked order
+    **POLICIES,
+    AlertKind.ILLEGAL_PARKING: DedupPolicy(
+        radius_m=15, window=minutes(30), recurrence="new_linked"
+    ),
+}
 
 
 def partition(results: list[DedupResult]) -> set[frozenset[str]]:
@@ -102,7 +110,7 @@ def test_a_folded_incident_is_reported_with_its_alerts_and_the_survivor() -> Non
     """The incident late data folds away names the survivor and keeps its alert ids, so the
     caller can move them; it is closed as merged, never deleted."""
     backlog, live = outage_stream()
-    engine = DedupEngine(POLICIES, lateness=LATENESS)
+    engine = DedupEngine(LINKED, lateness=LATENESS)
     for m in live:
         engine.add(m, HOME)
     results = [engine.add(m, HOME) for m in backlog]
@@ -117,13 +125,28 @@ def test_a_folded_incident_is_reported_with_its_alerts_and_the_survivor() -> Non
 
 
 def test_late_data_never_folds_incidents_that_did_not_overlap() -> None:
-    """A backlog that ended before the live incident opened, past its deadline, stays apart."""
-    engine = DedupEngine(POLICIES, lateness=LATENESS)
+    """Under new_linked, a backlog that ended before the live incident opened, past its
+    deadline, stays apart (in order it would have been a new linked order too)."""
+    engine = DedupEngine(LINKED, lateness=LATENESS)
     for m in episode("live", 120, 130, device="cam-live"):
         engine.add(m, HOME)
     results = [engine.add(m, HOME) for m in episode("gw", 0, 5, device="cam-gw")]
     assert not any(r.absorbed for r in results)
     assert len(partition(results)) == 1 and results[0].created
+
+
+def test_under_reopen_a_late_earlier_episode_is_the_same_problem() -> None:
+    """Under reopen, an episode that ended two hours before the live one is its recurrence
+    in order, so arriving late it joins the live incident too."""
+    live, backlog = (
+        episode("live", 120, 130, device="cam-live"),
+        episode("gw", 0, 5, device="cam-gw"),
+    )
+    in_order = DedupEngine(POLICIES, lateness=LATENESS)
+    expected = partition([in_order.add(m, HOME) for m in backlog + live])
+    assert len(expected) == 1
+    engine = DedupEngine(POLICIES, lateness=LATENESS)
+    assert partition([engine.add(m, HOME) for m in live + backlog]) == expected
 
 
 def test_in_order_streams_never_fold() -> None:
@@ -245,3 +268,95 @@ def test_a_shuffled_backlog_gives_the_in_order_partition(seed: int) -> None:
     )
     engine = DedupEngine(POLICIES, lateness=LATENESS)
     assert partition([engine.add(m, HOME) for m in [*live, *shuffled]]) == expected
+
+
+# -- property: arrival order within the lateness bound does not change the partition --------
+
+SPOTS = {"d0": HOME, "d1": HOME, "d2": offset(HOME, east_m=5), "d3": offset(HOME, east_m=200)}
+UPDATE_EVERY_MIN = 10  # under every window: sensors and cameras refresh a held condition
+
+_episodes = st.lists(
+    st.tuples(
+        st.sampled_from(sorted(SPOTS)),  # device
+        st.integers(0, 600),  # start, minutes after T0
+        st.integers(0, 90),  # duration in minutes
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def stream_of(episodes: list[tuple[str, int, int]], kind: AlertKind) -> list[Alert]:
+    """Each episode as start, an update every 10 minutes and end, in event-time order."""
+    messages: list[Alert] = []
+    for n, (device, start, duration) in enumerate(episodes):
+        name = f"{device}.e{n}"
+        times = [*range(start, start + duration, UPDATE_EVERY_MIN), start + duration]
+        for i, at in enumerate(times):
+            phase = Phase.START if i == 0 else Phase.END if i == len(times) - 1 else Phase.UPDATE
+            messages.append(
+                alert(
+                    f"{name}.{i}",
+                    at + i / 1000,
+                    episode=name,
+                    phase=phase,
+                    kind=kind,
+                    device=device,
+                )
+            )
+    return sorted(messages, key=lambda m: (m.event_time, m.id))
+
+
+def live_partition(
+    policies: dict[AlertKind, DedupPolicy], messages: list[Alert], delay_min: dict[str, int]
+) -> set[frozenset[str]]:
+    """The partition the live worker makes when each device's messages arrive ``delay_min``
+    late (in their own order, as a gateway's outbox keeps it); its timer runs on arrival."""
+    arrivals = sorted(
+        messages,
+        key=lambda m: (m.event_time + minutes(delay_min.get(m.device.id, 0)), m.id),
+    )
+    engine = DedupEngine(policies, lateness=LATENESS)
+    results = []
+    for m in arrivals:
+        engine.expire(m.event_time + minutes(delay_min.get(m.device.id, 0)))
+        results.append(engine.add(m, SPOTS[m.device.id]))
+    return partition(results)
+
+
+def coarser_or_equal(fine: set[frozenset[str]], coarse: set[frozenset[str]]) -> bool:
+    """Whether every group of ``fine`` lies inside one group of ``coarse``."""
+    return all(any(group <= big for big in coarse) for group in fine)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    episodes=_episodes,
+    delays=st.dictionaries(st.sampled_from(sorted(SPOTS)), st.integers(0, 240)),
+    kind=st.sampled_from([AlertKind.ILLEGAL_PARKING, AlertKind.WATERLOGGING]),
+)
+def test_gateways_hours_late_give_the_same_work_orders_when_recurrences_reopen(
+    episodes: list[tuple[str, int, int]], delays: dict[str, int], kind: AlertKind
+) -> None:
+    """Gateways delayed by up to four hours (an outage, each keeping its own order): under
+    ``reopen`` the alerts fall into the same work orders as when everything came on time."""
+    policies = {kind: POLICIES[kind].model_copy(update={"recurrence": "reopen"})}
+    messages = stream_of(episodes, kind)
+    assert live_partition(policies, messages, delays) == live_partition(policies, messages, {})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    episodes=_episodes,
+    delays=st.dictionaries(st.sampled_from(sorted(SPOTS)), st.integers(0, 240)),
+    kind=st.sampled_from([AlertKind.ILLEGAL_PARKING, AlertKind.WATERLOGGING]),
+)
+def test_gateways_hours_late_never_split_a_work_order(
+    episodes: list[tuple[str, int, int]], delays: dict[str, int], kind: AlertKind
+) -> None:
+    """Under ``new_linked`` too, late data never splits what came on time as one order (it
+    may join a recurrence whose first alert arrived before the end that closed the order)."""
+    policies = {kind: POLICIES[kind].model_copy(update={"recurrence": "new_linked"})}
+    messages = stream_of(episodes, kind)
+    on_time = live_partition(policies, messages, {})
+    assert coarser_or_equal(on_time, live_partition(policies, messages, delays))
