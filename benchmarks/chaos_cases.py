@@ -91,6 +91,7 @@ def mosquitto_kill9(rig: ChaosRig) -> CaseResult:
     fault_end = rig.wait_service_back("mqtt")
 
     def status_is_online(result: CaseResult) -> None:
+        result.notes.append(f"stored out of send order: {out_of_order(rig, alerts)}")
         state = retained_gateway_status(rig)
         result.notes.append(f"retained gateway status after the restart: {state}")
         if state != "online":
@@ -109,7 +110,12 @@ def partition(rig: ChaosRig, seconds: float = 60.0) -> CaseResult:
     publish_all(session, more, pace_s=seconds / 200)  # half the cut long, into the outbox
     time.sleep(max(0.0, seconds / 2))
     rig.mqtt_proxy.restore()
-    return _finish(rig, f"partition {seconds:g} s", alerts + more, session, time.monotonic())
+
+    def in_order(result: CaseResult) -> None:
+        result.notes.append(f"stored out of send order: {out_of_order(rig, alerts + more)}")
+
+    return _finish(rig, f"partition {seconds:g} s", alerts + more, session, time.monotonic(),
+                   connected_check=in_order)  # fmt: skip
 
 
 def bridge_kill9_before_kafka_ack(rig: ChaosRig) -> CaseResult:
@@ -282,6 +288,25 @@ def stored_count(rig: ChaosRig, ids: list[str]) -> int:
     with psycopg.connect(rig.endpoints.database_url, autocommit=True) as conn:
         row = conn.execute("SELECT count(*) FROM alerts WHERE id = ANY(%s)", (ids,)).fetchone()
     return int(row[0]) if row else 0
+
+
+def out_of_order(rig: ChaosRig, alerts: list) -> int:
+    """How many alerts were stored in an earlier transaction than one sent before them
+    (``received_at`` is the storing transaction's time)."""
+    import psycopg
+
+    ids = [alert.id for alert in alerts]
+    with psycopg.connect(rig.endpoints.database_url, autocommit=True) as conn:
+        stored = dict(
+            conn.execute("SELECT id, received_at FROM alerts WHERE id = ANY(%s)", (ids,)).fetchall()
+        )
+    times = [stored[i] for i in ids if i in stored]
+    latest, behind = None, 0
+    for at in times:
+        if latest is not None and at < latest:
+            behind += 1
+        latest = at if latest is None else max(latest, at)
+    return behind
 
 
 def retained_gateway_status(rig: ChaosRig) -> str | None:

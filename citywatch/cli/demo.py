@@ -77,6 +77,8 @@ def run_demo(
     processes = {
         "stream app": CliProcess(["stream", "app"], logs / "stream-app.log", env),
         "bridge": CliProcess(["stream", "bridge"], logs / "bridge.log", env),
+        # Starts a crashed Mosquitto, Tansu or PostgreSQL again (stopped before the stack).
+        "stack supervisor": CliProcess(["stack", "supervise"], logs / "stack-supervisor.log", env),
     }
     console.print(f"[green]✓[/] started the Faust app and the bridge (logs in {logs})")
     center_url, login = _start_center(config, root, env, logs, processes)
