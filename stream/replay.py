@@ -14,8 +14,9 @@ import argparse
 import heapq
 import json
 import logging
+import random
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -163,10 +164,15 @@ class DedupRun:
 
 
 def dedup_stream(
-    config: CitywatchConfig, arrivals: Iterable[Alert], lateness: timedelta = DEFAULT_LATENESS
+    config: CitywatchConfig,
+    arrivals: Iterable[Alert],
+    lateness: timedelta = DEFAULT_LATENESS,
+    delays: Mapping[str, timedelta] | None = None,
 ) -> DedupRun:
     """Run the live app's dedup over alerts in arrival order: released in event-time order
-    within ``lateness``, the timer on event time, late data folded as the live worker does."""
+    within ``lateness``, late data folded as the live worker does, the timer at each alert's
+    arrival (its event time, plus its device's delay from ``delays`` by device id)."""
+    delay_of = delays or {}
     engine = DedupEngine(config.workflow.dedup, lateness)
     placements = config.placements()
     buffer = ReorderBuffer(lateness)
@@ -174,8 +180,8 @@ def dedup_stream(
     latest: datetime | None = None
 
     def feed(alert: Alert) -> None:
-        # The live app's timer, on event time: close what ended before this alert.
-        engine.expire(alert.event_time + lateness)
+        # The live app's timer, at arrival: close what ended before this alert came.
+        engine.expire(alert.event_time + delay_of.get(alert.device.id, timedelta(0)) + lateness)
         position = alert_position(alert, placements)
         run.unpositioned += position is None
         result = engine.add(alert, position)
@@ -241,6 +247,90 @@ def replay(
     return summary
 
 
+@dataclass(frozen=True)
+class OrderCheck:
+    """Whether one arrival order of a file's alerts gives the work orders of event-time order."""
+
+    in_order: int  # work orders when every alert arrives at its event time
+    perturbed: int  # work orders in the arrival order checked
+    split: int  # in-order work orders whose alerts ended in more than one
+    joined: int  # work orders that hold alerts of more than one in-order work order
+
+    @property
+    def same(self) -> bool:
+        return self.split == 0 and self.joined == 0
+
+
+def arrival_order(
+    alerts: Sequence[Alert],
+    *,
+    seed: int | None = None,
+    within: timedelta = DEFAULT_LATENESS,
+    delays: Mapping[str, timedelta] | None = None,
+) -> list[Alert]:
+    """The alerts as they might arrive: each device's delayed by ``delays`` (by device id:
+    a gateway back from an outage, its own order kept), and with a ``seed`` each alert
+    further by a random time under ``within`` (network jitter)."""
+    rng = random.Random(seed)
+    delay_of = delays or {}
+
+    def arrival(n: int) -> tuple[datetime, int]:
+        alert = alerts[n]
+        jitter = rng.uniform(0, within.total_seconds()) if seed is not None else 0.0
+        delay = delay_of.get(alert.device.id, timedelta(0)) + timedelta(seconds=jitter)
+        return alert.event_time + delay, n
+
+    times = [arrival(n) for n in range(len(alerts))]
+    return [alerts[n] for _, n in sorted(times)]
+
+
+def check_order(
+    config: CitywatchConfig,
+    alerts: Sequence[Alert],
+    *,
+    seed: int | None = None,
+    delays: Mapping[str, timedelta] | None = None,
+    lateness: timedelta = DEFAULT_LATENESS,
+) -> OrderCheck:
+    """Dedup ``alerts`` in event-time order and in the arrival order ``seed`` and ``delays``
+    make (:func:`arrival_order`, jitter within ``lateness``); compare the partitions."""
+    ordered = sorted(alerts, key=lambda a: a.event_time)
+    expected = dedup_stream(config, ordered, lateness).partition()
+    arrivals = arrival_order(alerts, seed=seed, within=lateness, delays=delays)
+    got = dedup_stream(config, arrivals, lateness, delays).partition()
+    home = {alert_id: group for group in got for alert_id in group}
+    split = sum(len({home[a] for a in group}) > 1 for group in expected)
+    joined = sum(sum(bool(group & old) for old in expected) > 1 for group in got)
+    return OrderCheck(len(expected), len(got), split, joined)
+
+
+def parse_delay(text: str) -> tuple[str, timedelta]:
+    """``DEVICE:MINUTES`` (``--delay``) as (device id, delay); a clear error otherwise."""
+    device, sep, minutes = text.rpartition(":")
+    try:
+        delay = timedelta(minutes=float(minutes))
+    except ValueError:
+        delay = None
+    if not sep or not device or delay is None or delay < timedelta(0):
+        raise ValueError(f"--delay {text!r}: give DEVICE:MINUTES, e.g. wl-underpass-01:45")
+    return device, delay
+
+
+def order_check_line(check: OrderCheck, seed: int | None, delays: Mapping[str, timedelta]) -> str:
+    """The one-line report of :func:`check_order`."""
+    how = [f"shuffle seed {seed}"] if seed is not None else []
+    how += [f"{device} {delay.total_seconds() / 60:g} min late" for device, delay in delays.items()]
+    verdict = (
+        "same work orders"
+        if check.same
+        else f"DIFFERENT work orders ({check.split} split, {check.joined} joined)"
+    )
+    return (
+        f"order check ({', '.join(how)}): {check.in_order} work orders in event-time order, "
+        f"{check.perturbed} in that arrival order: {verdict}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m citywatch.stream.replay --config FILE --alerts IN --out OUT`` (the real
     command is ``citywatch stream replay``)."""
@@ -250,7 +340,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True, help="site config YAML")
     parser.add_argument("--alerts", type=Path, required=True, help="alert messages, JSONL")
     parser.add_argument("--out", type=Path, required=True, help="work orders, JSONL")
+    parser.add_argument("--shuffle", type=int, metavar="SEED", help="check a random arrival order")
+    parser.add_argument(
+        "--delay", action="append", default=[], metavar="DEVICE:MINUTES",
+        help="check with this device's alerts arriving late (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    try:
+        delays = dict(parse_delay(text) for text in args.delay)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -268,7 +368,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({summary.open} open, {summary.closed} closed, {summary.reopened} reopened) "
         f"in {summary.out_path}"
     )
-    return 0
+    if args.shuffle is None and not delays:
+        return 0
+    alerts = list(read_alerts(args.alerts, []))
+    check = check_order(config, alerts, seed=args.shuffle, delays=delays)
+    print(order_check_line(check, args.shuffle, delays))
+    return 0 if check.same else 1
 
 
 if __name__ == "__main__":

@@ -354,18 +354,39 @@ def stream_replay(
     lateness: Annotated[
         float, typer.Option(help="Seconds of out-of-order arrival tolerated.")
     ] = 300.0,
+    shuffle: Annotated[
+        int | None, typer.Option(metavar="SEED", help="Also check a random arrival order.")
+    ] = None,
+    delay: Annotated[
+        list[str] | None,
+        typer.Option(metavar="DEVICE:MINUTES", help="Also check with a device's alerts late."),
+    ] = None,
 ) -> None:
     """Back-test dedup offline: alerts in, the work orders the live app would make out.
 
     Runs the same dedup core as the Faust app over a recorded file (any arrival order within
     the lateness), so an operator can try a radius or window change on last week's alerts.
-    Bad lines are counted and reported with their line numbers.
+    Bad lines are counted and reported with their line numbers. With --shuffle or --delay it
+    also dedups the alerts in that arrival order and says whether the work orders are the
+    same as in event-time order (exit status 1 when they are not).
     """
     from datetime import timedelta
 
-    from citywatch.stream.replay import replay
+    from citywatch.stream.replay import (
+        check_order,
+        order_check_line,
+        parse_delay,
+        read_alerts,
+        replay,
+    )
 
-    summary = replay(load_config_or_exit(config), alerts, out, lateness=timedelta(seconds=lateness))
+    try:
+        delays = dict(parse_delay(text) for text in delay or [])
+    except ValueError as exc:
+        err.print(f"[red]✗[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    cfg = load_config_or_exit(config)
+    summary = replay(cfg, alerts, out, lateness=timedelta(seconds=lateness))
     for bad in summary.bad_lines:
         err.print(f"[yellow]![/] {alerts}:{bad.line}: {bad.error}", highlight=False, soft_wrap=True)
     console.print(
@@ -373,6 +394,14 @@ def stream_replay(
         f" {len(summary.bad_lines)} bad lines) → {summary.incidents} work orders"
         f" ({summary.open} open, {summary.closed} closed, {summary.reopened} reopened) in {out}"
     )
+    if shuffle is not None or delays:
+        arrivals = list(read_alerts(alerts, []))
+        check = check_order(
+            cfg, arrivals, seed=shuffle, delays=delays, lateness=timedelta(seconds=lateness)
+        )
+        console.print(order_check_line(check, shuffle, delays), highlight=False, soft_wrap=True)
+        if not check.same:
+            raise typer.Exit(1)
 
 
 @app.command("demo")
