@@ -221,26 +221,39 @@ class SourceStats:
 
 class _StreamClock:
     """Live ``pts``: the stream's timestamps within a connection, laid on the wall clock
-    where the connection's first frame arrived; the wall clock when there are none."""
+    where the connection's first frame arrived; the wall clock when there are none.
+
+    OpenCV reports for an H.264 stream's frame the timestamp of the frame before it (the
+    first two both read 0): a repeat on the second frame marks that lag of one frame
+    period, added back to every later frame, so frame k sits k periods after the first as
+    in the file."""
 
     def __init__(self) -> None:
         self._base: tuple[float, float] | None = None  # (wall s, stream ms) of the first frame
+        self._last_ms = -math.inf
+        self._frames = 0
+        self._lag_s = 0.0
 
     def rebase(self) -> None:
-        self._base = None
+        self._base, self._last_ms, self._frames, self._lag_s = None, -math.inf, 0, 0.0
 
-    def pts(self, wall_s: float, stream_ms: float) -> float:
-        if not math.isfinite(stream_ms) or stream_ms <= 0:
-            self._base = None
-            return wall_s
-        if self._base is None:
-            self._base = (wall_s, stream_ms)
-            return wall_s
-        pts_s = self._base[0] + (stream_ms - self._base[1]) / 1000
-        if abs(pts_s - wall_s) > STREAM_CLOCK_SLIP_S:
-            self._base = (wall_s, stream_ms)
-            return wall_s
-        return pts_s
+    def pts(self, wall_s: float, stream_ms: float, period_s: float) -> float:
+        """The frame's time: on the stream's clock since the connection's first frame; a
+        timestamp that is missing, goes back, or slipped from the wall clock starts the
+        count again from this frame's wall time."""
+        self._frames += 1
+        valid = math.isfinite(stream_ms) and stream_ms >= 0
+        if valid and self._frames == 2 and stream_ms == self._last_ms:
+            self._lag_s = period_s
+        advanced = valid and (stream_ms > self._last_ms or self._frames == 2)
+        self._last_ms = stream_ms if valid else -math.inf
+        if self._base is not None and advanced:
+            pts_s = self._base[0] + (stream_ms - self._base[1]) / 1000 + self._lag_s
+            if abs(pts_s - wall_s) <= STREAM_CLOCK_SLIP_S:
+                return pts_s
+        self._base = (wall_s, stream_ms) if valid else None
+        self._lag_s = 0.0 if self._frames > 2 else self._lag_s
+        return wall_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,7 +461,7 @@ class VideoSource:
             pts_s = wall_s
             if self.spec.scheme in _TIMESTAMPED:
                 stream_ms = float(capture.get(cv2.CAP_PROP_POS_MSEC))
-                pts_s = self._stream_clock.pts(wall_s, stream_ms)
+                pts_s = self._stream_clock.pts(wall_s, stream_ms, self._frame_period_s())
         else:
             pts_s = self._pts_offset_s + (index - self._opened_at_index) * self._frame_period_s()
         if self._last_pts_s is not None and pts_s <= self._last_pts_s:

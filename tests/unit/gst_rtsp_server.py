@@ -3,8 +3,12 @@ H.264 at its own pace, like a camera. Run by the system Python (``/usr/bin/pytho
 ``python3-gi`` and ``gir1.2-gst-rtsp-server-1.0`` live), not the project's virtualenv:
 
     /usr/bin/python3 tests/unit/gst_rtsp_server.py VIDEO PORT [tcp|udp|any]
+    /usr/bin/python3 tests/unit/gst_rtsp_server.py --h264 MJPG.avi OUT.mkv
 
-It prints ``ready`` once it listens. :class:`RtspServer` starts and stops it from a test.
+The server prints ``ready`` once it listens; an MJPG ``.avi`` is encoded to H.264 as it is
+served, an H.264 ``.mkv`` (made by ``--h264``, :func:`to_h264`) is served as it is, so a
+replay of that file decodes exactly the frames the camera sends. :class:`RtspServer`
+starts and stops it from a test.
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ from typing import Literal
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 MOUNT = "/camera"
+
+
+def to_h264(avi: Path, mkv: Path) -> Path:
+    """Encode an MJPG ``avi`` to an H.264 ``mkv`` (what a camera would send)."""
+    subprocess.run([SYSTEM_PYTHON, __file__, "--h264", str(avi), str(mkv)], check=True, timeout=600)
+    return mkv
 
 
 def available() -> bool:
@@ -82,11 +92,12 @@ def _serve(video: str, port: int, transport: str) -> None:
     server.set_address("127.0.0.1")
     server.set_service(str(port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(
-        f'( filesrc location="{video}" ! avidemux ! jpegdec ! videoconvert'
-        " ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25"
-        " ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    source = (
+        f'filesrc location="{video}" ! matroskademux ! h264parse'
+        if video.endswith(".mkv")
+        else f'filesrc location="{video}" ! avidemux ! jpegdec ! videoconvert ! {_X264}'
     )
+    factory.set_launch(f"( {source} ! rtph264pay name=pay0 pt=96 config-interval=1 )")
     factory.set_shared(False)  # each client its own pipeline: a failed SETUP spoils none
     if transport == "tcp":
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
@@ -100,5 +111,32 @@ def _serve(video: str, port: int, transport: str) -> None:
     GLib.MainLoop().run()
 
 
+_X264 = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25"
+
+
+def _encode(avi: str, mkv: str) -> None:
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    from gi.repository import Gst
+
+    Gst.init(None)
+    pipeline = Gst.parse_launch(
+        f'filesrc location="{avi}" ! avidemux ! jpegdec ! videoconvert ! {_X264}'
+        f' ! h264parse ! matroskamux ! filesink location="{mkv}"'
+    )
+    pipeline.set_state(Gst.State.PLAYING)
+    bus = pipeline.get_bus()
+    message = bus.timed_pop_filtered(
+        Gst.CLOCK_TIME_NONE, Gst.MessageType.EOS | Gst.MessageType.ERROR
+    )
+    pipeline.set_state(Gst.State.NULL)
+    if message.type == Gst.MessageType.ERROR:
+        sys.exit(f"cannot encode {avi}: {message.parse_error()[0].message}")
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--h264":
+        _encode(sys.argv[2], sys.argv[3])
+        sys.exit(0)
     _serve(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "any")
