@@ -35,7 +35,7 @@ COVERED_ELSEWHERE = {
     "kill -9 during an outbox append":
         "tests/unit/test_outbox_durability.py::test_kill_9_during_appends_loses_no_acknowledged_put",
     "bad YAML on hot reload":
-        "tests/unit/test_camera_agent.py::test_an_invalid_change_is_refused_with_file_line_and_field",
+        "tests/chaos/test_hot_reload.py::test_yaml_that_no_longer_parses_is_refused_and_the_old_config_kept",
     "a camera source killed mid-stream":
         "tests/unit/test_video_source.py::test_http_mjpeg_stream_reconnects_after_the_camera_returns",
 }  # fmt: skip

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,7 +31,17 @@ from benchmarks.chaos_rig import (
     wait_until,
 )
 from citywatch.config.secrets import resolve_secret
-from citywatch.contracts import Channel, DeviceKind, DeviceRef, Receipt, Status, decode, encode
+from citywatch.contracts import (
+    Alert,
+    Channel,
+    DeviceKind,
+    DeviceRef,
+    Receipt,
+    Status,
+    decode,
+    encode,
+)
+from citywatch.edge.session import EdgeSession
 from citywatch.stream.app import health_path
 
 DRAIN_TIMEOUT_S = 90.0
@@ -38,7 +49,8 @@ DRAIN_TIMEOUT_S = 90.0
 
 def _flowing(rig: ChaosRig, case: str, count: int, area: int, pace_s: float = 0.005,
              alerts_in_flight: int = 100,
-             before: Callable[[], None] | None = None) -> tuple[list, object, threading.Thread]:  # fmt: skip
+             before: Callable[[], None] | None = None,
+             ) -> tuple[list[Alert], EdgeSession, threading.Thread]:  # fmt: skip
     """A gateway connected and sending ``count`` alerts from a thread (``before`` runs
     once it is connected, before the first alert)."""
     alerts = spot_alerts(case, count, area=area)
@@ -52,7 +64,7 @@ def _flowing(rig: ChaosRig, case: str, count: int, area: int, pace_s: float = 0.
     return alerts, session, sender
 
 
-def _finish(rig: ChaosRig, case: str, alerts: list, session, fault_end: float,  # type: ignore[no-untyped-def]
+def _finish(rig: ChaosRig, case: str, alerts: list[Alert], session: EdgeSession, fault_end: float,
             sender: threading.Thread | None = None,
             connected_check: Callable[[CaseResult], None] | None = None) -> CaseResult:  # fmt: skip
     """Wait for the outbox to drain, judge, run ``connected_check`` while the gateway is
@@ -205,6 +217,7 @@ def postgres_down_long(rig: ChaosRig, seconds: float = 35.0) -> CaseResult:
     """PostgreSQL down for ``seconds`` (longer than the worker's pool timeout, 30 s, and
     its retry cap): nothing dead-lettered, the health file says the database is down,
     and the worker resumes by itself when it is back."""
+    log_before = len(rig.streams["app"].output())
     rig.pause_supervisor()
     try:
         alerts, session, sender = _flowing(
@@ -221,7 +234,7 @@ def postgres_down_long(rig: ChaosRig, seconds: float = 35.0) -> CaseResult:
     fault_end = rig.wait_service_back("postgres")
     result = _finish(rig, f"PostgreSQL down {seconds:g} s", alerts, session, fault_end, sender)
     wait_until(lambda: _health(health) == "up", 30, "the health file to say up")
-    dead_letters = rig.logs("app", 500_000).count("dead-lettered")
+    dead_letters = rig.streams["app"].output()[log_before:].count("dead-lettered")
     result.notes.append(f"health said {said_down!r} during the outage, 'up' after")
     result.notes.append(f"dead-lettered during the outage: {dead_letters}")
     if dead_letters:
@@ -234,7 +247,7 @@ def replay_one_alert(rig: ChaosRig, times: int = 1000) -> CaseResult:
     order, a stored receipt for every copy."""
     alert = spot_alerts("replay", 1, area=11)[0]
     receipts: list[Receipt] = []
-    client = _gateway_client(rig, lambda m: receipts.append(decode(m.payload, Receipt)))
+    client = _gateway_client(rig, lambda m: receipts.append(decode(bytes(m.payload), Receipt)))
     client.subscribe(alert.device.address(Channel.RECEIPTS).topic, qos=1)
     payload = encode(alert)
     started = time.monotonic()
@@ -290,14 +303,14 @@ def stored_count(rig: ChaosRig, ids: list[str]) -> int:
     return int(row[0]) if row else 0
 
 
-def out_of_order(rig: ChaosRig, alerts: list) -> int:
+def out_of_order(rig: ChaosRig, alerts: list[Alert]) -> int:
     """How many alerts were stored in an earlier transaction than one sent before them
     (``received_at`` is the storing transaction's time)."""
     import psycopg
 
     ids = [alert.id for alert in alerts]
     with psycopg.connect(rig.endpoints.database_url, autocommit=True) as conn:
-        stored = dict(
+        stored: dict[str, datetime] = dict(
             conn.execute("SELECT id, received_at FROM alerts WHERE id = ANY(%s)", (ids,)).fetchall()
         )
     times = [stored[i] for i in ids if i in stored]
@@ -314,7 +327,7 @@ def retained_gateway_status(rig: ChaosRig) -> str | None:
     got: list[Status] = []
     account = rig.config.services.mqtt.center
     client = _client(rig, account.username, resolve_secret(account.password,
-                     rig.endpoints.secrets_dir), lambda m: got.append(decode(m.payload, Status)))  # fmt: skip
+                     rig.endpoints.secrets_dir), lambda m: got.append(decode(bytes(m.payload), Status)))  # fmt: skip
     gateway = DeviceRef(site=rig.config.site.id, kind=DeviceKind.GATEWAY, id="gw-cam-renmin")
     client.subscribe(gateway.address(Channel.STATUS).topic, qos=1)
     deadline = time.monotonic() + 5

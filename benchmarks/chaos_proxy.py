@@ -74,7 +74,7 @@ class TcpProxy:
                     if key.fileobj is self._listener:
                         self._accept()
                     elif key.fileobj in self._pairs:
-                        self._relay(key.fileobj)  # type: ignore[arg-type]
+                        self._relay(key.fileobj)
 
     def _accept(self) -> None:
         try:

@@ -233,7 +233,9 @@ class ChaosRig:
     def _site_args(self) -> list[str]:
         return ["--config", str(self.config_path), "--data-dir", str(self.data_dir)]
 
-    def wait_streams_ready(self, names: Sequence[str] = ("bridge", "app"), timeout_s: float = 90):
+    def wait_streams_ready(
+        self, names: Sequence[str] = ("bridge", "app"), timeout_s: float = 90
+    ) -> None:
         deadline = time.monotonic() + timeout_s
         for name in names:
             process = self.streams[name]

@@ -116,12 +116,26 @@ class EmbeddedStack:
         StackError naming the service, with the tail of its log, when one cannot start within
         `timeout_s`; the services this call started are then stopped again.
         """
+        info = self._up(timeout_s, progress, only_after_a_crash=False)
+        assert info is not None
+        return info
+
+    def restart_crashed(self, timeout_s: float = 60.0) -> StackInfo | None:
+        """`up()`, but only when a service crashed (see `crashed()`), decided under the
+        state lock: a `down()` running meanwhile is not mistaken for a crash and undone."""
+        return self._up(timeout_s, None, only_after_a_crash=True)
+
+    def _up(
+        self, timeout_s: float, progress: Progress | None, *, only_after_a_crash: bool
+    ) -> StackInfo | None:
         deadline = time.monotonic() + timeout_s
         notify = _notifier(progress)
         users = ServiceUsers.for_this_process()
         prepare_data_dir(self.data_dir, users)
         with state.locked(self.data_dir):
             st = state.load(self.data_dir) or state.StackState()
+            if only_after_a_crash and not _crashed(st):
+                return None
             alive = {name: self._alive(st, name) for name in SERVICE_NAMES}
             mqtt = self._mqtt_service(st, users, alive["mqtt"])
             services = self._services(st, users, mqtt)
@@ -154,13 +168,7 @@ class EmbeddedStack:
         if not (self.data_dir / state.STATE_FILE).exists():
             return []
         st = state.load(self.data_dir)
-        if st is None:
-            return []
-        return [
-            name
-            for name, svc in st.services.items()
-            if svc.process is not None and not processes.is_alive(svc.process)
-        ]
+        return [] if st is None else _crashed(st)
 
     def down(self, timeout_s: float = 20.0) -> None:
         """Stop every service and make sure no process of the stack is left.
@@ -429,6 +437,15 @@ _GRACE_S = {
     "kafka": TansuService.stop_grace_s,
     "postgres": PostgresService.stop_grace_s,
 }
+
+
+def _crashed(st: state.StackState) -> list[str]:
+    """Services recorded as running (not stopped by `down`) whose process is gone."""
+    return [
+        name
+        for name, svc in st.services.items()
+        if svc.process is not None and not processes.is_alive(svc.process)
+    ]
 
 
 def _backend(service: Service) -> str:

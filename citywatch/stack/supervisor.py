@@ -56,7 +56,8 @@ class Supervisor:
             return None
         log.warning("%s not running; starting again", ", ".join(down))
         started = time.monotonic()
-        self.stack.up(timeout_s=self.start_timeout_s)
+        if self.stack.restart_crashed(timeout_s=self.start_timeout_s) is None:
+            return None  # stopped on purpose meanwhile (`stack down` held the lock)
         restart = Restart(down, time.time(), time.monotonic() - started)
         self.restarts.append(restart)
         log.warning("%s running again after %.1f s", ", ".join(down), restart.took_s)

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from benchmarks.chaos_rig import ChaosRig
-from citywatch.stack import processes
+from citywatch.stack import processes, state
 from citywatch.stack.launcher import EmbeddedStack
 from citywatch.stack.supervisor import Supervisor
 
@@ -39,6 +39,31 @@ def test_a_stack_never_started_or_stopped_on_purpose_is_left_alone(tmp_path: Pat
     supervisor = Supervisor(EmbeddedStack(tmp_path / "stack"))
     assert supervisor.check_once() is None
     assert supervisor.restarts == []
+
+
+def test_only_a_service_that_died_unasked_counts_as_crashed(tmp_path: Path) -> None:
+    """A recorded process that is gone: crashed; one that runs, or none recorded (`stack
+    down` clears them): not. The supervisor restarts nothing without a crash."""
+    gone = processes.spawn(["sleep", "0"], log_path=tmp_path / "log", marker="sleep 0")
+    while processes.is_alive(gone):
+        time.sleep(0.02)
+    running = processes.spawn(["sleep", "30"], log_path=tmp_path / "log", marker="sleep 30")
+    st = state.StackState(services={
+        "mqtt": state.ServiceState(port=1, backend="mosquitto", process=gone),
+        "kafka": state.ServiceState(port=2, backend="tansu", process=running),
+        "postgres": state.ServiceState(port=3, backend="system", process=None),
+    })  # fmt: skip
+    stack = EmbeddedStack(tmp_path / "stack")
+    stack.data_dir.mkdir()
+    try:
+        state.save(stack.data_dir, st)
+        assert stack.crashed() == ["mqtt"]
+        st.services["mqtt"].process = None  # what `down` leaves
+        state.save(stack.data_dir, st)
+        assert stack.crashed() == []
+        assert Supervisor(stack).check_once() is None
+    finally:
+        os.kill(running.pid, signal.SIGKILL)
 
 
 def test_the_orphans_of_a_dead_session_leader_are_killed(tmp_path: Path) -> None:
