@@ -2,36 +2,31 @@
 
 Many sightings of one problem are one incident (DOMAIN.md: 30 complaints about one
 restaurant must be one work order). Every message of one episode joins that episode's
-incident; a new episode of kind K joins the nearest open incident of kind K whose centre is
-within the kind's ``radius_m`` and which is still alive at the alert's time (from ``window``
-before it opened until its deadline), whatever device saw it and whatever the gap since its
-last message; otherwise it recurs (复发) on the nearest incident of kind K closed less than
-``reopen`` ago — reopening it, or opening a new incident linked to it when the kind's
-``recurrence`` is ``new_linked`` — or opens a new one. An incident's centre is the weighted
-median of its sightings (:func:`citywatch.stream.incident.weighted_median`).
+incident; a new episode of kind K joins the nearest incident of kind K whose centre (the
+weighted median of its sightings) is within ``radius_m`` and which is alive at the alert's
+time (until its deadline, whatever the gap since its last message), whatever device saw it;
+otherwise it recurs (复发) on the nearest one closed less than ``reopen`` ago — reopening it,
+or opening a new incident linked to it under ``recurrence: new_linked`` — or opens one.
 
-Late data: after each alert, an incident within ``radius_m`` of another of its kind whose
-life overlaps it (one opened before the other's deadline or closing) is one problem seen in
-two pieces, because a gateway's backlog arrived after the live alerts: the younger of the
-two (by creation here, so a work order people already act on survives) is folded into the
-older, and reported in :attr:`DedupResult.absorbed`. So the partition of alerts into
-incidents does not depend on the arrival order of messages delayed by less than the time a
-closed incident is kept (``reopen``).
+Late data and settling centres: an incident that turns out to be within reach of another
+of its kind whose life overlaps it (or, under ``reopen``, that it recurs on) is one problem
+seen in two pieces — a gateway's backlog arrived after the live alerts, or two cameras'
+centres agreed once they had sightings enough. The younger (by creation, so the work order
+people act on survives) is folded into the older and reported in
+:attr:`DedupResult.absorbed`: messages delayed by hours, each device in its own order, give
+the incidents of event-time order (see tests/unit/test_dedup_late.py for the guarantees).
 
 No I/O and no wall clock: times come from the alerts (event time) and from ``expire(now)``.
-Decisions depend on event time only, so the live app and an offline replay of the same
-messages in the same order produce the same incidents, whenever the caller's timer runs.
 An incident's deadline is ``last_activity + quiet`` once all its episodes have ended, or
 ``last_activity + window + quiet`` while any is open (a gateway may never send the end);
 ``expire(now)`` closes incidents whose deadline is at or before ``now - lateness``, and an
-alert whose own event time is at or after the deadline of the incident it matches finds
-that incident closed at its deadline, whether or not ``expire`` has run yet.
+alert at or after the deadline of the incident it matches finds it closed at its deadline,
+whether or not ``expire`` has run yet.
 
-Positions are WGS84 (not handled: incidents on either side of the antimeridian are never
-within reach of each other). The values the engine hands out live in
-:mod:`citywatch.stream.incident`, its indexes (per-incident bookkeeping, the grid of cells
-per kind, distances) in :mod:`citywatch.stream.dedup_index`; callers import every name
-they use from this module.
+Positions are WGS84 (incidents on either side of the antimeridian are never within reach
+of each other). The values the engine hands out live in :mod:`citywatch.stream.incident`,
+its indexes in :mod:`citywatch.stream.dedup_index`; callers import every name they use
+from this module.
 """
 
 from __future__ import annotations
@@ -45,6 +40,7 @@ from citywatch.contracts.messages import Alert, AlertKind, Phase
 from citywatch.stream.dedup_index import (
     M_PER_DEG,
     NEVER,
+    SETTLED_SIGHTINGS,
     KindRules,
     Slot,
     distance_m,
@@ -125,8 +121,10 @@ class DedupEngine:
                 slot.inc.open_episodes.add(episode)
             placed = slot
         opened_ts = slot.opened_ts
-        self._record(slot, alert, t, source, position)
-        slot, absorbed = self._fold_overlaps(slot, t, slot.opened_ts < opened_ts)
+        moved = self._record(slot, alert, t, source, position)
+        late = slot.opened_ts < opened_ts
+        settled = moved and not late and slot.sightings >= SETTLED_SIGHTINGS
+        slot, absorbed = self._fold_overlaps(slot, t, late or settled, settled and not late)
         if created and slot is not placed:  # its new incident was part of an older one
             created = False
             absorbed = [inc for inc in absorbed if inc is not placed.inc]
@@ -333,18 +331,21 @@ class DedupEngine:
 
     def _record(
         self, slot: Slot, alert: Alert, t: float, source: str, position: Position | None
-    ) -> None:
-        """Attach the alert to its incident and keep the incident's summary current."""
+    ) -> bool:
+        """Attach the alert to its incident and keep the incident's summary current; returns
+        whether its centre moved."""
         inc = slot.inc
         inc.alert_ids.append(alert.id)
         self._by_alert[alert.id] = slot
         inc.sources.add(source)
         slot.span_ts = max(slot.span_ts, t)
+        moved = False
         if position is not None and inc.position is not None:
             weight = sighting_weight(alert)
+            slot.sightings += 1
             slot.lat_w[position.lat] = slot.lat_w.get(position.lat, 0.0) + weight
             slot.lon_w[position.lon] = slot.lon_w.get(position.lon, 0.0) + weight
-            slot.recentre()
+            moved = slot.recentre()
         if t > slot.last_ts and inc.state == "open":  # a straggler never extends a closed one
             slot.last_ts = t
             inc.last_activity = alert.event_time
@@ -374,19 +375,19 @@ class DedupEngine:
                 attributes["peak_depth_cm"] = peak
         if inc.state == "open":
             self._schedule(slot)
+        return moved
 
     # -- centres and late data --------------------------------------------------------------
 
-    def _fold_overlaps(self, slot: Slot, t: float, moved_back: bool) -> tuple[Slot, list[Incident]]:
-        """Fold every incident that overlaps ``slot`` in place and time into the older of
-        the two, until none does; returns the survivor and the incidents folded away.
-
-        Only late data can make two incidents overlap: an alert older than an incident
-        that opened already (``t`` before it), or one that moved ``slot``'s opening back.
-        In order, every alert is the newest yet and this finds nothing.
-        """
+    def _fold_overlaps(
+        self, slot: Slot, t: float, moved_back: bool, settled: bool = False
+    ) -> tuple[Slot, list[Incident]]:
+        """Fold every incident that overlaps ``slot`` into the older of the two, until none
+        does; returns the survivor and the incidents folded away. Only late data (an alert
+        before a neighbour opened, or ``moved_back``: ``slot`` opens earlier now) or a
+        ``settled`` centre that moved can make two overlap (:func:`overlapping`)."""
         absorbed: list[Incident] = []
-        while (other := overlapping(slot, t, moved_back)) is not None:
+        while (other := overlapping(slot, t, moved_back, settled)) is not None:
             keep, gone = (slot, other) if slot.seq < other.seq else (other, slot)
             self._fold(keep, gone)
             absorbed.append(gone.inc)

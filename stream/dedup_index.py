@@ -48,6 +48,7 @@ class Slot:
         "rules",
         "scheduled",
         "seq",
+        "sightings",
         "span_ts",
     )
 
@@ -65,6 +66,7 @@ class Slot:
         self.lon = inc.position.lon if inc.position is not None else 0.0
         self.cell = (0, 0)
         self.span_ts = self.last_ts  # latest event time of any of its alerts, stragglers too
+        self.sightings = 0  # positioned alerts behind its centre
         self.seq = 0  # creation order in this engine: a merge keeps the older work order
         # the incident's sightings, latitude and longitude apart: value → summed weight
         self.lat_w: dict[float, float] = {}
@@ -97,27 +99,30 @@ class Slot:
             inc.level = other.level
         if peaks:
             inc.attributes["peak_depth_cm"] = max(peaks)
+        self.sightings += slot.sightings
         for mine, theirs in ((self.lat_w, slot.lat_w), (self.lon_w, slot.lon_w)):
             for value, weight in theirs.items():
                 mine[value] = mine.get(value, 0.0) + weight
 
-    def recentre(self) -> None:
-        """Move the incident to the weighted median of its sightings (and its grid cell)."""
+    def recentre(self) -> bool:
+        """Move the incident to the weighted median of its sightings (and its grid cell);
+        returns whether it moved."""
         if not self.lat_w:
-            return  # no positioned sighting: matched per device
+            return False  # no positioned sighting: matched per device
         lat, lon = weighted_median(self.lat_w), weighted_median(self.lon_w)
         if lat == self.lat and lon == self.lon:
-            return
+            return False
         self.inc.position = Position(lat, lon)
         self.lat, self.lon = lat, lon
         if self.device is not None:
-            return
+            return True
         grid = self.rules.open if self.inc.state == "open" else self.rules.closed
         cell = grid.cell(lat, lon)
         if cell != self.cell:
             grid.remove(self)
             self.cell = cell
             grid.add(self)
+        return True
 
     def end_ts(self) -> float:
         """Until when the incident was alive by all its alerts: its deadline while open;
@@ -226,10 +231,19 @@ class KindRules:
         self.devices: dict[str, list[Slot]] = {}  # open and closed, matched per device
 
 
-def overlapping(slot: Slot, t: float, moved_back: bool) -> Slot | None:
+SETTLED_SIGHTINGS = 3
+"""Sightings an incident needs before a move of its centre alone may fold it into another
+(one or two noisy boxes say little about where the problem is)."""
+SETTLED_REACH = 0.5
+"""Fraction of ``radius_m`` two settled centres must come within to fold: checked at every
+sighting, the full radius would catch two neighbouring problems at a noisy moment."""
+
+
+def overlapping(slot: Slot, t: float, moved_back: bool, settled: bool = False) -> Slot | None:
     """The oldest other incident of the kind within reach of ``slot`` that is the same
     problem — one opened before the other's end, or within ``reopen`` after it when a
-    recurrence reopens — and that opened after ``t`` unless ``moved_back``, if any."""
+    recurrence reopens — and that opened after ``t`` unless ``moved_back``, if any. With
+    ``settled``, only incidents with :data:`SETTLED_SIGHTINGS` count (a centre moved)."""
     rules = slot.rules
     candidates: list[Slot] = []
     if slot.device is not None:
@@ -243,10 +257,10 @@ def overlapping(slot: Slot, t: float, moved_back: bool) -> Slot | None:
             continue
         if not moved_back and other.opened_ts <= t:
             continue
-        if (
-            slot.device is None
-            and distance_m(slot.lat, slot.lon, other.lat, other.lon) > rules.radius_m
-        ):
+        if settled and other.sightings < SETTLED_SIGHTINGS:
+            continue
+        reach_m = rules.radius_m * SETTLED_REACH if settled else rules.radius_m
+        if slot.device is None and distance_m(slot.lat, slot.lon, other.lat, other.lon) > reach_m:
             continue
         first, then = (slot, other) if slot.opened_ts <= other.opened_ts else (other, slot)
         if then.opened_ts < first.end_ts() + rules.fold_reach_s:

@@ -98,14 +98,17 @@ def sighting_weight(alert: Alert) -> float:
 
 
 def weighted_median(values: Mapping[float, float]) -> float:
-    """The lower weighted median of ``values`` (value → total weight): the smallest value
-    with at least half the weight at or below it. The same for any order of sightings."""
+    """The weighted median of ``values`` (value → total weight): the smallest value with at
+    least half the weight at or below it, or the midpoint of it and the next one when
+    exactly half is (two sightings: halfway). The same for any order of sightings."""
     total = sum(values.values())
     running = 0.0
     ordered = sorted(values.items())
-    for value, weight in ordered:
+    for n, (value, weight) in enumerate(ordered):
         running += weight
         if running * 2 >= total:
+            if running * 2 == total and n + 1 < len(ordered):
+                return (value + ordered[n + 1][0]) / 2
             return value
     return ordered[-1][0]
 

@@ -195,7 +195,7 @@ def test_an_alerts_own_accuracy_sets_its_weight() -> None:
     sharp = camera.model_copy(update={"location": Location(zone="z", accuracy_m=0.0)})
     assert sighting_weight(sharp) == 2.0
     assert weighted_median({1.0: 1.0, 2.0: 1.0, 3.0: 5.0}) == 3.0
-    assert weighted_median({1.0: 1.0, 2.0: 1.0}) == 1.0
+    assert weighted_median({1.0: 1.0, 2.0: 1.0}) == 1.5  # two sightings: halfway
 
 
 # -- finding 5: recurrence per kind -------------------------------------------------------------
@@ -360,3 +360,39 @@ def test_gateways_hours_late_never_split_a_work_order(
     messages = stream_of(episodes, kind)
     on_time = live_partition(policies, messages, {})
     assert coarser_or_equal(on_time, live_partition(policies, messages, delays))
+
+
+def test_two_cameras_on_one_car_fold_once_their_centres_settle() -> None:
+    """Camera B's first box lands 18 m from A's: two incidents at first; as each gathers
+    sightings their median centres agree on the car, and the younger folds into the older."""
+    engine = DedupEngine(LINKED, lateness=LATENESS)
+    a_east = [0.0, 1.0, -1.0, 0.5]
+    b_east = [18.0, 2.0, 1.5, -0.5]
+    results = []
+    for i in range(4):
+        phase = Phase.START if i == 0 else Phase.UPDATE
+        a = alert(f"A.{i}", 2 * i, episode="A", phase=phase)
+        b = alert(f"B.{i}", 2 * i + 1, episode="B", phase=phase, device="cam-2")
+        results.append(engine.add(a, offset(HOME, east_m=a_east[i])))
+        results.append(engine.add(b, offset(HOME, east_m=b_east[i])))
+    assert results[1].created  # B's first box was out of reach
+    assert partition(results) == {frozenset(f"{c}.{i}" for c in "AB" for i in range(4))}
+    assert results[-1].incident.id == "inc.A.0"
+
+
+def test_two_cars_twenty_metres_apart_stay_two_as_their_centres_settle() -> None:
+    """Settled centres 20 m apart never fold (the fold needs them within half the radius)."""
+    engine = DedupEngine(LINKED, lateness=LATENESS)
+    results = []
+    for i, (da, db) in enumerate([(0, 20), (3, 17), (-2, 22), (2, 18), (4, 16)]):
+        phase = Phase.START if i == 0 else Phase.UPDATE
+        results.append(
+            engine.add(alert(f"A.{i}", 2 * i, episode="A", phase=phase), offset(HOME, east_m=da))
+        )
+        results.append(
+            engine.add(
+                alert(f"B.{i}", 2 * i + 1, episode="B", phase=phase, device="cam-2"),
+                offset(HOME, east_m=db),
+            )
+        )
+    assert len(partition(results)) == 2
