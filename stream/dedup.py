@@ -197,8 +197,9 @@ class DedupEngine:
 
     def forget_closed_before(self, cutoff: datetime) -> int:
         """Drop incidents closed before ``cutoff`` with their alert ids and episodes (memory
-        bound). Pass ``now`` minus the longest ``reopen`` of the policies: what closed
-        before that can no longer be reopened. Returns how many were dropped."""
+        bound). Pass ``now`` minus how long closed incidents are held: the longest ``reopen``
+        of the policies, or the late-data bound if longer (what closed before that can no
+        longer be reopened, nor take a straggler). Returns how many were dropped."""
         limit = cutoff.timestamp()
         gone = [s for s in self._closed.values() if s.closed_ts < limit]
         for slot in gone:

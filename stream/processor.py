@@ -61,8 +61,10 @@ class AlertProcessor:
         self.tz = site_zone(config.site.timezone)
         self.placements = config.placements()
         self.default_district = config.site.districts[0].id
-        self.max_reopen = max(
-            (p.reopen for p in self.workflow.dedup.values()), default=timedelta(days=1)
+        # Closed incidents and orders are held while one can still reopen, or a late backlog
+        # still land in (or fold into) it.
+        self.keep_closed = max(
+            [self.workflow.late_data, *(p.reopen for p in self.workflow.dedup.values())]
         )
         self._reset()
 
@@ -85,7 +87,7 @@ class AlertProcessor:
     async def restore(self, conn: AsyncConnection, now: datetime) -> int:
         """Rebuild dedup state and open work orders from the database."""
         self._reset()
-        loaded = await workorder_store.load(conn, self.workflow, self.tz, now - self.max_reopen)
+        loaded = await workorder_store.load(conn, self.workflow, self.tz, now - self.keep_closed)
         self.engine.restore(incident for _, incident in loaded)
         self.orders = {order.id: order for order, _ in loaded}
         self.incident_of = {incident.id: incident for _, incident in loaded}
@@ -216,7 +218,7 @@ class AlertProcessor:
         if self._forgot_at is None or now - self._forgot_at >= FORGET_EVERY:
             # A scan of every order held: once a minute bounds memory just as well.
             self._forgot_at = now
-            self.engine.forget_closed_before(now - self.max_reopen)
+            self.engine.forget_closed_before(now - self.keep_closed)
             self._forget(now, keep=set(changed))
         if changed or events:
             await workorder_store.save(conn, changed.values(), events, [])
@@ -231,8 +233,9 @@ class AlertProcessor:
         return cached[1]
 
     def _forget(self, now: datetime, keep: set[str]) -> None:
-        """Drop closed work orders whose incident can no longer be reopened (memory bound)."""
-        cutoff = now - self.max_reopen
+        """Drop closed work orders whose incident can no longer be reopened or take late
+        alerts (memory bound)."""
+        cutoff = now - self.keep_closed
         for order_id, order in list(self.orders.items()):
             incident = self.incident_of[order_id]
             reopenable = incident.state == "open" or (incident.closed_at or now) >= cutoff

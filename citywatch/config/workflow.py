@@ -185,4 +185,14 @@ class Workflow(ConfigModel):
     departments: tuple[Department, ...] = Field(min_length=1)
     categories: tuple[Category, ...] = Field(min_length=1)
     dedup: dict[AlertKind, DedupPolicy] = Field(default_factory=_default_dedup)
+    late_data: Duration = Field(
+        default=timedelta(days=7),
+        gt=timedelta(0),
+        title="How late an alert may arrive and still join its work order",
+        description=(
+            "a gateway's outbox keeps alerts through a long outage; the stream keeps closed "
+            "incidents this long (or reopen, if longer) so that a backlog delivered later "
+            "still lands in, or folds into, the work order of its problem"
+        ),
+    )
     sla: Sla = Sla()

@@ -396,3 +396,24 @@ def test_two_cars_twenty_metres_apart_stay_two_as_their_centres_settle() -> None
             )
         )
     assert len(partition(results)) == 2
+
+
+def test_a_straggler_days_late_joins_its_closed_incident_past_the_reopen_window() -> None:
+    """An alert inside a closed incident's life joins it however late it comes (the worker
+    holds closed incidents for ``workflow.late_data``); it never recurs or opens a new one."""
+    engine = DedupEngine(LINKED, lateness=LATENESS)
+    results = [engine.add(m, HOME) for m in episode("car", 0, 20, updates=0)]
+    car = results[0].incident
+    engine.expire(T0 + timedelta(days=3))
+    assert car.state == "closed"
+    late = engine.add(alert("cam2.0", 10, episode="cam2", device="cam-2"), offset(HOME, east_m=3))
+    assert late.merged and not late.reopened and late.incident is car
+    assert car.state == "closed"
+
+
+def test_late_data_is_held_a_week_by_default() -> None:
+    """The outbox keeps a week's backlog; the stream holds closed incidents as long."""
+    from citywatch.config.workflow import Workflow
+
+    fields = Workflow.model_fields
+    assert fields["late_data"].default == timedelta(days=7)
