@@ -473,9 +473,11 @@ class VideoSource:
         return 1.0 / (self._timing.fps or 25.0)
 
     def _due(self, pts_s: float) -> bool:
-        """Whether the frame at ``pts_s`` is the next one the detection rate asks for."""
-        slack_s = 0.25 * self._frame_period_s() if not self.is_live else 0.0
-        return self._cadence.due(pts_s, slack_s)
+        """Whether the frame at ``pts_s`` is the next one the detection rate asks for; a
+        quarter frame of slack absorbs the rounding of file times and of a live stream's
+        timestamps (without it, the frame due at 2.4 s read at 2.3999999 s is skipped and
+        every later pick shifts by a frame against a replay of the recording)."""
+        return self._cadence.due(pts_s, 0.25 * self._frame_period_s())
 
     def _check_end(self) -> None:
         """A grab failed: the normal end of a file (returns), a truncated one, or a lost stream."""

@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import cv2
 import pytest
 
+from citywatch.config import load_config
+from citywatch.contracts import Alert
+from citywatch.contracts.messages import Phase
+from citywatch.edge.camera.agent import CameraGateway
+from citywatch.edge.camera.evaluation.replay import replay_video
+from citywatch.edge.camera.pipeline import CameraPipeline
+from citywatch.hardware.camera.street.player import ScenarioPlayer
+from citywatch.hardware.camera.street.scenario import load_scenario
 from citywatch.hardware.camera.video_source import SourceOpenError, VideoSource
-from tests.unit.gst_rtsp_server import RtspServer, available
+from citywatch.models.detector_factory import load_detector
+from tests.conftest import REPO
+from tests.unit.gst_rtsp_server import RtspServer, available, to_h264
+from tests.unit.test_camera_agent import Collected
 from tests.unit.test_video_source import index_of, write_video
 
 pytestmark = [
@@ -81,3 +94,81 @@ def test_live_frames_carry_the_streams_timestamps_like_the_file(
     assert max(abs(s) for s in spread) < 0.002, spread
     # Before the stall nothing was lost: the detection rate picked every fifth frame.
     assert [index for index, _ in frames[:10]] == [i * FPS // DETECT_FPS for i in range(10)]
+
+
+SCENE_S = 40
+
+
+@pytest.fixture(scope="module")
+def parked_car_h264(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 40 s of the suite's parked-car scene as H.264 (a car pulls into the curb
+    lane at 8 s and stays): what a camera would send."""
+    scenario = load_scenario("parked-car")
+    player = ScenarioPlayer(scenario)
+    folder = tmp_path_factory.mktemp("scene")
+    avi = folder / "parked-car.avi"
+    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter.fourcc(*"MJPG"), scenario.fps, scenario.size)
+    for index in range(round(SCENE_S * scenario.fps)):
+        writer.write(player.frame(index)[0])
+    writer.release()
+    return to_h264(avi, folder / "parked-car.mkv")
+
+
+@pytest.mark.slow
+def test_the_live_agent_alerts_as_a_replay_of_the_same_video(parked_car_h264: Path) -> None:
+    """The suite's parked-car camera fed live by an RTSP server serving the H.264 file, and
+    the same file replayed: the same alerts, the start within one detection interval of
+    video time (live video time counted from its first frame)."""
+    config = load_config(REPO / "configs" / "scenario-suite.yaml")
+    camera = next(c for c in config.devices.cameras if c.id == "cam-parked-car")
+    detector = load_detector(camera.detector)
+    replayed = replay_video(
+        CameraPipeline(
+            site_id=config.site.id,
+            camera=camera,
+            tz=config.site.timezone,
+            start_time=datetime.now(UTC),
+            detector=detector,
+            evidence=None,
+        ),
+        parked_car_h264,
+    ).alerts
+
+    server = RtspServer(parked_car_h264)
+    live_camera = camera.model_copy(
+        update={"source": camera.source.model_copy(update={"url": server.url})}
+    )
+    config = config.model_copy(
+        update={"devices": config.devices.model_copy(update={"cameras": (live_camera,)})}
+    )
+    first_pts: list[float] = []
+    published = Collected()
+    gateway = CameraGateway(
+        config,
+        camera.gateway,
+        published,
+        telemetry_interval_s=3600,
+        record_detections=lambda _, frame, __: first_pts.append(frame.pts_s),
+        clip_thread=False,
+    )
+    server.start()
+    try:
+        gateway.run(duration_s=SCENE_S + 3)
+    finally:
+        server.stop()
+    live = [m for m in published.messages if isinstance(m, Alert)]
+
+    def starts(alerts: list[Alert], origin: float) -> list[tuple[str, str, float]]:
+        return [
+            (a.kind.value, a.location.zone or "", float(a.attributes["pts_s"]) - origin)
+            for a in alerts
+            if a.phase is Phase.START
+        ]
+
+    expected, got = starts(replayed, 0.0), starts(live, first_pts[0])
+    assert (
+        [e[:2] for e in got]
+        == [e[:2] for e in expected]
+        == [("illegal_parking", "no-parking-curb")]
+    )
+    assert got[0][2] == pytest.approx(expected[0][2], abs=1 / camera.source.detect_fps + 1e-3)
