@@ -299,6 +299,7 @@ class CameraWorker:
             "frames_skipped": float(src.frames_skipped),
             "dropped_frames": float(max(0, src.frames_decoded - stats.frames)),
             "reconnects": float(src.reconnects),
+            "frames_lost": float(src.frames_lost),
             "last_frame_age_s": now - stats.last_frame_at if stats.last_frame_at else -1.0,
             "open_episodes": float(self.pipeline.open_episodes if self.pipeline else 0),
             "clip_frames_dropped": float(self.pipeline.clip_frames_dropped if self.pipeline else 0),

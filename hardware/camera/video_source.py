@@ -49,6 +49,7 @@ __all__ = [
     "SourceOpenError",
     "SourceSpec",
     "SourceStats",
+    "StreamClock",
     "StreamLost",
     "UnknownScheme",
     "UnreadableVideo",
@@ -215,24 +216,29 @@ class SourceStats:
     frames_skipped: int = 0
     reconnects: int = 0
     """Successful re-opens of a live source after a loss."""
+    frames_lost: int = 0
+    """Frames an RTSP stream's timestamps skipped: dropped by the network or the camera."""
     last_frame_monotonic_s: float | None = None
     """``time.monotonic()`` when the last frame was delivered: a stalled source shows here."""
 
 
-class _StreamClock:
+class StreamClock:
     """Live ``pts``: the stream's timestamps within a connection, laid on the wall clock
     where the connection's first frame arrived; the wall clock when there are none.
 
     OpenCV reports for an H.264 stream's frame the timestamp of the frame before it (the
     first two both read 0): a repeat on the second frame marks that lag of one frame
     period, added back to every later frame, so frame k sits k periods after the first as
-    in the file."""
+    in the file. A jump of the timestamps by more than a frame period counts the frames
+    in between as lost (the network or the camera dropped them)."""
 
     def __init__(self) -> None:
         self._base: tuple[float, float] | None = None  # (wall s, stream ms) of the first frame
         self._last_ms = -math.inf
         self._frames = 0
         self._lag_s = 0.0
+        self.lost = 0
+        """Frames the stream's timestamps skipped, over the clock's life."""
 
     def rebase(self) -> None:
         self._base, self._last_ms, self._frames, self._lag_s = None, -math.inf, 0, 0.0
@@ -246,6 +252,8 @@ class _StreamClock:
         if valid and self._frames == 2 and stream_ms == self._last_ms:
             self._lag_s = period_s
         advanced = valid and (stream_ms > self._last_ms or self._frames == 2)
+        if advanced and period_s > 0 and math.isfinite(self._last_ms):
+            self.lost += max(0, round((stream_ms - self._last_ms) / 1000 / period_s) - 1)
         self._last_ms = stream_ms if valid else -math.inf
         if self._base is not None and advanced:
             pts_s = self._base[0] + (stream_ms - self._base[1]) / 1000 + self._lag_s
@@ -313,7 +321,7 @@ class VideoSource:
         self._last_pts_s: float | None = None
         self._cadence = DetectionCadence(detect_fps)
         self.rtsp_transport = rtsp_transport
-        self._stream_clock = _StreamClock()
+        self._stream_clock = StreamClock()
 
     @property
     def url(self) -> str:
@@ -462,6 +470,7 @@ class VideoSource:
             if self.spec.scheme in _TIMESTAMPED:
                 stream_ms = float(capture.get(cv2.CAP_PROP_POS_MSEC))
                 pts_s = self._stream_clock.pts(wall_s, stream_ms, self._frame_period_s())
+                self.stats.frames_lost = self._stream_clock.lost
         else:
             pts_s = self._pts_offset_s + (index - self._opened_at_index) * self._frame_period_s()
         if self._last_pts_s is not None and pts_s <= self._last_pts_s:

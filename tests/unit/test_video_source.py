@@ -26,6 +26,7 @@ from citywatch.hardware.camera.video_source import (
     SourceKind,
     SourceNotFound,
     SourceOpenError,
+    StreamClock,
     UnknownScheme,
     UnreadableVideo,
     VideoSource,
@@ -342,3 +343,46 @@ def test_stop_ends_a_reconnect_wait_promptly() -> None:
     assert list(wrapper) == []
     assert time.monotonic() - started < 3
     assert wrapper.failed_attempts == 1 and wrapper.in_outage
+
+
+P = 0.04  # a 25 fps stream's frame period
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected_pts", "lost"),
+    [
+        pytest.param(
+            [(0.5, 0), (0.5, 0), (0.5, 40), (0.5, 80)],
+            [0.5, 0.54, 0.58, 0.62],
+            0,
+            id="opencv-lag-of-one-frame-added-back-burst-kept-apart",
+        ),
+        pytest.param([(0.5, 0), (0.54, 40), (0.58, 80)], [0.5, 0.54, 0.58], 0, id="no-lag"),
+        pytest.param(
+            [(0.5, 0), (0.54, 40), (0.9, 200), (0.95, 240)],
+            [0.5, 0.54, 0.7, 0.74],
+            3,
+            id="a-jump-counts-the-frames-lost-and-keeps-the-streams-time",
+        ),
+        pytest.param(
+            [(0.5, 0), (0.54, 40), (0.6, 0), (0.64, 40)],
+            [0.5, 0.54, 0.6, 0.64],
+            0,
+            id="timestamps-going-back-start-again-from-the-wall-clock",
+        ),
+        pytest.param(
+            [(0.5, 0), (0.54, 40), (9.0, 80)], [0.5, 0.54, 9.0], 0, id="slipped-from-the-wall"
+        ),
+        pytest.param(
+            [(0.5, float("nan")), (0.53, -1.0)], [0.5, 0.53], 0, id="no-timestamps-wall-clock"
+        ),
+    ],
+)
+def test_stream_clock_follows_the_streams_timestamps(
+    frames: list[tuple[float, float]], expected_pts: list[float], lost: int
+) -> None:
+    """Live pts: the stream's own times from the connection's first frame (OpenCV's lag of
+    one frame added back), the wall clock where they are missing, go back or slip."""
+    clock = StreamClock()
+    assert [clock.pts(wall, ms, P) for wall, ms in frames] == pytest.approx(expected_pts)
+    assert clock.lost == lost
