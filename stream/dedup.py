@@ -346,7 +346,9 @@ class DedupEngine:
             slot.sightings += 1
             slot.lat_w[position.lat] = slot.lat_w.get(position.lat, 0.0) + weight
             slot.lon_w[position.lon] = slot.lon_w.get(position.lon, 0.0) + weight
-            moved = slot.recentre()
+            # Weight added at the centre itself never moves a weighted median.
+            if position.lat != slot.lat or position.lon != slot.lon:
+                moved = slot.recentre()
         if t > slot.last_ts and inc.state == "open":  # a straggler never extends a closed one
             slot.last_ts = t
             inc.last_activity = alert.event_time
@@ -435,6 +437,7 @@ class DedupEngine:
 
     def _index(self, slot: Slot) -> None:
         rules = slot.rules
+        rules.latest_opened_ts = max(rules.latest_opened_ts, slot.opened_ts)
         if slot.device is not None:
             rules.devices.setdefault(slot.device, []).append(slot)
             return

@@ -207,6 +207,7 @@ class KindRules:
         "closed",
         "devices",
         "fold_reach_s",
+        "latest_opened_ts",
         "open",
         "policy",
         "quiet_s",
@@ -224,6 +225,7 @@ class KindRules:
         # How long after an incident's end another at its place is still the same problem
         # (a recurrence that reopens it; none when a recurrence is a new linked order).
         self.fold_reach_s = self.reopen_s if policy.recurrence == "reopen" else 0.0
+        self.latest_opened_ts = -NEVER  # no incident of the kind opened later than this
         # A device fault is about the device, never about a place shared with others.
         self.by_device = kind is AlertKind.DEVICE_FAULT
         self.open = CellGrid(policy.radius_m)
@@ -245,6 +247,8 @@ def overlapping(slot: Slot, t: float, moved_back: bool, settled: bool = False) -
     recurrence reopens — and that opened after ``t`` unless ``moved_back``, if any. With
     ``settled``, only incidents with :data:`SETTLED_SIGHTINGS` count (a centre moved)."""
     rules = slot.rules
+    if not moved_back and t >= rules.latest_opened_ts:
+        return None  # in order: nothing of the kind opened after this alert
     candidates: list[Slot] = []
     if slot.device is not None:
         candidates = rules.devices.get(slot.device, candidates)
