@@ -84,7 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_parser.add_argument("--quick", action="store_true", help="shorter outages")
     args = args_parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    argv_used = [*(["--only", *args.only] if args.only else []), *(["--quick"] if args.quick else [])]
+    argv_used = [
+        *(["--only", *args.only] if args.only else []),
+        *(["--quick"] if args.quick else []),
+    ]
     results = run_facts("chaos", reproduce("chaos", argv_used))
     rows: list[CaseResult] = []
     with console.status("starting the chaos rig…"), ChaosRig() as rig:

@@ -51,11 +51,7 @@ from citywatch.stream.alert_handler import AlertHandler
 from citywatch.stream.batch_lane import BatchLane, attach
 from citywatch.stream.deadletter import DeadLetter
 from citywatch.stream.device_data import DeviceDataHandler, upsert_statuses
-from citywatch.stream.faust_transport import (
-    StreamApp,
-    kafka_producer,
-    worker_options,
-)
+from citywatch.stream.faust_transport import StreamApp, kafka_producer, worker_options
 from citywatch.stream.intake import BatchHandler, Intake
 from citywatch.stream.kafka_admin import BrokerProbe
 from citywatch.stream.kafka_batches import Record, send_all
@@ -162,7 +158,6 @@ def build_app(
 def health_path(data_dir: Path, pid: int | None = None) -> Path:
     """Where the worker with ``pid`` (this one by default) reports its database health."""
     return data_dir / "health" / f"stream-app-{pid or os.getpid()}.json"
-
 
 
 def raw_topic(app: faust.App, name: str) -> faust.TopicT:

@@ -165,7 +165,6 @@ class _Consumer(faust_aiokafka.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
-
     def _check_log_went_back(self, tp: Any, offset: int) -> None:
         """A record below the committed offset: the broker's log restarted (see
         :func:`log_went_back`); the app's ``on_lost_log`` is told once."""
@@ -245,4 +244,3 @@ class StreamApp(faust.App):
 
     def _new_transport(self) -> TransportT:
         return _Transport(self.conf.broker_consumer, self)
-

@@ -77,11 +77,21 @@ def test_the_orphans_of_a_dead_session_leader_are_killed(tmp_path: Path) -> None
     while not (tmp_path / "child").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     child = int((tmp_path / "child").read_text())
+    child_started = _start_ticks(child)
     processes.kill_orphans("test", record)
-    assert Path(f"/proc/{child}").exists(), "killed the session of a leader still running"
+    assert _start_ticks(child) == child_started, "killed the session of a leader still running"
     os.kill(record.pid, signal.SIGKILL)
     while processes.is_alive(record):
         time.sleep(0.02)
     processes.kill_orphans("test", record)
-    state = Path(f"/proc/{child}/stat")
-    assert not state.exists() or state.read_text().split(") ", 1)[1][0] in "ZX"
+    assert _start_ticks(child) != child_started, "the orphan lives on"
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When ``pid`` started (None: gone or a zombie): tells the process from a later one
+    that was given the same pid."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])
