@@ -25,6 +25,8 @@ from citywatch.stream.dedup import DedupEngine, Incident, alert_position
 from citywatch.stream.sink import AlertConflict, AlertRow, insert_alerts
 from citywatch.workorder.escalation import escalate_due, next_escalation_at
 from citywatch.workorder.lifecycle import (
+    ALLOWED_FROM,
+    Action,
     WorkOrder,
     WorkOrderTransition,
     as_message,
@@ -186,8 +188,11 @@ class AlertProcessor:
                 continue
             events += fold_into(gone_order, order, time=alert.event_time, actor=SYSTEM)
             folded.append((gone_order, gone))
-        if result.reopened and not order.is_open:
-            events = recur(
+        # A recurrence, or a fold that brought a live problem into a closed order, reopens it
+        # (one that people resolved and are verifying is left to them).
+        revived = bool(folded) and incident.state == "open"
+        if (result.reopened or revived) and order.state in ALLOWED_FROM[Action.REOPEN]:
+            events += recur(
                 order,
                 time=alert.event_time,
                 reason="recurrence (复发)",
