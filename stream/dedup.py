@@ -342,13 +342,7 @@ class DedupEngine:
         slot.span_ts = max(slot.span_ts, t)
         moved = False
         if position is not None and inc.position is not None:
-            weight = sighting_weight(alert)
-            slot.sightings += 1
-            slot.lat_w[position.lat] = slot.lat_w.get(position.lat, 0.0) + weight
-            slot.lon_w[position.lon] = slot.lon_w.get(position.lon, 0.0) + weight
-            # Weight added at the centre itself never moves a weighted median.
-            if position.lat != slot.lat or position.lon != slot.lon:
-                moved = slot.recentre()
+            moved = slot.add_sighting(position.lat, position.lon, sighting_weight(alert))
         if t > slot.last_ts and inc.state == "open":  # a straggler never extends a closed one
             slot.last_ts = t
             inc.last_activity = alert.event_time

@@ -104,6 +104,14 @@ class Slot:
             for value, weight in theirs.items():
                 mine[value] = mine.get(value, 0.0) + weight
 
+    def add_sighting(self, lat: float, lon: float, weight: float) -> bool:
+        """Count one positioned alert in the centre; returns whether the centre moved."""
+        self.sightings += 1
+        self.lat_w[lat] = self.lat_w.get(lat, 0.0) + weight
+        self.lon_w[lon] = self.lon_w.get(lon, 0.0) + weight
+        # Weight added at the centre itself never moves a weighted median.
+        return (lat != self.lat or lon != self.lon) and self.recentre()
+
     def recentre(self) -> bool:
         """Move the incident to the weighted median of its sightings (and its grid cell);
         returns whether it moved."""
