@@ -244,6 +244,22 @@ class Outbox:
             return None
         return self._disk.read(lambda db: store.find(db, message_id), None)
 
+    def resend_now(self) -> None:
+        """Make every published message still awaiting its receipt due at once.
+
+        Called when the session (re)connects: a broker that restarted may have lost what
+        was in flight, and waiting ``resend_after_s`` for it would let the device's newer
+        alerts overtake it. Resent now, the backlog drains in enqueue order; one the broker
+        did keep arrives twice, which every sink absorbs (they upsert by id).
+        """
+        with self._lock:
+            if (writers := self._disk.writers()) is not None:
+                try:
+                    store.make_sent_due(writers[1])
+                except sqlite3.Error as exc:
+                    self._failed(exc, "making unreceipted messages due")
+            self._memory.make_sent_due()
+
     def mark_sent(self, message_id: str, now: float) -> None:
         """Record a publish (attempts += 1, last_sent_at = now).
 

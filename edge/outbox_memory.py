@@ -10,6 +10,7 @@ recovers. Pure bookkeeping: no SQLite, no clock; the outbox passes every time in
 
 from __future__ import annotations
 
+import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -192,6 +193,12 @@ class MemoryQueue:
         attempts = self.sent.get(item.message_id, (item.attempts, now))[0]
         self.sent[item.message_id] = (max(attempts, item.attempts) + 1, now)
         return False
+
+    def make_sent_due(self) -> None:
+        """Every published message still held here or on disk becomes due at once."""
+        for held in self.held.values():
+            held.last_sent_at = None
+        self.sent = {m: (attempts, -math.inf) for m, (attempts, _) in self.sent.items()}
 
     def forget_on_disk(self, message_id: str, rejection: Rejection | None) -> None:
         """A message on disk was received (``None``) or rejected: record it for the disk."""

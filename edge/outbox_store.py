@@ -223,6 +223,11 @@ def delete(lazy: sqlite3.Connection, message_id: str) -> str | None:
     return str(rows[0][0]) if rows else None
 
 
+def make_sent_due(lazy: sqlite3.Connection) -> None:
+    """Every message published and still here (no receipt yet) becomes due at once."""
+    lazy.execute("UPDATE outbox SET last_sent_at = NULL WHERE last_sent_at IS NOT NULL")
+
+
 def mark_sent(lazy: sqlite3.Connection, message_id: str, now: float) -> None:
     lazy.execute(
         "UPDATE outbox SET attempts = attempts + 1, last_sent_at = ? WHERE message_id = ?",

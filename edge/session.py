@@ -348,6 +348,12 @@ class EdgeSession:
         )
         for device in self.devices:
             client.subscribe(device.address(Channel.RECEIPTS).topic, qos=1)
+        try:
+            self.outbox.resend_now()  # what the broker may have lost goes first, in order
+        except sqlite3.Error as exc:
+            log.error(
+                "outbox %s: %s; unreceipted messages wait for resend_after", self.outbox.path, exc
+            )
         self._connected.set()
         log.info(
             "connected to mqtt://%s:%s as %s",
