@@ -291,8 +291,11 @@ class StationaryObjects:
             box = _whole_of_part(box, obj.stand, limit) or box
         (x, y) = anchor_points(np.array(box), self.params.anchor)[0].tolist()
         obj.samples.append(_Sample(pts_s, x, y, _diagonal(box), box))
-        window = self.params.window_s
-        while obj.samples and obj.samples[0].pts_s < pts_s - window - _EPS_S:
+        # Keep the last sample at or before the window's start, so the samples span the whole
+        # window: with live frames a few ms off the 0.2 s grid, dropping everything older than
+        # exactly a window left a span a frame short, and the object was never judged still.
+        cutoff = pts_s - self.params.window_s + _EPS_S
+        while len(obj.samples) > 1 and obj.samples[1].pts_s <= cutoff:
             obj.samples.popleft()
         if obj.is_stationary:
             self._check_moved(obj, pts_s)

@@ -290,3 +290,21 @@ def test_an_object_still_again_at_its_old_place_resumes_its_clock(
         objects.update(back_at + i / FPS, [track(1, CAR)])
     (obj,) = objects.objects
     assert obj.is_stationary and obj.stationary_since_s == pytest.approx(since, abs=1)
+
+
+@pytest.mark.parametrize("jitter_s", [0.0, 0.005, 0.02], ids=["replay-grid", "5ms", "20ms"])
+def test_live_frame_times_off_the_grid_still_make_a_parked_car_stationary(
+    jitter_s: float,
+) -> None:
+    """Live frames arrive a few ms off the 0.2 s grid: still judged stationary one window
+    (and at most a frame) after it stopped, as on a replay's exact grid."""
+    rng = np.random.default_rng(3)
+    objects = StationaryObjects(PARAMS, {"car"})
+    became_still = None
+    for i in range(10 * FPS):
+        pts = i / FPS + (float(rng.uniform(0, jitter_s)) if i else 0.0)
+        objects.update(pts, [track(1, CAR)])
+        if became_still is None and objects.objects[0].is_stationary:
+            became_still = pts
+    assert became_still is not None
+    assert became_still <= PARAMS.window_s + 1 / FPS + jitter_s

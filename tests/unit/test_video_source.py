@@ -239,9 +239,11 @@ def test_wrapper_does_not_retry_a_missing_file(tmp_path: Path) -> None:
 
 
 class MjpegServer:
-    """multipart/x-mixed-replace JPEG frames at 25 fps on a fixed local port; restartable."""
+    """multipart/x-mixed-replace JPEG frames at 25 fps on a fixed local port; restartable.
+    Each frame is ``image`` when given (a still scene), else :func:`frame_image`."""
 
-    def __init__(self) -> None:
+    def __init__(self, image: NDArray[np.uint8] | None = None) -> None:
+        self.image = image
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
@@ -254,6 +256,7 @@ class MjpegServer:
 
     def start(self) -> None:
         stopping = self._stopping = threading.Event()
+        still = None if self.image is None else cv2.imencode(".jpg", self.image)[1].tobytes()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -262,7 +265,7 @@ class MjpegServer:
                 self.end_headers()
                 i = 0
                 while not stopping.is_set():
-                    jpeg = cv2.imencode(".jpg", frame_image(i))[1].tobytes()
+                    jpeg = still or cv2.imencode(".jpg", frame_image(i))[1].tobytes()
                     head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
                     try:
                         self.wfile.write(head.encode() + jpeg + b"\r\n")
