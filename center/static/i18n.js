@@ -109,6 +109,7 @@ const TABLE = {
     "kpi.closure_rate": "结案率", "kpi.on_time_rate": "按期处置率",
     // events that are not a state's name
     "event.started": "开始处置", "event.escalated": "提级", "event.recurred": "复发",
+    merged: "已并单", "event.merged": "并入他单", "event.absorbed": "并入重复工单",
   },
   en: {
     "app.title": "City Operations Center",
@@ -211,12 +212,14 @@ const TABLE = {
     "kpi.satisfaction_rate": "satisfaction rate", "kpi.closure_rate": "closure rate",
     "kpi.on_time_rate": "on-time rate",
     "event.started": "started", "event.escalated": "escalated", "event.recurred": "recurred",
+    merged: "merged", "event.merged": "merged into another order",
+    "event.absorbed": "absorbed a duplicate order",
   },
 };
 
 export const STATES = [
   "reported", "filed", "dispatched", "signed", "in_progress", "returned", "rework",
-  "extended", "reopened", "resolved", "verified", "closed", "false_positive",
+  "extended", "reopened", "resolved", "verified", "closed", "false_positive", "merged",
 ];
 export const KINDS = ["waterlogging", "street_vending", "illegal_parking", "smoke", "device_fault"];
 

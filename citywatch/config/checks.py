@@ -177,6 +177,36 @@ def verify_gateway_tls_needs_a_tls_broker(config: CitywatchConfig) -> list[Confi
     ]
 
 
+def verify_refreshes_come_within_the_dedup_window(config: CitywatchConfig) -> list[ConfigIssue]:
+    """A held condition is refreshed (``update_every``) more often than its kind's dedup
+    ``window``: otherwise a flood or a parked car that lasts goes quiet for longer than the
+    window and its work order ages out while the problem is still there."""
+    dedup = config.workflow.dedup
+    issues = []
+
+    def check(path: Path, every: object, kind: str, what: str) -> None:
+        policy = dedup.get(AlertKind(kind))
+        if policy is not None and every is not None and every >= policy.window:  # type: ignore[operator]
+            issues.append(ConfigIssue(path, (
+                f"{what} update_every ({every}) is not shorter than the {kind} dedup window"
+                f" ({policy.window}): the work order would age out while the condition holds;"
+                " refresh more often or widen workflow.dedup window"
+            )))  # fmt: skip
+
+    site_policy = config.waterlogging.level_policy
+    check(("waterlogging", "level_policy", "update_every"), site_policy.update_every,
+          "waterlogging", "the site's level policy")  # fmt: skip
+    for index, sensor in enumerate(config.devices.sensors):
+        if sensor.level_policy is not None:
+            check(("devices", "sensors", index, "level_policy", "update_every"),
+                  sensor.level_policy.update_every, "waterlogging", f"sensor {sensor.id!r}'s")  # fmt: skip
+    for index, camera in enumerate(config.devices.cameras):
+        for number, rule in enumerate(camera.rules):
+            check(("devices", "cameras", index, "rules", number, "update_every"),
+                  rule.update_every, rule.type, f"camera {camera.id!r} rule {rule.name!r}")  # fmt: skip
+    return issues
+
+
 CHECKS: tuple[Callable[[CitywatchConfig], list[ConfigIssue]], ...] = (
     verify_gateway_tls_needs_a_tls_broker,
     verify_device_ids_unique,
@@ -184,6 +214,7 @@ CHECKS: tuple[Callable[[CitywatchConfig], list[ConfigIssue]], ...] = (
     verify_placements_in_grid,
     verify_categories_reference_departments_and_tiers,
     verify_every_produced_kind_has_a_category,
+    verify_refreshes_come_within_the_dedup_window,
 )
 
 

@@ -281,6 +281,12 @@ def kill_orphans(name: str, record: ProcessRecord) -> None:
     postmaster killed with SIGKILL leaves its backends). Only while the leader's pid is
     free or held by its zombie: Linux does not give a pid to a new process while a session
     still carries it, so the members found are the dead service's, never another program's."""
+    own = _CHILDREN.get(record.pid)
+    if own is not None and not is_alive(record):
+        # A leader SIGKILLed a moment ago may still be dying (its command line already
+        # gone, its pid still running): let it finish before its session is judged.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            own.wait(5.0)
     _reap(record.pid)
     fields = _stat_fields(record.pid)
     if fields is not None and fields[0] not in ("Z", "X"):

@@ -16,6 +16,7 @@ from citywatch.config.checks import (
     verify_devices_reference_known_gateways,
     verify_every_produced_kind_has_a_category,
     verify_placements_in_grid,
+    verify_refreshes_come_within_the_dedup_window,
 )
 from citywatch.config.secrets import SecretError, resolve_secret
 
@@ -204,6 +205,34 @@ def test_verify_every_produced_kind_has_a_category() -> None:
         config.model_copy(update={"workflow": workflow})
     )
     assert any("waterlogging" in i.message for i in issues)
+
+
+def test_verify_refreshes_come_within_the_dedup_window() -> None:
+    """A held flood or parked car refreshed less often than its kind's dedup window would
+    age out while it lasts: refused at the field, for the site policy and a camera rule."""
+    from datetime import timedelta
+
+    config = load_config(DEMO)
+    assert verify_refreshes_come_within_the_dedup_window(config) == []
+    policy = config.waterlogging.level_policy.model_copy(
+        update={"update_every": timedelta(hours=2)}
+    )
+    waterlogging = config.waterlogging.model_copy(update={"level_policy": policy})
+    camera = config.devices.cameras[0]
+    rule = camera.rules[0].model_copy(update={"update_every": timedelta(hours=3)})
+    cameras = (
+        camera.model_copy(update={"rules": (rule, *camera.rules[1:])}),
+        *config.devices.cameras[1:],
+    )
+    devices = config.devices.model_copy(update={"cameras": cameras})
+    issues = verify_refreshes_come_within_the_dedup_window(
+        config.model_copy(update={"waterlogging": waterlogging, "devices": devices})
+    )
+    assert [i.path for i in issues] == [
+        ("waterlogging", "level_policy", "update_every"),
+        ("devices", "cameras", 0, "rules", 0, "update_every"),
+    ]
+    assert "not shorter than the waterlogging dedup window" in issues[0].message
 
 
 def test_secret_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
