@@ -35,6 +35,17 @@ if { [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/wqy ]; } && 
   apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei >/dev/null
 fi
 
+# Debian's GStreamer RTSP server (run by the system Python through gi) for the live-camera
+# test: a real RTSP camera serving H.264, checked against a replay of the same file.
+if ! dpkg -s gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly python3-gi >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  say "installing Debian's GStreamer RTSP server for the live-camera test"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 \
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly python3-gi >/dev/null
+fi
+
 if ! command -v "$PYTHON" >/dev/null 2>&1; then PYTHON=python3; fi
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv with $($PYTHON --version)"
