@@ -61,21 +61,8 @@ log = logging.getLogger(__name__)
 class Outbox:
     """A SQLite (WAL) queue of messages awaiting their receipt, safe to share across threads.
 
-    Durability: WAL with ``synchronous=FULL``. A :meth:`put` returns only after its commit
-    frame is in the WAL and fsynced, so neither a kill -9 nor a power cut loses an accepted
-    message. A process killed halfway through a commit leaves a WAL tail without a valid
-    commit frame (frames are checksummed), which the next open ignores: the file is never
-    corrupt, the half-written batch is simply absent (and its put never returned).
-    ``NORMAL`` would survive a process crash too (the WAL sits in the page cache) but may
-    lose the last commits on power loss, and an unattended pole-mounted gateway loses power
-    more often than it crashes. The price is one fsync per write, negligible at sensor rates.
-
-    Only what is *accepted* needs that fsync: a publish record or a receipt lost in a power
-    cut makes the message due again, and a duplicate resend is harmless (every sink upserts
-    by id). So :meth:`put` and :meth:`quarantine` commit on a ``FULL`` connection while
-    :meth:`mark_sent`, :meth:`acknowledge` and :meth:`drop_unconfirmable` commit on a second,
-    ``NORMAL`` one (their WAL frames reach the disk with the next ``FULL`` commit or
-    checkpoint). That halves the fsyncs per alert.
+    Durability: a :meth:`put` returns only once it is fsynced (see
+    :func:`citywatch.edge.outbox_store.connect` for why, and why receipts need not be).
 
     Thread safety: two connections (``check_same_thread=False``) guarded by one lock, because
     paho delivers receipts on its network thread while the agent enqueues on its own.
@@ -245,13 +232,9 @@ class Outbox:
         return self._disk.read(lambda db: store.find(db, message_id), None)
 
     def resend_now(self) -> None:
-        """Make every published message still awaiting its receipt due at once.
-
-        Called when the session (re)connects: a broker that restarted may have lost what
-        was in flight, and waiting ``resend_after_s`` for it would let the device's newer
-        alerts overtake it. Resent now, the backlog drains in enqueue order; one the broker
-        did keep arrives twice, which every sink absorbs (they upsert by id).
-        """
+        """Make every published message still awaiting its receipt due at once (on each
+        connect: a restarted broker may have lost what was in flight, and waiting for
+        ``resend_after_s`` would let newer alerts overtake it; a duplicate is harmless)."""
         with self._lock:
             if (writers := self._disk.writers()) is not None:
                 try:

@@ -49,7 +49,8 @@ from citywatch.contracts import (
 from citywatch.contracts.messages import DeviceState, Evidence
 from citywatch.edge.backoff import Backoff
 from citywatch.edge.clock import ClockSkew
-from citywatch.edge.outbox import NewMessage, Outbox, PutResult
+from citywatch.edge.outbox import Outbox, PutResult
+from citywatch.edge.outbox_entries import outbox_entry
 from citywatch.edge.outbox_messages import OutboxHealth
 from citywatch.mqtt_client import BrokerSettings, make_client, refused
 
@@ -258,7 +259,7 @@ class EdgeSession:
         memory queue full) is logged as an error and counted in ``stats.alerts_refused``;
         it is never dropped silently.
         """
-        batch = [_outbox_message(m) for m in messages]
+        batch = [outbox_entry(m) for m in messages]
         devices = {m.message_id: m.device_id for m in batch}
         result = self.outbox.put_many(batch, self._clock())
         for message_id in result.refused:
@@ -460,44 +461,3 @@ class EdgeSession:
             clock_skew_ms=self.skew.skew_ms,
             detail="; ".join(notes) or None,
         )
-
-
-def _outbox_message(message: Alert | Telemetry | Evidence | Status) -> NewMessage:
-    """Alerts go at QoS 1 and stay until their receipt; a device's status, telemetry and
-    evidence notices at QoS 0 (the first to be shed when the outbox fills: a status is
-    repeated by the agent, the evidence files stay on disk)."""
-    if isinstance(message, Status):
-        return NewMessage(
-            f"{message.device.id}.status.{int(message.event_time.timestamp() * 1000)}",
-            message.device.address(Channel.STATUS).topic,
-            encode(message),
-            0,
-            "status",
-            message.device.id,
-        )
-    if isinstance(message, Alert):
-        return NewMessage(
-            message.id,
-            message.device.address(Channel.ALERTS).topic,
-            encode(message),
-            1,
-            "alert",
-            message.device.id,
-        )
-    if isinstance(message, Evidence):
-        return NewMessage(
-            message.id,
-            message.device.address(Channel.EVIDENCE).topic,
-            encode(message),
-            0,
-            "evidence",
-            message.device.id,
-        )
-    return NewMessage(
-        message.id,
-        message.device.address(Channel.TELEMETRY).topic,
-        encode(message),
-        0,
-        "telemetry",
-        message.device.id,
-    )

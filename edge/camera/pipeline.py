@@ -33,7 +33,7 @@ from citywatch.edge.camera.frame_ring import FrameRing
 from citywatch.edge.camera.ground import GroundProjection
 from citywatch.edge.camera.rules import CameraRules
 from citywatch.hardware.camera.frames import Frame
-from citywatch.hardware.camera.video_source import DetectionCadence
+from citywatch.hardware.camera.video_clock import DetectionCadence
 from citywatch.models.detections import Detections, Detector
 from citywatch.models.smoke_change import corroborated
 from citywatch.models.smoke_classical import ClassicalSmokeDetector

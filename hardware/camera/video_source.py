@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import math
 import os
 import threading
 import time
@@ -39,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from citywatch.hardware.camera.frames import Frame
+from citywatch.hardware.camera.video_clock import DetectionCadence, StreamClock
 
 __all__ = [
     "LIVE_SCHEMES",
@@ -49,7 +49,6 @@ __all__ = [
     "SourceOpenError",
     "SourceSpec",
     "SourceStats",
-    "StreamClock",
     "StreamLost",
     "UnknownScheme",
     "UnreadableVideo",
@@ -65,9 +64,6 @@ log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt"})
 RtspTransport = Literal["tcp", "udp"]
-STREAM_CLOCK_SLIP_S = 5.0
-"""A live stream whose timestamps run this far from the wall clock is re-based on it (the
-camera's clock jumped, or it restarted its stream)."""
 _TIMESTAMPED = frozenset({"rtsp", "rtsps"})
 """Live schemes whose frames carry the camera's timestamps (RTP); FFmpeg makes up those of
 an HTTP MJPEG stream from a frame count at an assumed rate, so those run on the wall clock."""
@@ -222,73 +218,10 @@ class SourceStats:
     """``time.monotonic()`` when the last frame was delivered: a stalled source shows here."""
 
 
-class StreamClock:
-    """Live ``pts``: the stream's timestamps within a connection, laid on the wall clock
-    where the connection's first frame arrived; the wall clock when there are none.
-
-    OpenCV reports for an H.264 stream's frame the timestamp of the frame before it (the
-    first two both read 0): a repeat on the second frame marks that lag of one frame
-    period, added back to every later frame, so frame k sits k periods after the first as
-    in the file. A jump of the timestamps by more than a frame period counts the frames
-    in between as lost (the network or the camera dropped them)."""
-
-    def __init__(self) -> None:
-        self._base: tuple[float, float] | None = None  # (wall s, stream ms) of the first frame
-        self._last_ms = -math.inf
-        self._frames = 0
-        self._lag_s = 0.0
-        self.lost = 0
-        """Frames the stream's timestamps skipped, over the clock's life."""
-
-    def rebase(self) -> None:
-        self._base, self._last_ms, self._frames, self._lag_s = None, -math.inf, 0, 0.0
-
-    def pts(self, wall_s: float, stream_ms: float, period_s: float) -> float:
-        """The frame's time: on the stream's clock since the connection's first frame; a
-        timestamp that is missing, goes back, or slipped from the wall clock starts the
-        count again from this frame's wall time."""
-        self._frames += 1
-        valid = math.isfinite(stream_ms) and stream_ms >= 0
-        if valid and self._frames == 2 and stream_ms == self._last_ms:
-            self._lag_s = period_s
-        advanced = valid and (stream_ms > self._last_ms or self._frames == 2)
-        if advanced and period_s > 0 and math.isfinite(self._last_ms):
-            self.lost += max(0, round((stream_ms - self._last_ms) / 1000 / period_s) - 1)
-        self._last_ms = stream_ms if valid else -math.inf
-        if self._base is not None and advanced:
-            pts_s = self._base[0] + (stream_ms - self._base[1]) / 1000 + self._lag_s
-            if abs(pts_s - wall_s) <= STREAM_CLOCK_SLIP_S:
-                return pts_s
-        self._base = (wall_s, stream_ms) if valid else None
-        self._lag_s = 0.0 if self._frames > 2 else self._lag_s
-        return wall_s
-
-
 @dataclass(frozen=True, slots=True)
 class _Timing:
     fps: float
     declared_frames: int | None
-
-
-class DetectionCadence:
-    """Which frames the detector sees at ``detect_fps``: one per period of video time, on a
-    fixed schedule that never falls a whole period behind after a stall. Shared by the
-    live source and ``replay --detections`` so both pick the same frames."""
-
-    def __init__(self, detect_fps: float | None) -> None:
-        self.period_s = 1.0 / detect_fps if detect_fps else None
-        self._next_due_s: float | None = None
-
-    def due(self, pts_s: float, slack_s: float = 0.0) -> bool:
-        """Whether the frame at ``pts_s`` is due; ``slack_s`` absorbs rounding of file
-        times (a quarter of a frame period)."""
-        if self.period_s is None:
-            return True
-        if self._next_due_s is None or pts_s + slack_s >= self._next_due_s:
-            due = self._next_due_s if self._next_due_s is not None else pts_s
-            self._next_due_s = max(due + self.period_s, pts_s + self.period_s / 2)
-            return True
-        return False
 
 
 class VideoSource:

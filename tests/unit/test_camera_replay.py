@@ -24,7 +24,7 @@ from citywatch.edge.camera.evaluation.replay import (
 from citywatch.edge.camera.evaluation.scenario_suite import suite_cases, truth_detections
 from citywatch.edge.camera.evidence import EvidenceStore
 from citywatch.edge.camera.pipeline import CameraPipeline, ClipSettings
-from citywatch.hardware.camera.video_source import DetectionCadence
+from citywatch.hardware.camera.video_clock import DetectionCadence
 from citywatch.models.detections import Detections
 from citywatch.models.smoke_change import SmokeCorroboration
 from tests.conftest import REPO

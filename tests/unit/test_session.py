@@ -306,14 +306,14 @@ def test_camera_status_and_evidence_notices_travel_at_qos_0_on_their_own_topics(
 
     from citywatch.contracts import DeviceKind, DeviceRef, Status
     from citywatch.contracts.messages import DeviceState, Evidence, EvidenceKind, EvidenceRef
-    from citywatch.edge.session import _outbox_message
+    from citywatch.edge.outbox_entries import outbox_entry
 
     camera = DeviceRef(site="demo", kind=DeviceKind.CAMERA, id="cam-1")
     now = datetime(2026, 11, 23, tzinfo=UTC)
-    status = _outbox_message(
+    status = outbox_entry(
         Status(device=camera, state=DeviceState.OFFLINE, event_time=now, detail="no video")
     )
-    evidence = _outbox_message(
+    evidence = outbox_entry(
         Evidence(
             id="a.0.clip",
             device=camera,
@@ -472,7 +472,7 @@ def test_gateway_restarting_on_a_read_only_outbox_sends_what_it_holds(
 ) -> None:
     """Read-only outbox: the agent starts, sends the alerts already on disk and takes their
     receipts in memory; once writable, the receipts are written and the status clears."""
-    from citywatch.edge.session import _outbox_message
+    from citywatch.edge.outbox_entries import outbox_entry
     from tests.unit.test_outbox_faults import ReadOnlyDisk
 
     disk = ReadOnlyDisk(tmp_path)
@@ -480,7 +480,7 @@ def test_gateway_restarting_on_a_read_only_outbox_sends_what_it_holds(
         pytest.skip("root ignores file modes, and bind mounts are not allowed here")
     path = disk.view / "o.db"
     with Outbox(path) as before:
-        before.put_many([_outbox_message(alert("s1", n)) for n in range(2)], 0.0)
+        before.put_many([outbox_entry(alert("s1", n)) for n in range(2)], 0.0)
     disk.read_only()
     center = Center(open_broker.port)
     outbox = Outbox(path)

@@ -21,12 +21,12 @@ from numpy.typing import NDArray
 from citywatch.edge.backoff import Backoff
 from citywatch.edge.camera.source import ReconnectingSource
 from citywatch.hardware.camera import video_source
+from citywatch.hardware.camera.video_clock import StreamClock
 from citywatch.hardware.camera.video_source import (
     CorruptVideo,
     SourceKind,
     SourceNotFound,
     SourceOpenError,
-    StreamClock,
     UnknownScheme,
     UnreadableVideo,
     VideoSource,

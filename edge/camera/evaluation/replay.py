@@ -21,7 +21,8 @@ from citywatch.contracts import Alert, AlertKind
 from citywatch.edge.camera.evaluation.detection_file import DetectionFrame, read_detections
 from citywatch.edge.camera.pipeline import CameraOutput, CameraPipeline
 from citywatch.hardware.camera.frames import Frame
-from citywatch.hardware.camera.video_source import DetectionCadence, VideoSource
+from citywatch.hardware.camera.video_clock import DetectionCadence
+from citywatch.hardware.camera.video_source import VideoSource
 from citywatch.models.detections import Detections
 
 __all__ = ["ReplayResult", "expected_latency_s", "replay_detections", "replay_video"]

@@ -32,7 +32,7 @@ from citywatch.edge.camera.pipeline import CameraPipeline
 from citywatch.edge.outbox import PutResult
 from citywatch.hardware.camera.frames import Frame
 from citywatch.hardware.camera.street.scenario import Scenario, ScenarioPlayer, load_scenario
-from citywatch.hardware.camera.video_source import DetectionCadence
+from citywatch.hardware.camera.video_clock import DetectionCadence
 from citywatch.models.detections import Detections
 
 __all__ = ["SuiteCase", "SuiteRun", "run_live", "run_replay", "suite_cases"]
