@@ -18,6 +18,11 @@ by kind, or by the day they were opened in the site's time zone. Every count is 
   center was satisfied with a fix, not how often the citizen was.
 - ``closed`` (结案): orders whose state is closed. **closure_rate** = closed / total
   (false positives stay in the denominator; ``false_positive`` is reported beside it).
+- ``recurrences`` (复发): orders that are a problem come back — linked to an earlier order
+  (``recurrence: new_linked``) or reopened (``reopen``: a ``reopened`` event, by the
+  stream on a recurrence or by a person).
+- ``merged`` (并单): orders folded into an older order of the same problem when late data
+  showed they were one; they stay in ``total`` (they were opened) and are listed beside it.
 - ``on_time`` (按期处置): handled orders resolved no later than their due time. The due time
   is the current one, so an approved extension (延期) moves it, as 12345 rules count it.
   **on_time_rate** = on_time / handled.
@@ -69,6 +74,8 @@ class KpiCounts:
     false_positive: int = 0
     verified: int = 0
     rework: int = 0
+    recurrences: int = 0
+    merged: int = 0
 
     def __add__(self, other: KpiCounts) -> KpiCounts:
         return KpiCounts(
@@ -119,6 +126,8 @@ class KpiRow(BaseModel):
     false_positive: int
     verified: int
     rework: int
+    recurrences: int
+    merged: int
     response_rate: float | None
     handling_rate: float | None
     satisfaction_rate: float | None
@@ -178,10 +187,11 @@ WITH loop AS (
            bool_or(e.event = 'dispatched') AS dispatched,
            bool_or(e.event = 'signed') AS signed,
            count(*) FILTER (WHERE e.event = 'verified') AS verified,
-           count(*) FILTER (WHERE e.event = 'rework') AS rework
+           count(*) FILTER (WHERE e.event = 'rework') AS rework,
+           bool_or(e.event = 'reopened') AS reopened
     FROM workorder_events e
     WHERE e.time >= %(events_since)s
-          AND e.event IN ('dispatched', 'signed', 'verified', 'rework')
+          AND e.event IN ('dispatched', 'signed', 'verified', 'rework', 'reopened')
     GROUP BY e.work_order_id
 )
 SELECT {key} AS key,
@@ -194,7 +204,9 @@ SELECT {key} AS key,
        count(*) FILTER (WHERE w.state = 'closed') AS closed,
        count(*) FILTER (WHERE w.state = 'false_positive') AS false_positive,
        coalesce(sum(l.verified), 0)::int AS verified,
-       coalesce(sum(l.rework), 0)::int AS rework
+       coalesce(sum(l.rework), 0)::int AS rework,
+       count(*) FILTER (WHERE w.attributes ? 'recurrence_of' OR l.reopened) AS recurrences,
+       count(*) FILTER (WHERE w.state = 'merged') AS merged
 FROM work_orders w LEFT JOIN loop l ON l.work_order_id = w.id
 WHERE w.opened_at >= %(since)s AND w.opened_at < %(until)s
 GROUP BY 1

@@ -110,6 +110,7 @@ const TABLE = {
     // events that are not a state's name
     "event.started": "开始处置", "event.escalated": "提级", "event.recurred": "复发",
     merged: "已并单", "event.merged": "并入他单", "event.absorbed": "并入重复工单",
+    "kpi.recurrences": "复发", "kpi.merged": "并单",
   },
   en: {
     "app.title": "City Operations Center",
@@ -214,6 +215,7 @@ const TABLE = {
     "event.started": "started", "event.escalated": "escalated", "event.recurred": "recurred",
     merged: "merged", "event.merged": "merged into another order",
     "event.absorbed": "absorbed a duplicate order",
+    "kpi.recurrences": "recurrences", "kpi.merged": "merged",
   },
 };
 

@@ -341,6 +341,36 @@ def test_kpis_by_department_match_the_hand_counted_set(client, kpi_orders) -> No
     assert totals["on_time_rate"] == pytest.approx(2 / 3)
 
 
+def test_kpis_count_recurrences_and_merged_orders_beside_the_rest(
+    client, center_db, demo_config
+) -> None:  # type: ignore[no-untyped-def]
+    """复发 counts orders linked to an earlier one (new_linked) and orders reopened; 并单
+    counts orders folded into another; both stay in the total they were opened in."""
+    import psycopg
+
+    with psycopg.connect(center_db) as db:
+        first = seed_order(
+            db, demo_config, kind="street_vending", opened_at=_local(10, 18), order_id="rc-a"
+        )
+        seed_order(
+            db, demo_config, kind="street_vending", opened_at=_local(11, 18), order_id="rc-b"
+        )
+        db.execute("""UPDATE work_orders SET attributes = attributes || '{"recurrence_of": "rc-a"}'
+                      WHERE id = 'rc-b'""")  # fmt: skip
+        seed_order(
+            db, demo_config, kind="street_vending", opened_at=_local(11, 19), order_id="rc-c"
+        )
+        db.execute("UPDATE work_orders SET state = 'merged' WHERE id = 'rc-c'")
+        for action, when, args in (("dispatch", _local(10, 18, 5), {"department": "urban-mgmt"}),
+                                   ("mark_false_positive", _local(10, 18, 10), {"reason": "test"}),
+                                   ("reopen", _local(12, 9), {"reason": "back again"})):  # fmt: skip
+            act_on(db, first, action, time=when, **args)
+    window = {"since": _local(10, 0).isoformat(), "until": _local(13, 0).isoformat(), "by": "kind"}
+    body = client.get("/api/v1/kpis", params=window, headers=VIEWER).json()
+    totals = body["totals"]
+    assert (totals["total"], totals["recurrences"], totals["merged"]) == (3, 2, 1)
+
+
 def test_kpis_by_day_use_the_site_time_zone_and_by_kind_labels(client, kpi_orders) -> None:  # type: ignore[no-untyped-def]
     """C opened at 07:00 in Shanghai (23:00 UTC the day before) counts on 3 March."""
     by_day = client.get("/api/v1/kpis", params=kpi_orders | {"by": "day"}, headers=VIEWER).json()
