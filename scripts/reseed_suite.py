@@ -6,8 +6,11 @@ noise, shake, colours and plume wisps, the same script) is the held-out check. U
     .venv/bin/python scripts/reseed_suite.py /tmp/reseeded [--copies 2] [--rng 5]
     YOLO_OFFLINE=1 .venv/bin/citywatch edge suite --config /tmp/reseeded/scenario-suite.yaml
 
-With the defaults it writes the 28 renders of the note of 2026-11-24 (seeds 80000-89999,
-drawn by ``random.Random(5)``: used by no scene and not by the training set's seed stream).
+Every camera of configs/scenario-suite/cameras.yaml is re-seeded, in file order, so a scene
+added at the end gets its copies without changing the earlier scenes' seeds. With the
+defaults it writes 36 renders: first the 28 of the note of 2026-11-24 (seeds 80000-89999,
+drawn by ``random.Random(5)``: used by no scene and not by the training set's seed stream),
+then issue 23's four scenes (occlusion, sway, a confidence near the floor, gusts).
 """
 
 from __future__ import annotations

@@ -48,6 +48,8 @@ _COLOURS: dict[str, tuple[int, int, int]] = {  # BGR of each of the script's Col
     "beige": (160, 190, 212),
 }
 _SHADES = {"light": 220, "dark": 65}
+GUST_RAMP_S = 0.5
+"""How long a gust takes to blow a plume away, and the plume to come back after it."""
 """Grey level of light (steam, white smoke) and dark (burning rubbish) plumes."""
 
 
@@ -118,6 +120,7 @@ class ScenarioPlayer:
                 phase = metres / 0.75 * math.pi
             elif isinstance(actor, SmokeActor) and isinstance(look, SmokeLook):
                 look = _plume_at(actor, look, t_s - track.t[0], track.t[-1] - t_s)
+                look = dataclasses.replace(look, opacity=look.opacity * gust_clearance(actor, t_s))
             elif isinstance(actor, FlashActor) and isinstance(look, FlashLook):
                 life = track.t[-1] - track.t[0]
                 fall = max(0.0, min(1.0, (track.t[-1] - t_s) / max(0.05, 0.3 * life)))
@@ -198,3 +201,14 @@ def _plume_at(actor: SmokeActor, look: SmokeLook, age_s: float, left_s: float) -
         time_s=age_s,
         seed=look.seed,
     )
+
+
+def gust_clearance(actor: SmokeActor, t_s: float) -> float:
+    """How much of the plume the wind leaves at ``t_s``: 0 inside a gust, 1 more than
+    GUST_RAMP_S away from every gust, a straight ramp in between (a fire seen in most
+    frames, with gaps of a few seconds: what a smoke rule must not end and restart on)."""
+    left = 1.0
+    for start, end in actor.gusts:
+        outside = max(start - t_s, t_s - end, 0.0)
+        left = min(left, outside / GUST_RAMP_S)
+    return min(1.0, left)

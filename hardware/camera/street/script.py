@@ -111,6 +111,21 @@ class SmokeActor(_ActorBase):
     wind: float = Field(
         default=0.3, ge=-1.5, le=1.5, description="sideways drift per metre of rise"
     )
+    gusts: tuple[tuple[float, float], ...] = Field(
+        default=(),
+        description="[start, end] seconds of video when a gust blows the plume away: it thins"
+        " out over the half second before start and is back half a second after end",
+    )
+
+    @model_validator(mode="after")
+    def _gusts_inside_the_fire(self) -> SmokeActor:
+        for start, end in self.gusts:
+            if not self.keys[0].t <= start < end <= self.keys[-1].t:
+                raise ValueError(
+                    f"actor {self.id!r}: gust [{start}, {end}] must be a span inside the plume's"
+                    f" life {self.keys[0].t}–{self.keys[-1].t} s"
+                )
+        return self
 
 
 class FlashActor(_ActorBase):
