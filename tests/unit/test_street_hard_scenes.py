@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from citywatch.config import load_config
+from citywatch.config.camera import SmokeRule
 from citywatch.hardware.camera.street.player import GUST_RAMP_S, gust_clearance
 from citywatch.hardware.camera.street.scenario import (
     SCENARIO_DIR,
@@ -109,3 +110,16 @@ def test_the_grainy_dusk_car_is_a_dark_car_under_a_noisy_dusk_sensor() -> None:
     first, second = player.frame_at(30.0)[0], player.frame_at(30.2)[0]
     spread = (first.astype(int) - second.astype(int)).std()
     assert spread > 20
+
+
+def test_the_gusty_fire_camera_shows_a_fire_cleared_in_a_gust_as_a_second_alert() -> None:
+    """Its smoke cooldown (10 s) is shorter than the fire left after each gust, and its
+    clear time longer than the longest gust: only a rule that ends in a gust alerts twice."""
+    config = load_config(SCENARIO_DIR.parent / "scenario-suite.yaml")
+    camera = next(c for c in config.devices.cameras if c.id == "cam-gusty-fire")
+    rule = next(r for r in camera.rules if isinstance(r, SmokeRule))
+    fire = next(a for a in load_scenario("gusty-fire").actors if isinstance(a, SmokeActor))
+    longest = max(end - start for start, end in fire.gusts)
+    after_last = fire.keys[-1].t - max(end for _, end in fire.gusts)
+    assert rule.cooldown.total_seconds() < after_last
+    assert longest < rule.clear_after.total_seconds()
