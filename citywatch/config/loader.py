@@ -190,7 +190,10 @@ def _plain(value: Any, file: Path, loc: Loc, locations: dict[Loc, Where]) -> Any
     if isinstance(value, CommentedMap):
         out: dict[Any, Any] = {}
         for key, child in value.items():
-            line, column = value.lc.key(key)
+            try:
+                line, column = value.lc.key(key)
+            except KeyError:  # a key merged in with ``<<: *anchor``: the map's own place
+                line, column = value.lc.line, value.lc.col
             locations[(*loc, key)] = (file, line + 1, column + 1)
             out[key] = _plain(child, file, (*loc, key), locations)
         return out

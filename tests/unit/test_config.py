@@ -132,6 +132,31 @@ def test_cross_check_errors_point_at_the_field(site: Path) -> None:
     assert "devices.docks[0].gateway" in problem and "unknown gateway" in problem
 
 
+def test_yaml_merge_keys_load_and_their_errors_name_the_line(site: Path) -> None:
+    """``<<: *anchor`` works, and a mistake in merged keys is reported at the merging map's
+    line, not as a crash (merged keys carry no position of their own)."""
+    registry = site.parent / "demo-district" / "devices.yaml"
+    merged_rule = (
+        "        - <<: {type: smoke, name: open-burning, zones: [sidewalk]}\n          window: 6s\n"
+    )
+    edit(
+        registry,
+        "        - {type: smoke, name: open-burning, zones: [sidewalk], window: 6s, min_fraction: 0.5}\n",
+        merged_rule,
+    )
+    rules = load_config(site).devices.cameras[1].rules
+    assert (rules[0].name, rules[0].window.total_seconds()) == ("open-burning", 6.0)
+    edit(
+        registry,
+        "<<: {type: smoke, name: open-burning,",
+        "<<: {type: smoke, name: open-burning, windw: 3s,",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(site)
+    [problem] = caught.value.problems
+    assert problem.line == 98 and "windw" in str(problem)
+
+
 def test_include_cycle_is_reported(tmp_path: Path) -> None:
     """Two files including each other are an error, not a hang."""
     (tmp_path / "a.yaml").write_text("include: [b.yaml]\n")
