@@ -6,6 +6,7 @@ Every case: each alert stored once, one work order per spot, every receipt back.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -15,13 +16,21 @@ from tests.chaos.conftest import assert_nothing_lost
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+COMMIT_WATCH_S = 5.0
+"""How long the worker's log is watched for commit failures after the drain (Faust commits
+every few seconds)."""
+
 
 def test_kafka_broker_kill_9_under_load_heals_without_a_hand_restart(chaos_rig: ChaosRig) -> None:
     """Tansu restarts empty: topics recreated, the worker restarts from the new log, 400/400."""
     result = cases.kafka_broker_kill9(chaos_rig)
     assert_nothing_lost(result, chaos_rig)
     assert "restarting the stream worker" in chaos_rig.logs("app", 500_000)
-    assert "OffsetCommit failed" not in chaos_rig.logs("app", 20_000)  # not still failing
+    # Not still failing: once every receipt is back, no commit fails any more (the log may
+    # hold failures from before the restart, and the rejoin's first moments).
+    settled = len(chaos_rig.streams["app"].output())
+    time.sleep(COMMIT_WATCH_S)
+    assert "OffsetCommit failed" not in chaos_rig.streams["app"].output()[settled:]
 
 
 def test_mosquitto_kill_9_resumes_sessions_and_the_retained_status_is_online(

@@ -40,6 +40,14 @@ for n in range(start, start + 1_000_000, {BATCH}):
 """
 
 
+def record(line: str, put: set[int], acked: set[int]) -> None:
+    """Note one line of the writer's report; a line the kill cut short is not a report (the
+    call it would announce may not have returned)."""
+    words = line.split()
+    if len(words) == 2 and words[1].lstrip("-").isdigit() and line.endswith("\n"):
+        (put if words[0] == "put" else acked).add(int(words[1]))
+
+
 def run_until_killed(path: Path, start: int, rng: random.Random) -> tuple[set[int], set[int]]:
     """Start a writer, SIGKILL it at a random moment mid-stream; the batches it reported
     put, and the ids it reported acknowledged."""
@@ -54,15 +62,13 @@ def run_until_killed(path: Path, start: int, rng: random.Random) -> tuple[set[in
     target = rng.randint(20, 200)
     deadline = time.monotonic() + 30
     for line in writer.stdout:
-        what, number = line.split()
-        (put if what == "put" else acked).add(int(number))
+        record(line, put, acked)
         if len(put) >= target or time.monotonic() > deadline:
             break
     time.sleep(rng.uniform(0, 0.02))  # land somewhere inside the next append
     writer.send_signal(signal.SIGKILL)
     for line in writer.stdout:  # lines written before the kill count as returned
-        what, number = line.split()
-        (put if what == "put" else acked).add(int(number))
+        record(line, put, acked)
     writer.wait(10)
     assert writer.returncode == -signal.SIGKILL
     return put, acked
