@@ -13,42 +13,26 @@ from citywatch.edge.outbox_messages import NewMessage
 __all__ = ["outbox_entry"]
 
 
+_ROUTES: dict[type, tuple[Channel, int, str]] = {
+    Alert: (Channel.ALERTS, 1, "alert"),
+    Telemetry: (Channel.TELEMETRY, 0, "telemetry"),
+    Evidence: (Channel.EVIDENCE, 0, "evidence"),
+    Status: (Channel.STATUS, 0, "status"),
+}
+"""Each message type's channel, QoS and outbox kind."""
+
+
 def outbox_entry(message: Alert | Telemetry | Evidence | Status) -> NewMessage:
     """Alerts go at QoS 1 and stay until their receipt; a device's status, telemetry and
     evidence notices at QoS 0 (the first to be shed when the outbox fills: a status is
-    repeated by the agent, the evidence files stay on disk)."""
+    repeated by the agent, the evidence files stay on disk). A status has no id of its own:
+    it is named by its device and time."""
+    channel, qos, kind = _ROUTES[type(message)]
+    device = message.device
     if isinstance(message, Status):
-        return NewMessage(
-            f"{message.device.id}.status.{int(message.event_time.timestamp() * 1000)}",
-            message.device.address(Channel.STATUS).topic,
-            encode(message),
-            0,
-            "status",
-            message.device.id,
-        )
-    if isinstance(message, Alert):
-        return NewMessage(
-            message.id,
-            message.device.address(Channel.ALERTS).topic,
-            encode(message),
-            1,
-            "alert",
-            message.device.id,
-        )
-    if isinstance(message, Evidence):
-        return NewMessage(
-            message.id,
-            message.device.address(Channel.EVIDENCE).topic,
-            encode(message),
-            0,
-            "evidence",
-            message.device.id,
-        )
+        message_id = f"{device.id}.status.{int(message.event_time.timestamp() * 1000)}"
+    else:
+        message_id = message.id
     return NewMessage(
-        message.id,
-        message.device.address(Channel.TELEMETRY).topic,
-        encode(message),
-        0,
-        "telemetry",
-        message.device.id,
+        message_id, device.address(channel).topic, encode(message), qos, kind, device.id
     )
