@@ -184,22 +184,31 @@ def verify_refreshes_come_within_the_dedup_window(config: CitywatchConfig) -> li
     dedup = config.workflow.dedup
     issues = []
 
-    def check(path: Path, every: object, kind: str, what: str) -> None:
-        policy = dedup.get(AlertKind(kind))
-        if policy is not None and every is not None and every >= policy.window:  # type: ignore[operator]
+    def check(path: Path, every: object, kinds: str | tuple[str, ...], what: str) -> None:
+        """One issue per field, against the tightest window of the kinds it refreshes."""
+        windows = [
+            (policy.window, kind)
+            for kind in ((kinds,) if isinstance(kinds, str) else kinds)
+            if (policy := dedup.get(AlertKind(kind))) is not None
+        ]
+        if not windows or every is None:
+            return
+        window, kind = min(windows)
+        if every >= window:  # type: ignore[operator]
             issues.append(ConfigIssue(path, (
                 f"{what} update_every ({every}) is not shorter than the {kind} dedup window"
-                f" ({policy.window}): the work order would age out while the condition holds;"
+                f" ({window}): the work order would age out while the condition holds;"
                 " refresh more often or widen workflow.dedup window"
             )))  # fmt: skip
 
+    refreshed_by_sensors = ("waterlogging", "device_fault")  # floods and faults alike
     site_policy = config.waterlogging.level_policy
     check(("waterlogging", "level_policy", "update_every"), site_policy.update_every,
-          "waterlogging", "the site's level policy")  # fmt: skip
+          refreshed_by_sensors, "the site's level policy")  # fmt: skip
     for index, sensor in enumerate(config.devices.sensors):
         if sensor.level_policy is not None:
             check(("devices", "sensors", index, "level_policy", "update_every"),
-                  sensor.level_policy.update_every, "waterlogging", f"sensor {sensor.id!r}'s")  # fmt: skip
+                  sensor.level_policy.update_every, refreshed_by_sensors, f"sensor {sensor.id!r}'s")  # fmt: skip
     for index, camera in enumerate(config.devices.cameras):
         for number, rule in enumerate(camera.rules):
             check(("devices", "cameras", index, "rules", number, "update_every"),

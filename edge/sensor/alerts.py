@@ -5,13 +5,19 @@ level is confirmed, ``update`` on each level change, ``end`` when the water has 
 fast rise is its own episode (rule ``rate_of_rise``), and so is each sensor fault (kind
 ``device_fault``, rule ``fault_<type>``): they start and end independently. Ids are derived
 from the data, so a replay of the same readings produces the same ids.
+
+A fault or a fast rise can hold for hours with nothing new to say (a unit stuck for a day,
+a radio silent all night), and the stream ages out an episode it has not heard from; so
+:meth:`SensorAlerts.refreshes` repeats the last message of each open rate or fault episode as
+an ``update`` once ``every`` has passed since it was last sent, exactly as a held flood level
+is repeated.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from citywatch.config.sensor import LevelPolicy, SensorConfig
 from citywatch.contracts import Alert, AlertKind, DeviceKind, DeviceRef, Location, Phase, Telemetry
@@ -31,6 +37,8 @@ class Episode:
 
     episode_id: str
     seq: int = 0
+    last: Alert | None = None
+    """The episode's last message (a refresh repeats it as an update)."""
 
 
 @dataclass
@@ -114,6 +122,29 @@ class SensorAlerts:
             self.episodes[rule] = episode
         return episode
 
+    def refreshes(self, time: datetime, every: timedelta | None) -> list[Alert]:
+        """An ``update`` for each open rate or fault episode not heard of for ``every``
+        before ``time`` (the condition still holds: its work order must not age out)."""
+        if every is None:
+            return []
+        out = []
+        for episode in self.episodes.values():
+            last = episode.last
+            if last is None or time - last.event_time < every:
+                continue
+            episode.seq += 1
+            refreshed = last.model_copy(
+                update={
+                    "id": f"{episode.episode_id}.{episode.seq}",
+                    "seq": episode.seq,
+                    "phase": Phase.UPDATE,
+                    "event_time": time,
+                }
+            )
+            episode.last = refreshed
+            out.append(refreshed)
+        return out
+
     def _alert(
         self,
         episode: Episode,
@@ -125,7 +156,7 @@ class SensorAlerts:
         level: str | None = None,
     ) -> Alert:
         position = self.sensor.placement.position
-        return Alert(
+        alert = Alert(
             id=f"{episode.episode_id}.{episode.seq}",
             episode_id=episode.episode_id,
             seq=episode.seq,
@@ -143,6 +174,8 @@ class SensorAlerts:
             level=level,
             attributes={**attributes, "district": self.sensor.placement.district},
         )
+        episode.last = alert
+        return alert
 
     def telemetry(
         self,

@@ -10,7 +10,9 @@ sample since the last one when ``telemetry_every_sample`` is set. Silence is che
 decided; times are the readings' own, so a replay of recorded readings yields the same
 messages with the same ids. While the water holds at a level the level is repeated as an
 update every ``update_every`` (a flood held for hours at "closure" is still a flood: its
-work order must not age out for want of messages).
+work order must not age out for want of messages); an open fault or fast-rise episode is
+repeated the same way (:meth:`SensorAlerts.refreshes`), on readings and on :meth:`tick`, since
+a silent sensor sends no readings at all.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class SensorLogic:
             time, reading.distance_mm, reading.battery_pct, reading.flagged_invalid
         )
         out += self._fault_alerts(changes)
+        out += self.alerts.refreshes(time, self._update_every)
 
         if self.faults.trusted and filtered is not None:
             if not was_trusted:
@@ -132,8 +135,12 @@ class SensorLogic:
         return every is not None and sent is not None and time - sent >= every
 
     def tick(self, now: datetime) -> list[Message]:
-        """Check for silence at ``now`` (the shell's clock); return the fault alerts raised."""
-        return self._fault_alerts(self.faults.check_silence(now))
+        """Check for silence at ``now`` (the shell's clock); return the fault alerts raised
+        and the refreshes of open fault episodes that fell due."""
+        now = now.astimezone(UTC)
+        return self._fault_alerts(self.faults.check_silence(now)) + self.alerts.refreshes(
+            now, self._update_every
+        )
 
     def _fault_alerts(self, changes: list[FaultChange]) -> list[Message]:
         distance = self.last.distance_mm if self.last is not None else None

@@ -18,7 +18,7 @@ from citywatch.contracts import Alert, AlertKind, Phase
 from citywatch.edge.sensor.logic import SensorLogic
 from citywatch.hardware.water.sim import SimulatedWaterSensor
 from citywatch.stream.dedup import DedupEngine, Position
-from tests.unit.test_sensor_logic import T0, minutes, rain, sensor_config
+from tests.unit.test_sensor_logic import T0, fault, minutes, rain, sensor_config
 
 WATERLOGGING = {AlertKind.WATERLOGGING: DedupPolicy(radius_m=100, window=minutes(60), quiet=minutes(20))}  # fmt: skip
 HOME = Position(31.4309, 119.4815)
@@ -75,3 +75,38 @@ def test_a_held_flood_never_ages_its_incident_out(
         incident = engine.add(alert, HOME).incident
     assert incident is not None
     assert (incident.reopen_count > 0) is orders_age_out
+
+
+def held_fault_alerts(kind: str, update_every: timedelta | None) -> list[Alert]:
+    """The device-fault alerts of a sensor whose ``kind`` fault holds for 70 minutes."""
+    logic = SensorLogic(
+        "demo", sensor_config(), LevelPolicy(update_every=update_every), started_at=T0
+    )
+    simulated = SimulatedWaterSensor(300, rain(peak=0), faults=[fault(kind, 5, 70)], seed=2)
+    alerts: list[Alert] = []
+    for i in range(90 * 60):
+        time = T0 + timedelta(seconds=i)
+        reading = simulated.sample(time, i)
+        messages = logic.observe(reading) if reading is not None else []
+        alerts += [m for m in messages + logic.tick(time) if isinstance(m, Alert)]
+    return [a for a in alerts if a.kind is AlertKind.DEVICE_FAULT]
+
+
+@pytest.mark.parametrize("kind", ["stuck", "dropout"])
+def test_a_fault_that_holds_is_repeated_so_its_ticket_never_ages_out(kind: str) -> None:
+    """A unit stuck, or silent, for an hour: its one fault episode is refreshed at least every
+    15 minutes (a silent unit sends nothing, so the gateway's clock does it) and ends once."""
+    alerts = held_fault_alerts(kind, minutes(15))
+    assert len({a.episode_id for a in alerts}) == 1
+    assert alerts[0].phase is Phase.START and alerts[-1].phase is Phase.END
+    gaps = [b.event_time - a.event_time for a, b in pairwise(alerts)]
+    assert max(gaps) <= minutes(15) + timedelta(seconds=1)
+    refreshes = [a for a in alerts if a.phase is Phase.UPDATE]
+    assert len(refreshes) >= 3
+    assert all(r.attributes["fault"] == alerts[0].attributes["fault"] for r in refreshes)
+    assert [a.seq for a in alerts] == list(range(len(alerts)))
+
+
+def test_without_update_every_a_fault_sends_only_its_start_and_end() -> None:
+    """``update_every: null`` keeps a fault to its two messages."""
+    assert [a.phase for a in held_fault_alerts("stuck", None)] == [Phase.START, Phase.END]
