@@ -216,17 +216,21 @@ def _print_stack(info: object) -> None:
 # -- db ----------------------------------------------------------------------------------------
 @db_app.command("migrate")
 def db_migrate(config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None) -> None:
-    """Apply pending schema migrations (uses TimescaleDB features when the extension exists)."""
+    """Apply pending schema migrations, and TimescaleDB's policies from config when it is usable.
+
+    A database that started on plain PostgreSQL gets its hypertables here once TimescaleDB
+    is installed and preloaded."""
     from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
-    from citywatch.stream.migrate import migrate
+    from citywatch.stream.migrate import migrate_for
 
     cfg = load_config_or_exit(config)
     endpoints = resolve_endpoints(cfg, data_dir_of(cfg, data_dir))
-    report = migrate(endpoints.database_url)
-    flavour = "TimescaleDB" if report.timescale else "plain PostgreSQL (timescaledb not available)"
+    report = migrate_for(cfg, endpoints.database_url)
+    upgraded = f"; TimescaleDB parts applied now: {list(report.upgraded)}" if report.upgraded else ""
     console.print(
-        f"schema at version {report.current_version} on {flavour}; applied now: {list(report.applied)}"
+        f"schema at version {report.current_version}; applied now: {list(report.applied)}{upgraded}"
     )
+    console.print(f"database: {report.reason}", highlight=False)
 
 
 # -- edge --------------------------------------------------------------------------------------
@@ -324,12 +328,12 @@ def stream_app_cmd(
     from citywatch.contracts import KafkaTopics
     from citywatch.stream.app import build_app
     from citywatch.stream.kafka_admin import ensure_topics
-    from citywatch.stream.migrate import migrate
+    from citywatch.stream.migrate import migrate_for
     from citywatch.stream.settings import stream_settings
 
     cfg = load_config_or_exit(config)
     settings = stream_settings(cfg, data_dir)
-    migrate(settings.database_url)
+    migrate_for(cfg, settings.database_url)
     # The worker subscribes when it joins its group: its topics must exist by then. A loop
     # of its own, so Faust's worker still finds no event loop set and makes its own.
     loop = asyncio.new_event_loop()

@@ -1,11 +1,12 @@
--- TimescaleDB additions to version 1 (applied only where the extension is available;
--- checked by inspection in tests, since TimescaleDB is not installable from this project's
--- package sources).
-CREATE EXTENSION IF NOT EXISTS timescaledb;
+-- TimescaleDB additions to version 1, applied where TimescaleDB is usable (the extension is
+-- created by the migration runner first, when this role may). On a site that ran version 1
+-- on plain PostgreSQL and installed TimescaleDB later, this runs then: migrate_data moves the
+-- existing rows into chunks. Statements pinned in tests/unit/test_timescale_sql.py; how to
+-- check them on a real server: deploy/timescaledb.md.
 SELECT create_hypertable('alerts', 'event_time', chunk_time_interval => INTERVAL '1 day',
                          if_not_exists => TRUE, migrate_data => TRUE);
 SELECT create_hypertable('telemetry', 'time', chunk_time_interval => INTERVAL '1 day',
                          if_not_exists => TRUE, migrate_data => TRUE);
-ALTER TABLE telemetry SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id');
--- Retention and compression policies come from config (services.database.timescale) and are
--- applied at every start by citywatch.stream.timescale, so an operator can change them.
+-- Telemetry's compression settings (segmentby/orderby consistent with its unique key), and
+-- the retention, compression and refresh policies, depend on the extension's version and on
+-- config: citywatch.stream.timescale_sql makes them and applies them at every start.

@@ -1,14 +1,23 @@
 """Schema migrations on the real PostgreSQL of the embedded stack, and the TimescaleDB
-statements by inspection (the extension is not installable from this project's sources)."""
+statements by inspection (the extension is not installable from this project's sources;
+tests/unit/test_timescale_sql.py pins each statement, deploy/timescaledb.md checks them)."""
 
 from __future__ import annotations
 
 import re
+import secrets
+import uuid
+from datetime import timedelta
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
+from citywatch.config.services import TimescalePolicies
 from citywatch.stream.migrate import bundled_migrations, migrate
+from citywatch.stream.timescale import read_facts
+from citywatch.stream.timescale_plan import decide, preloaded
 
 pytestmark = pytest.mark.integration
 
@@ -19,6 +28,7 @@ def test_migrate_is_idempotent_and_says_plain_postgres(stack) -> None:  # type: 
     again = migrate(stack.endpoints.database_url)
     assert again.applied == ()
     assert again.timescale is False
+    assert "timescaledb is not installed on this server" in again.reason
     assert again.current_version == max(m.version for m in bundled_migrations())
     with psycopg.connect(stack.endpoints.database_url) as conn:
         tables = {
@@ -68,17 +78,49 @@ def test_timescale_statements_target_tables_of_their_base_migration() -> None:
     assert hypertables == {"alerts", "telemetry"}
 
 
-def test_timescale_policies_follow_the_config() -> None:
-    """Retention, compression and refresh policies are re-applied from config on every start."""
-    from datetime import timedelta
+def test_a_role_that_may_not_create_extensions_migrates_on_plain_postgres(stack) -> None:  # type: ignore[no-untyped-def]
+    """An application role (no superuser, owner of its database) on a server without
+    TimescaleDB preloaded gets the whole schema on plain PostgreSQL, and the report says why."""
+    base = stack.endpoints.database_url
+    suffix = uuid.uuid4().hex[:10]
+    role, database, password = f"cw_app_{suffix}", f"cw_plain_{suffix}", secrets.token_hex(12)
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(role)
+            )
+        )
+    url = make_conninfo(base, dbname=database, user=role, password=password)
+    try:
+        with psycopg.connect(url) as conn:
+            server = read_facts(conn)
+        assert (server.superuser, server.may_create, server.installed) == (False, True, None)
+        assert server.preload_libraries is None, "hidden from a role without pg_read_all_settings"
+        with psycopg.connect(base) as conn:
+            assert not preloaded(read_facts(conn).preload_libraries or "")
 
-    from citywatch.config.services import TimescalePolicies
-    from citywatch.stream.timescale import policy_statements
+        report = migrate(url, policies=TimescalePolicies(), late_data=timedelta(days=7))
 
-    sql = policy_statements(TimescalePolicies(telemetry_retention=timedelta(days=30)))
-    assert "SELECT add_retention_policy('telemetry', INTERVAL '2592000 seconds')" in sql
-    assert sql.index("SELECT remove_retention_policy('telemetry', if_exists => TRUE)") < sql.index(
-        "SELECT add_retention_policy('telemetry', INTERVAL '2592000 seconds')"
-    )
-    assert any(s.startswith("SELECT add_continuous_aggregate_policy('alerts_hourly'") for s in sql)
-    assert any(s.startswith("SELECT add_compression_policy('telemetry'") for s in sql)
+        assert report.timescale is False
+        assert report.reason == decide(server).reason
+        assert report.applied == tuple(m.version for m in bundled_migrations())
+        with psycopg.connect(url) as conn:
+            recorded = conn.execute(
+                "SELECT bool_or(timescale), count(timescale_applied_at) FROM schema_migrations"
+            ).fetchone()
+            kind = conn.execute(
+                "SELECT relkind FROM pg_class WHERE relname = 'alerts_hourly'"
+            ).fetchone()
+        assert recorded == (False, 0)
+        assert kind == ("v",), "alerts_hourly stays the plain view"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
