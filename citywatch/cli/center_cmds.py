@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,19 +25,28 @@ token_app = typer.Typer(help="Issue and revoke bearer tokens.", no_args_is_help=
 center_app.add_typer(token_app, name="token")
 
 
-def center_settings(config_path: Path, data_dir: Path | None) -> CenterSettings:
-    """Settings from the site config and the running stack (database, secrets, evidence)."""
+def center_settings(
+    config_path: Path, data_dir: Path | None, database_url: str | None = None
+) -> CenterSettings:
+    """Settings from the site config and the running stack (database, secrets, evidence).
+
+    With ``database_url`` the center needs nothing else of the stack: it is not asked for.
+    """
     from citywatch.center.settings import CenterSettings
-    from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
+    from citywatch.stack.endpoints import data_dir_of, resolve_endpoints, secrets_dir_of
 
     cfg = load_config_or_exit(config_path)
     root = data_dir_of(cfg, data_dir)
-    endpoints = resolve_endpoints(cfg, root)
+    if database_url is None:
+        endpoints = resolve_endpoints(cfg, root)
+        database_url, secrets_dir = endpoints.database_url, endpoints.secrets_dir
+    else:
+        secrets_dir = secrets_dir_of(root)
     roots = tuple(dict.fromkeys([*cfg.center.evidence_roots, root / "evidence"]))
     return CenterSettings(
         config=cfg,
-        database_url=endpoints.database_url,
-        secrets_dir=endpoints.secrets_dir,
+        database_url=database_url,
+        secrets_dir=secrets_dir,
         evidence_roots=roots,
         config_dir=config_path.resolve().parent,
     )
@@ -64,16 +72,14 @@ def center_serve(
     from citywatch.center.app import create_app
     from citywatch.center.serving import base_url, uvicorn_options
     from citywatch.cli.logs import setup_logging
+    from citywatch.cli.ports import ensure_port_free
     from citywatch.config.center import CenterTls
     from citywatch.stack.endpoints import data_dir_of
     from citywatch.stack.tls import EmbeddedCa
     from citywatch.stream.migrate import migrate
 
     setup_logging(log_level)
-    settings = center_settings(config, data_dir)
-    if database_url:
-        settings = replace(settings, database_url=database_url)
-    migrate(settings.database_url)
+    settings = center_settings(config, data_dir, database_url)
     center = settings.config.center
     tls = center.tls
     if tls == "embedded":
@@ -84,6 +90,8 @@ def center_serve(
     except FileNotFoundError as exc:
         err.print(f"[red]✗[/] {exc}")
         raise typer.Exit(2) from None
+    ensure_port_free(options["host"], options["port"])
+    migrate(settings.database_url)
     console.print(f"command center on {base_url(options)}/ (API docs: /docs)")
     uvicorn.run(
         create_app(settings), log_level=log_level.lower(), timeout_graceful_shutdown=3,

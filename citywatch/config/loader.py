@@ -8,7 +8,7 @@ every value came from, so a validation error deep in an included file still name
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from citywatch.config.checks import run_checks
+from citywatch.config.problem_wording import field_names_at, nearest, reword
 from citywatch.config.tree import CitywatchConfig
 
 Loc = tuple[str | int, ...]
@@ -59,11 +60,11 @@ def load_config(path: Path | str) -> CitywatchConfig:
     try:
         config = CitywatchConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise ConfigError(_from_validation(exc, data, locations, path)) from None
+        raise ConfigError(_once(_from_validation(exc, data, locations, path))) from None
     issues = run_checks(config)
     if issues:
         raise ConfigError(
-            [_locate(path, data, locations, issue.path, issue.message) for issue in issues]
+            _once([_locate(path, data, locations, issue.path, issue.message) for issue in issues])
         )
     return config
 
@@ -212,17 +213,50 @@ def _plain(value: Any, file: Path, loc: Loc, locations: dict[Loc, Where]) -> Any
 def _from_validation(
     exc: ValidationError, data: dict[str, Any], locations: dict[Loc, Where], path: Path
 ) -> list[ConfigProblem]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        message = err["msg"]
+    errors = exc.errors(include_url=False)
+    # A misspelt key shows as two errors: the unknown key and the required one it meant.
+    # The suggestion on the first says it all.
+    meant = set()
+    for err in errors:
         if err["type"] == "extra_forbidden":
-            message = f"unknown field {err['loc'][-1]!r}: not a setting here (check the spelling)"
-        elif err["type"] == "missing":
-            message = f"required field {err['loc'][-1]!r} is missing"
-        elif not isinstance(err.get("input"), dict | list):
-            message += f" (got {err.get('input')!r})"
-        problems.append(_locate(path, data, locations, tuple(err["loc"]), message))
+            fields = field_names_at(CitywatchConfig, data, tuple(err["loc"][:-1]))
+            close = nearest(err["loc"][-1], fields)
+            if close:
+                meant.add((*err["loc"][:-1], close))
+    problems = []
+    for err in errors:
+        if err["type"] == "missing" and tuple(err["loc"]) in meant:
+            continue
+        if err["type"] == "none_required" and len(errors) > 1:
+            continue  # the other branch of ``X | None`` says what is wrong
+        message = reword(err, CitywatchConfig, data)
+        loc = tuple(err["loc"])
+        if err["type"] == "union_tag_invalid":  # point at the ``type:`` key itself
+            loc = (*loc, str((err.get("ctx") or {}).get("discriminator", "")).strip("'"))
+        problems.append(_locate(path, data, locations, loc, message))
     return problems
+
+
+def _once(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    """Each problem once: a mistake inside a YAML anchor is reached through every alias.
+
+    The first path is kept, and the problem says how many places share the line.
+    """
+    first: dict[tuple[Path, int | None, int | None, str], ConfigProblem] = {}
+    count: dict[tuple[Path, int | None, int | None, str], int] = {}
+    for problem in problems:
+        key = (problem.file, problem.line, problem.column, problem.message)
+        first.setdefault(key, problem)
+        count[key] = count.get(key, 0) + 1
+    out = []
+    for key, problem in first.items():
+        if count[key] > 1:
+            problem = replace(
+                problem,
+                message=f"{problem.message} (in a YAML anchor used {count[key]} times)",
+            )
+        out.append(problem)
+    return out
 
 
 def _locate(
