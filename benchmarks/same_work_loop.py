@@ -1,0 +1,139 @@
+"""The same-work baseline of ``benchmarks/stream.py`` (issue 22): the stream app's work on
+alerts, in a hand-written aiokafka loop instead of Faust.
+
+Issue 5 measured the Faust app against a consume → COPY loop that does none of its work;
+no rewrite of the app could reach that ratio. This loop does **the same work** with the
+same code: each batch goes through the app's own :class:`Intake` (validation, rejections),
+:class:`AlertHandler` (rows, the transaction with dedup and work orders, receipts and
+work-order events after the commit) over a :class:`WorkerDatabase` on the same tables, and
+its receipts and events are produced with the same batch sender and acknowledged before the
+batch's offsets are committed. What it leaves out is what Faust adds around that work: the
+conductor, the batch lane's queue and flow control, offset tracking with gaps, the timers,
+rebalancing across workers. So the app's rate over this loop's is what Faust costs.
+
+It reads one partition from a given offset (assigned, not balanced: the benchmark produced
+the records just before), with the app's batch size and linger, and exits after ``SAME_COUNT``
+alerts were committed, printing ``alerts/s N`` timed from its first fetch::
+
+    SAME_BOOTSTRAP=… SAME_TOPIC=citywatch.alerts SAME_PARTITION=0 SAME_OFFSET=… \\
+    SAME_COUNT=20000 SAME_DATABASE_URL=… SAME_CONFIG=configs/demo-district.yaml \\
+    SAME_DATA_DIR=… .venv/bin/python -m benchmarks.same_work_loop
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from citywatch.config import load_config
+from citywatch.contracts import KafkaTopics
+from citywatch.stream.alert_handler import AlertHandler
+from citywatch.stream.app import BATCH_MAX, BATCH_WITHIN_S
+from citywatch.stream.deadletter import DeadLetter
+from citywatch.stream.intake import Intake
+from citywatch.stream.kafka_batches import Record, send_all
+from citywatch.stream.outbound import Outbound
+from citywatch.stream.processor import AlertProcessor
+from citywatch.stream.readiness import DatabaseHealth
+from citywatch.stream.rejections import Rejections
+from citywatch.stream.sink import open_pool
+from citywatch.stream.validate import Registry
+from citywatch.stream.worker_db import WorkerDatabase
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A consumed record with the fields the app's handlers read (Faust's ``Message`` has
+    them too; Kafka timestamps are in seconds there, in milliseconds in aiokafka)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp: float
+
+
+def fetched(record: object) -> Fetched:
+    return Fetched(
+        record.topic, record.partition, record.offset, record.key, record.value,  # type: ignore[attr-defined]
+        tuple(record.headers or ()), record.timestamp / 1000,  # type: ignore[attr-defined]
+    )  # fmt: skip
+
+
+async def run(env: dict[str, str]) -> float:
+    config = load_config(Path(env["SAME_CONFIG"]))
+    count = int(env["SAME_COUNT"])
+    topics = KafkaTopics(env.get("SAME_PREFIX", "citywatch"))
+    producer = AIOKafkaProducer(bootstrap_servers=env["SAME_BOOTSTRAP"], acks="all")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=env["SAME_BOOTSTRAP"], enable_auto_commit=False,
+        group_id="citywatch-bench-same-work",
+        fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+    )  # fmt: skip
+    await producer.start()
+    await consumer.start()
+    counters: Counter[str] = Counter()
+
+    async def send(records: list[Record]) -> None:
+        await send_all(producer, records)
+
+    async def dead_letter(letter: DeadLetter) -> None:
+        await producer.send_and_wait(
+            topics.dead_letters, key=letter.key, value=letter.value,
+            headers=list(letter.headers().items()),
+        )  # fmt: skip
+
+    processor = AlertProcessor(config)
+    data_dir = Path(env["SAME_DATA_DIR"])
+    db = WorkerDatabase(
+        open_pool(env["SAME_DATABASE_URL"]), processor,
+        retry_max_s=config.services.database.retry_max.total_seconds(),
+        health=DatabaseHealth(data_dir / "same-work-health.json"),
+    )  # fmt: skip
+    outbound = Outbound(topics, send)
+    reject = Rejections(dead_letter, outbound, counters)
+    handler = AlertHandler(
+        store=db.store_alerts, district_of=processor.district_of, outbound=outbound,
+        reject=reject, invalidate=db.readiness.invalidate, counters=counters,
+    )  # fmt: skip
+    intake = Intake(Registry.from_config(config), reject, handler)
+    tp = TopicPartition(env["SAME_TOPIC"], int(env["SAME_PARTITION"]))
+    consumer.assign([tp])
+    consumer.seek(tp, int(env["SAME_OFFSET"]))
+    # The app under test was warmed up (pool open, state read) before its clock started.
+    await db.readiness.ensure()
+    seen, started = 0, time.perf_counter()
+    try:
+        while seen < count:
+            polled = await consumer.getmany(
+                tp, timeout_ms=int(BATCH_WITHIN_S * 1000), max_records=BATCH_MAX
+            )
+            batch = [fetched(r) for r in polled.get(tp, [])]
+            if not batch:
+                continue
+            await intake(batch)  # type: ignore[arg-type]
+            await consumer.commit({tp: batch[-1].offset + 1})
+            seen += len(batch)
+        return count / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await db.pool.close()
+
+
+def main() -> None:
+    rate = asyncio.run(run(dict(os.environ)))
+    print(f"alerts/s {rate:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
