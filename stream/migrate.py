@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -138,30 +138,15 @@ def _migrate_locked(
     recorded: dict[int, bool] = dict(
         conn.execute("SELECT version, timescale FROM schema_migrations").fetchall()
     )
-    decision = decide(read_facts(conn))
+    decision = create_extension(conn, decide(read_facts(conn)))
     _log_decision(decision, recorded)
     ran_halves: list[Migration] = []
     upgraded: list[int] = []
-    if decision.use and decision.create_extension:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     if decision.use:
         late = pending_timescale_halves(migrations, recorded)
         if late:
-            with conn.transaction():
-                for migration in late:
-                    conn.execute(migration.timescale_sql or "")
-                    conn.execute(
-                        """UPDATE schema_migrations SET timescale = TRUE,
-                               timescale_applied_at = now() WHERE version = %s""",
-                        (migration.version,),
-                    )
-            upgraded = [m.version for m in late]
+            upgraded = apply_skipped_halves(conn, late)
             ran_halves += late
-            log.warning(
-                "upgraded to TimescaleDB: applied the TimescaleDB parts of versions %s"
-                " (existing rows moved into hypertables)",
-                upgraded,
-            )
     applied = []
     for migration in migrations:
         if migration.version in recorded:
@@ -191,6 +176,46 @@ def _migrate_locked(
     return MigrationReport(
         tuple(applied), decision.use, current, decision.reason, tuple(upgraded)
     )
+
+
+def apply_skipped_halves(conn: psycopg.Connection, halves: list[Migration]) -> list[int]:
+    """Run the TimescaleDB halves of versions applied on plain PostgreSQL, all or none, and
+    record each in ``schema_migrations``; the versions upgraded."""
+    with conn.transaction():
+        for migration in halves:
+            conn.execute(migration.timescale_sql or "")
+            conn.execute(
+                """UPDATE schema_migrations SET timescale = TRUE, timescale_applied_at = now()
+                   WHERE version = %s""",
+                (migration.version,),
+            )
+    versions = [m.version for m in halves]
+    log.warning(
+        "upgraded to TimescaleDB: applied the TimescaleDB parts of versions %s"
+        " (existing rows moved into hypertables)",
+        versions,
+    )
+    return versions
+
+
+def create_extension(conn: psycopg.Connection, decision: Decision) -> Decision:
+    """Create the extension where the decision says so; should the server still refuse (a
+    restart pending, a policy the catalog does not show), fall back to plain PostgreSQL with
+    the server's own words instead of failing the migration."""
+    if not decision.create_extension:
+        return decision
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return replace(
+            decision,
+            use=False,
+            create_extension=False,
+            version=None,
+            reason=f"CREATE EXTENSION timescaledb failed ({first_line}); using plain PostgreSQL",
+        )
+    return decision
 
 
 def _log_decision(decision: Decision, recorded: Mapping[int, bool]) -> None:

@@ -15,9 +15,17 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from citywatch.config.services import TimescalePolicies
-from citywatch.stream.migrate import bundled_migrations, migrate
+from citywatch.stream.migrate import (
+    Migration,
+    apply_skipped_halves,
+    bundled_migrations,
+    create_extension,
+    migrate,
+    pending_timescale_halves,
+)
 from citywatch.stream.timescale import read_facts
-from citywatch.stream.timescale_plan import decide, preloaded
+from citywatch.stream.timescale_plan import Decision, Version, decide, preloaded
+from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +132,35 @@ def test_a_role_that_may_not_create_extensions_migrates_on_plain_postgres(stack)
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
             )
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_a_server_that_refuses_create_extension_leaves_plain_postgres(stack) -> None:  # type: ignore[no-untyped-def]
+    """Should the server refuse CREATE EXTENSION the facts promised, the migration goes on
+    on plain PostgreSQL with the server's reason instead of failing."""
+    promised = Decision(True, True, Version(2, 17, 2), "TimescaleDB 2.17.2", intended=True)
+    with psycopg.connect(stack.endpoints.database_url, autocommit=True) as conn:
+        decision = create_extension(conn, promised)
+        still_there = conn.execute("SELECT 1").fetchone()
+    assert (decision.use, decision.create_extension, decision.version) == (False, False, None)
+    assert decision.reason.startswith("CREATE EXTENSION timescaledb failed (")
+    assert "timescaledb" in decision.reason.split("(", 1)[1]
+    assert still_there == (1,)
+
+
+def test_skipped_halves_run_once_and_are_recorded(stack) -> None:  # type: ignore[no-untyped-def]
+    """The upgrade step runs each half skipped on plain PostgreSQL and records it, so the next
+    migration finds none pending (plain SQL stands in for the TimescaleDB half here)."""
+    half = Migration(1, "alerts_telemetry_devices", "", "CREATE TABLE upgraded_marker (n int)")
+    with fresh_database(stack, "cw_upgrade") as url, psycopg.connect(url, autocommit=True) as conn:
+        recorded = dict(conn.execute("SELECT version, timescale FROM schema_migrations").fetchall())
+        pending = pending_timescale_halves([half], recorded)
+        assert apply_skipped_halves(conn, pending) == [1]
+        row = conn.execute(
+            "SELECT timescale, timescale_applied_at IS NOT NULL FROM schema_migrations"
+            " WHERE version = 1"
+        ).fetchone()
+        marker = conn.execute("SELECT to_regclass('upgraded_marker') IS NOT NULL").fetchone()
+        again = dict(conn.execute("SELECT version, timescale FROM schema_migrations").fetchall())
+    assert row == (True, True)
+    assert marker == (True,)
+    assert pending_timescale_halves([half], again) == []
