@@ -177,7 +177,9 @@ def verify_kafka_security(kafka: KafkaService) -> None:
 
 
 class TimescalePolicies(ConfigModel):
-    """Retention and compression, applied at every start when TimescaleDB is present."""
+    """Retention, compression and aggregate refresh, applied at every migration (each stream
+    worker start and ``citywatch db migrate``) when TimescaleDB is in use: see
+    deploy/timescaledb.md."""
 
     alerts_retention: Duration = Field(
         default=timedelta(days=730), description="drop alert chunks older than this"
@@ -186,10 +188,18 @@ class TimescalePolicies(ConfigModel):
         default=timedelta(days=180), description="drop telemetry chunks older than this"
     )
     telemetry_compress_after: Duration = Field(
-        default=timedelta(days=7), description="compress telemetry chunks older than this"
+        default=timedelta(days=7),
+        description=(
+            "compress telemetry chunks older than this (TimescaleDB 2.11 or later: older"
+            " releases cannot take late readings into compressed chunks, so nothing is compressed)"
+        ),
     )
     aggregate_refresh: Duration = Field(
-        default=timedelta(minutes=15), description="refresh interval of alerts_hourly"
+        default=timedelta(minutes=15),
+        description=(
+            "how often alerts_hourly is refreshed; each refresh reaches back"
+            " workflow.late_data + 1 h, so a late backlog is counted in its hour"
+        ),
     )
 
 
