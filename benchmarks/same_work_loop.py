@@ -23,6 +23,7 @@ alerts were committed, printing ``alerts/s N`` timed from its first fetch::
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import os
 import sys
 import time
@@ -131,7 +132,14 @@ async def run(env: dict[str, str]) -> float:
 
 
 def main() -> None:
-    rate = asyncio.run(run(dict(os.environ)))
+    """Run the loop; with ``SAME_PROFILE=FILE`` under cProfile, its stats written there."""
+    env = dict(os.environ)
+    if env.get("SAME_PROFILE"):
+        profile = cProfile.Profile()
+        rate = profile.runcall(asyncio.run, run(env))
+        profile.dump_stats(env["SAME_PROFILE"])
+    else:
+        rate = asyncio.run(run(env))
     print(f"alerts/s {rate:.1f}", flush=True)
 
 
