@@ -208,8 +208,12 @@ def same_work_rate(
         "SAME_CONFIG": str(DEMO_CONFIG), "SAME_DATA_DIR": str(data_dir / "same-work"),
         "SAME_PREFIX": config.services.kafka.topic_prefix,
     }  # fmt: skip
+    command = [sys.executable, "-m", "benchmarks.same_work_loop"]
+    if os.environ.get("SAME_PYSPY"):  # collapsed stacks of the loop, for flame graphs
+        spy = Path(sys.executable).with_name("py-spy")
+        command = [str(spy), "record", "-r", "250", "-f", "raw", "-o", os.environ["SAME_PYSPY"], "--", *command]  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.same_work_loop"],
+        command,
         env=env, capture_output=True, text=True, timeout=600, cwd=REPO,
     )  # fmt: skip
     rates = re.findall(r"alerts/s ([0-9.]+)", done.stdout)
