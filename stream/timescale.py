@@ -26,13 +26,16 @@ from citywatch.stream.timescale_sql import (
 log = logging.getLogger(__name__)
 
 # One row of facts. shared_preload_libraries is read from pg_settings, which hides it (NULL)
-# from a role without pg_read_all_settings, where current_setting() would raise. ``trusted``
+# from a role without pg_read_all_settings, where current_setting() would raise; the
+# loader's timescaledb.disable_load, defined only where the library is preloaded, any role
+# may read. ``trusted``
 # is read through to_jsonb so that the query also runs on a server whose
 # pg_available_extension_versions has no such column (before PostgreSQL 13).
 _FACTS = """
 SELECT (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),
        (SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'),
        (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'),
+       current_setting('timescaledb.disable_load', true),
        current_setting('is_superuser') = 'on',
        coalesce((SELECT bool_or(coalesce((to_jsonb(v) ->> 'trusted')::boolean, false))
                  FROM pg_available_extension_versions v
@@ -47,11 +50,12 @@ def read_facts(conn: psycopg.Connection) -> ServerFacts:
     """What this server and role say about TimescaleDB (works on plain PostgreSQL too)."""
     row = conn.execute(_FACTS).fetchone()
     assert row is not None  # a SELECT without FROM returns one row
-    installed, available, preload, superuser, trusted, may_create = row
+    installed, available, preload, disable_load, superuser, trusted, may_create = row
     return ServerFacts(
         installed=installed,
         available=available,
         preload_libraries=preload,
+        disable_load=disable_load,
         superuser=bool(superuser),
         trusted=bool(trusted),
         may_create=bool(may_create),

@@ -52,6 +52,9 @@ class ServerFacts:
     preload_libraries: str | None
     """``shared_preload_libraries`` verbatim; None where this role may not read it (it needs
     superuser or ``pg_read_all_settings``)."""
+    disable_load: str | None
+    """``current_setting('timescaledb.disable_load', true)``: a setting TimescaleDB's preloaded
+    loader defines, so any role sees whether the library is loaded (None: it is not)."""
     superuser: bool
     """Whether the connected role is a superuser (``rolsuper``)."""
     trusted: bool
@@ -82,6 +85,14 @@ def preloaded(shared_preload_libraries: str) -> bool:
     return False
 
 
+def library_preloaded(facts: ServerFacts) -> bool:
+    """The preload setting where this role may read it; otherwise the loader's own setting,
+    which exists only where the library was preloaded."""
+    if facts.preload_libraries is not None:
+        return preloaded(facts.preload_libraries)
+    return facts.disable_load is not None
+
+
 _PRELOAD_FIX = (
     "add timescaledb to shared_preload_libraries in postgresql.conf and restart PostgreSQL,"
     " then run `citywatch db migrate`"
@@ -92,10 +103,16 @@ def decide(facts: ServerFacts) -> Decision:
     """The decision and its one-line reason; never raises, whatever the server reports."""
     if facts.installed is not None:
         version = Version.parse(facts.installed)
-        if facts.preload_libraries is not None and not preloaded(facts.preload_libraries):
+        if not library_preloaded(facts):
             return _plain(
                 f"timescaledb {version} is created in this database but its library is not"
                 f" preloaded: {_PRELOAD_FIX}; using plain PostgreSQL",
+                intended=True,
+            )
+        if facts.disable_load == "on":
+            return _plain(
+                "timescaledb.disable_load is on for this role or database: reset it (ALTER ROLE"
+                " … RESET timescaledb.disable_load); using plain PostgreSQL",
                 intended=True,
             )
         if version < MINIMUM:
@@ -104,12 +121,7 @@ def decide(facts: ServerFacts) -> Decision:
                 " UPDATE; using plain PostgreSQL",
                 intended=True,
             )
-        unread = (
-            "" if facts.preload_libraries is not None
-            else " (this role may not read shared_preload_libraries; the extension exists, so"
-            " it was preloaded when created)"
-        )  # fmt: skip
-        return Decision(True, False, version, f"TimescaleDB {version}{unread}", intended=True)
+        return Decision(True, False, version, f"TimescaleDB {version}", intended=True)
     if facts.available is None:
         return _plain(
             "timescaledb is not installed on this server (not in pg_available_extensions):"
@@ -117,14 +129,7 @@ def decide(facts: ServerFacts) -> Decision:
             intended=False,
         )
     version = Version.parse(facts.available)
-    if facts.preload_libraries is None:
-        return _plain(
-            f"timescaledb {version} is installed on the server but this role may neither read"
-            " shared_preload_libraries nor create it: run `CREATE EXTENSION timescaledb;` as a"
-            " superuser in this database, then `citywatch db migrate`; using plain PostgreSQL",
-            intended=True,
-        )
-    if not preloaded(facts.preload_libraries):
+    if not library_preloaded(facts):
         return _plain(
             f"timescaledb {version} is installed on the server but not preloaded: {_PRELOAD_FIX};"
             " using plain PostgreSQL",

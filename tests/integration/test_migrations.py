@@ -109,6 +109,7 @@ def test_a_role_that_may_not_create_extensions_migrates_on_plain_postgres(stack)
             server = read_facts(conn)
         assert (server.superuser, server.may_create, server.installed) == (False, True, None)
         assert server.preload_libraries is None, "hidden from a role without pg_read_all_settings"
+        assert server.disable_load is None, "no TimescaleDB loader in this server"
         with psycopg.connect(base) as conn:
             assert not preloaded(read_facts(conn).preload_libraries or "")
 

@@ -12,6 +12,7 @@ SUPERUSER_READY = ServerFacts(
     installed=None,
     available="2.17.2",
     preload_libraries="timescaledb",
+    disable_load="off",
     superuser=True,
     trusted=False,
     may_create=True,
@@ -83,7 +84,13 @@ def test_preload_setting_is_read_as_a_list(setting: str, expected: bool) -> None
         (facts(superuser=False, trusted=True, may_create=True), True, True, "creating"),
         (facts(superuser=False, trusted=True, may_create=False), False, False, "superuser"),
         (facts(available="1.7.5"), False, False, "older than 2.0.0"),
-        (facts(installed="2.15.0", preload_libraries=None), True, False, "may not read"),
+        (facts(installed="2.15.0", preload_libraries=None), True, False, "TimescaleDB 2.15.0"),
+        (
+            facts(installed="2.15.0", preload_libraries=None, disable_load=None),
+            False, False, "its library is not preloaded",
+        ),
+        (facts(installed="2.15.0", disable_load="on"), False, False, "disable_load is on"),
+        (facts(preload_libraries=None, disable_load=None), False, False, "not preloaded"),
         (facts(preload_libraries=None, superuser=False), False, False, "CREATE EXTENSION"),
     ],
 )
