@@ -39,6 +39,7 @@ from citywatch.center.hardening import (
     add_error_answers,
     content_security_policy,
 )
+from citywatch.center.metrics import CenterWatch, RequestMetrics
 from citywatch.center.settings import CenterSettings
 from citywatch.center.throttle import Admission
 from citywatch.config.center import CenterLimits
@@ -79,6 +80,7 @@ def create_app(settings: CenterSettings) -> FastAPI:
             await sync_config_users(conn, settings.config_tokens())
         feed = Broadcaster(pool, settings.database_url)
         await feed.start()
+        watch = CenterWatch(pool).start()
         limits = center.limits
         app.state.center = CenterState(
             settings, pool, Authenticator(pool, limits),
@@ -88,6 +90,7 @@ def create_app(settings: CenterSettings) -> FastAPI:
         try:
             yield
         finally:
+            await watch.stop()
             await feed.stop()
             await pool.close()
 
@@ -115,6 +118,7 @@ def create_app(settings: CenterSettings) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )  # fmt: skip
     app.add_middleware(SecurityHeaders, csp=content_security_policy(center))
+    app.add_middleware(RequestMetrics)  # outermost: the gate's refusals count too
     add_error_answers(app)
 
     @app.get("/docs", include_in_schema=False)

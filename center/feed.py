@@ -30,6 +30,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from citywatch.center.metrics import FEED_CLIENTS, FEED_CUT_OFF, FEED_EVENTS
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "workorder_events"
@@ -188,12 +190,14 @@ class Broadcaster:
     async def _deliver_new(self) -> None:
         while True:
             batch = await events_after(self.pool, self.position)
+            FEED_EVENTS.inc(len(batch))
             for event in batch:  # no await in here: a new subscriber sees all or none of it
                 self.position = event.feed_id
                 for subscription in list(self.subscribers):
                     try:
                         subscription.queue.put_nowait(event)
                     except asyncio.QueueFull:
+                        FEED_CUT_OFF.inc()
                         subscription.cut_off = True
                         self.subscribers.discard(subscription)
             if len(batch) < PAGE:
@@ -238,6 +242,7 @@ async def stream(broadcaster: Broadcaster, after: int | None) -> AsyncIterator[l
     in chunks: whatever is waiting for the client goes out in one write. Ends when the client
     is cut off as too slow or the server stops."""
     subscription = broadcaster.subscribe()
+    FEED_CLIENTS.inc()
     try:
         sent = broadcaster.position if after is None else after
         if after is not None:
@@ -258,4 +263,5 @@ async def stream(broadcaster: Broadcaster, after: int | None) -> AsyncIterator[l
                 yield chunk
                 sent = chunk[-1].feed_id
     finally:
+        FEED_CLIENTS.dec()
         broadcaster.unsubscribe(subscription)

@@ -49,6 +49,7 @@ from citywatch.contracts import (
 from citywatch.contracts.messages import DeviceState, Evidence
 from citywatch.edge.backoff import Backoff
 from citywatch.edge.clock import ClockSkew
+from citywatch.edge.metrics import RECEIPT_ROUND_TRIP
 from citywatch.edge.outbox import Outbox, PutResult
 from citywatch.edge.outbox_entries import outbox_entry
 from citywatch.edge.outbox_messages import OutboxHealth
@@ -81,6 +82,8 @@ class SessionStats:
     quarantined: int = 0
     """Rejected alerts moved to the quarantine by this session."""
     status_updates: int = 0
+    pump_at: float = 0.0
+    """``time.monotonic()`` when the pump thread last went round (its liveness)."""
 
 
 class EdgeSession:
@@ -307,6 +310,7 @@ class EdgeSession:
         while not self._stop.is_set():
             self._wake.wait(self._pump_interval_s)
             self._wake.clear()
+            self.stats.pump_at = time.monotonic()
             if self._stop.is_set():
                 break
             try:
@@ -394,6 +398,8 @@ class EdgeSession:
             self._wake.set()
         with self._sent_lock:
             sent = self._sent_at.pop(receipt.message_id, None)
+        if sent is not None:
+            RECEIPT_ROUND_TRIP.observe(max(0.0, arrived - sent[0]))
         if sent is not None and sent[1] == 1:
             self.skew.observe(sent[0], receipt.received_at.timestamp(), arrived)
             self._maybe_report_skew(client)

@@ -55,6 +55,7 @@ from citywatch.stream.faust_transport import StreamApp, kafka_producer, worker_o
 from citywatch.stream.intake import BatchHandler, Intake
 from citywatch.stream.kafka_admin import BrokerProbe
 from citywatch.stream.kafka_batches import Record, send_all
+from citywatch.stream.metrics import count_sent, instrument_worker
 from citywatch.stream.outbound import Outbound, Send
 from citywatch.stream.processor import AlertProcessor
 from citywatch.stream.readiness import DatabaseHealth
@@ -152,6 +153,7 @@ def build_app(
     probe = BrokerProbe(settings, list(topics.all()))
     watch = BrokerWatch(probe.lost_log, on_lost_log)
     app.timer(BROKER_CHECK_S, name="watch_broker_log")(watch.run)
+    instrument_worker(app, db, counters)
     return app
 
 
@@ -184,6 +186,7 @@ def kafka_sender(app: faust.App, sleep: Callable[[float], Awaitable[None]] = asy
         while True:
             try:
                 await send_all(kafka_producer(app), records)
+                count_sent(records)
                 return
             except KafkaError as exc:
                 log.warning(

@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import faust
 from faust.types import Message
 from mode.utils.queues import FlowControlQueue
+
+from citywatch.stream.metrics import lane_batch
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ class BatchLane:
         message_out = self.app.sensors.on_message_out
         while True:
             batch = await self.take()
+            started = time.perf_counter()
             try:
                 await self.handler(batch)
             except asyncio.CancelledError:
@@ -102,6 +106,8 @@ class BatchLane:
             for message in batch:
                 consumer.ack(message)
                 message_out(message.tp, message.offset, message)
+            if batch:
+                lane_batch(batch, time.perf_counter() - started)
 
     async def _failed(self, message: Message, exc: Exception) -> bool:
         """Dead-letter a record its handler failed on; False when that failed too: the

@@ -68,6 +68,9 @@ class BridgeStats:
     too_large: int = 0
     producer_rebuilds: int = 0
     downlink_restarts: int = 0
+    received: int = 0
+    kafka_up: bool = False
+    """Whether the last round of sends to Kafka was acknowledged (readiness)."""
 
 
 def too_large_for_kafka(error: BaseException) -> bool:
@@ -125,10 +128,16 @@ class Bridge:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 
+    @property
+    def connected(self) -> bool:
+        """Whether the MQTT session is up and subscribed (readiness)."""
+        return self._connected.is_set()
+
     async def run(self, stop: asyncio.Event) -> BridgeStats:
         self._loop = asyncio.get_running_loop()
         await ensure_topics(self.settings, self.topics)
         self._producer = await self._start_producer()
+        self.stats.kafka_up = True
         receipts = asyncio.create_task(self._supervise_downlink(stop), name="downlink")
         try:
             connect(self._client, self._broker)
@@ -221,6 +230,7 @@ class Bridge:
     def _drain_inbox(self) -> None:
         with self._inbox_lock:
             messages, self._inbox = self._inbox, []
+        self.stats.received += len(messages)
         task = asyncio.create_task(self._forward(messages))
         self._forwarding.add(task)
         task.add_done_callback(self._forwarded)
@@ -284,9 +294,12 @@ class Bridge:
                     "Kafka refused %d messages (%s); retrying in %.1fs", len(retry), error, delay
                 )
                 failing_since = failing_since or time.monotonic()
+                self.stats.kafka_up = False
                 await self._heal(producer, time.monotonic() - failing_since)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+            else:
+                self.stats.kafka_up = True
             routed = retry
 
     async def _refuse(self, message: mqtt.MQTTMessage, error: BaseException) -> bool:

@@ -27,6 +27,7 @@ from citywatch.contracts import WorkOrderEvent
 from citywatch.stream.center_relay import relay_once
 from citywatch.stream.clock import Clock, utc_now
 from citywatch.stream.db_retry import RETRY_FIRST_S, RETRY_MAX_S, DatabaseRetry
+from citywatch.stream.metrics import COMMIT_SECONDS
 from citywatch.stream.processor import AlertProcessor, Outcome
 from citywatch.stream.readiness import DatabaseHealth, Readiness
 from citywatch.stream.sink import AlertRow
@@ -152,7 +153,9 @@ class WorkerDatabase:
         lock: AbstractAsyncContextManager[object] = self.state_lock if state else nullcontext()
 
         async def step() -> T:
-            async with self._reporting(), lock, self.pool.connection() as conn, conn.transaction():
-                return await work(conn)
+            async with self._reporting(), lock:
+                with COMMIT_SECONDS.time():  # the connection, the work and the commit
+                    async with self.pool.connection() as conn, conn.transaction():
+                        return await work(conn)
 
         return await self.retry.run(what, step)

@@ -17,7 +17,10 @@ from citywatch.cli.options import (
     DataDirOpt,
     GatewayOpt,
     LogOpt,
+    MetricsHostOpt,
+    MetricsPortOpt,
     load_config_or_exit,
+    start_metrics_or_exit,
     stop_on_signals,
 )
 
@@ -53,6 +56,8 @@ def edge_camera(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     telemetry_interval: Annotated[float, typer.Option(help="Seconds between telemetry.")] = 10.0,
     log_level: LogOpt = "INFO",
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = "0.0.0.0",
 ) -> None:
     """Run a camera gateway: every camera of GATEWAY through detector, tracker and rules.
 
@@ -63,6 +68,7 @@ def edge_camera(
     from citywatch.cli.logs import setup_logging
     from citywatch.edge.camera.agent import CameraGateway
     from citywatch.edge.gateway_session import edge_session
+    from citywatch.edge.metrics import EDGE_HEALTH, EDGE_REGISTRY, watch_cameras, watch_session
     from citywatch.models.detector_factory import DetectorError
     from citywatch.stack.endpoints import data_dir_of
 
@@ -86,6 +92,9 @@ def edge_camera(
         raise typer.Exit(2) from None
     session = edge_session(cfg, gateway, data_dir)
     agent.publisher = session
+    watch_session(session, "camera")
+    watch_cameras(agent)
+    start_metrics_or_exit(metrics_port, metrics_host, EDGE_REGISTRY, EDGE_HEALTH)
     signal.signal(signal.SIGHUP, lambda *_: agent.reload_requested.set())
     session.start()
     try:

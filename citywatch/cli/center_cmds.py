@@ -10,7 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from citywatch.cli.options import DEFAULT_CONFIG, ConfigOpt, DataDirOpt, load_config_or_exit
+from citywatch.cli.options import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    DataDirOpt,
+    MetricsHostOpt,
+    MetricsPortOpt,
+    load_config_or_exit,
+    start_metrics_or_exit,
+)
 
 if TYPE_CHECKING:
     from citywatch.center.settings import CenterSettings
@@ -62,6 +70,8 @@ def center_serve(
         str | None, typer.Option(help="Use this database instead of the configured one.")
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = "0.0.0.0",
 ) -> None:
     """Serve the API (OpenAPI docs at /docs), the live feed and the console at /.
 
@@ -93,6 +103,9 @@ def center_serve(
     ensure_port_free(options["host"], options["port"])
     migrate(settings.database_url)
     console.print(f"command center on {base_url(options)}/ (API docs: /docs)")
+    from citywatch.center.metrics import CENTER_HEALTH, CENTER_REGISTRY
+
+    start_metrics_or_exit(metrics_port, metrics_host, CENTER_REGISTRY, CENTER_HEALTH)
     uvicorn.run(
         create_app(settings), log_level=log_level.lower(), timeout_graceful_shutdown=3,
         **options,

@@ -18,7 +18,10 @@ from citywatch.cli.options import (
     DataDirOpt,
     GatewayOpt,
     LogOpt,
+    MetricsHostOpt,
+    MetricsPortOpt,
     load_config_or_exit,
+    start_metrics_or_exit,
     stop_on_signals,
 )
 
@@ -44,6 +47,8 @@ def edge_dock(
     data_dir: DataDirOpt = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     log_level: LogOpt = "INFO",
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = "0.0.0.0",
 ) -> None:
     """Run a drone-dock gateway: DJI dock messages → photos → detector → geo-located alerts."""
     from citywatch.cli.logs import setup_logging
@@ -58,6 +63,7 @@ def edge_dock(
     )
     from citywatch.edge.dock.link import MqttLink
     from citywatch.edge.gateway_session import edge_session
+    from citywatch.edge.metrics import EDGE_HEALTH, EDGE_REGISTRY, watch_session
     from citywatch.hardware.dock.sim import simulated_link
     from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
 
@@ -80,6 +86,8 @@ def edge_dock(
     else:
         link = simulated_link(dock, media, dock.link.time_scale)
     stop = stop_on_signals()
+    watch_session(session, "dock")
+    start_metrics_or_exit(metrics_port, metrics_host, EDGE_REGISTRY, EDGE_HEALTH)
     session.start()
     agent = DockAgent(
         site=cfg.site.id,

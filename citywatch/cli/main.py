@@ -25,7 +25,10 @@ from citywatch.cli.options import (
     DataDirOpt,
     GatewayOpt,
     LogOpt,
+    MetricsHostOpt,
+    MetricsPortOpt,
     load_config_or_exit,
+    start_metrics_or_exit,
     stop_on_signals,
 )
 from citywatch.cli.outbox_cmds import quarantine_app
@@ -241,10 +244,13 @@ def edge_sensor(
     data_dir: DataDirOpt = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     log_level: LogOpt = "INFO",
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = "0.0.0.0",
 ) -> None:
     """Run a waterlogging-sensor gateway: levels with hysteresis → alerts and telemetry."""
     from citywatch.cli.logs import setup_logging
     from citywatch.edge.gateway_session import edge_session
+    from citywatch.edge.metrics import EDGE_HEALTH, EDGE_REGISTRY, watch_session
     from citywatch.edge.sensor.agent import run_sensor_gateway
     from citywatch.hardware.water.sim import SimulatedWaterSensor
     from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
@@ -253,6 +259,8 @@ def edge_sensor(
     cfg = load_config_or_exit(config)
     session = edge_session(cfg, gateway, data_dir)
     stop = stop_on_signals()
+    watch_session(session, "sensor")
+    start_metrics_or_exit(metrics_port, metrics_host, EDGE_REGISTRY, EDGE_HEALTH)
     session.start()
     try:
         secrets_dir = resolve_endpoints(cfg, data_dir_of(cfg, data_dir)).secrets_dir
@@ -292,6 +300,8 @@ def stream_bridge(
         str, typer.Option(help="Unique per bridge instance (fixed MQTT client id).")
     ] = "1",
     log_level: LogOpt = "INFO",
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = "0.0.0.0",
 ) -> None:
     """Bridge every device's uplink from MQTT to Kafka, and receipts back to MQTT."""
     from citywatch.cli.logs import setup_logging
@@ -309,14 +319,23 @@ def stream_bridge(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await Bridge(settings, device_positions(cfg)).run(stop)
+        bridge = Bridge(settings, device_positions(cfg))
+        instrument_bridge(bridge)
+        await bridge.run(stop)
 
+    from citywatch.stream.metrics import BRIDGE_HEALTH, BRIDGE_REGISTRY, instrument_bridge
+
+    start_metrics_or_exit(metrics_port, metrics_host, BRIDGE_REGISTRY, BRIDGE_HEALTH)
     asyncio.run(main())
 
 
 @stream_app.command("app")
 def stream_app_cmd(
-    config: ConfigOpt = DEFAULT_CONFIG, data_dir: DataDirOpt = None, log_level: LogOpt = "INFO"
+    config: ConfigOpt = DEFAULT_CONFIG,
+    data_dir: DataDirOpt = None,
+    log_level: LogOpt = "INFO",
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = "0.0.0.0",
 ) -> None:
     """Run the Faust worker: validate, store, dead-letter and send receipts.
 
@@ -345,6 +364,9 @@ def stream_app_cmd(
     # Faust's progress spinner sets the root logger to DEBUG at WARNING and above, so every
     # aiokafka and Faust debug line would be formatted (and dropped) on the hot path.
     worker.spinner = None
+    from citywatch.stream.metrics import WORKER_HEALTH, WORKER_REGISTRY
+
+    start_metrics_or_exit(metrics_port, metrics_host, WORKER_REGISTRY, WORKER_HEALTH)
     worker.execute_from_commandline()
 
 

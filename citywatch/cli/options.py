@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from prometheus_client import CollectorRegistry
 from rich.console import Console
 
 from citywatch.config import CitywatchConfig, ConfigError, load_config
+from citywatch.metrics_server import Health, MetricsPortError, MetricsServer, serve
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -23,7 +25,10 @@ __all__ = [
     "DataDirOpt",
     "GatewayOpt",
     "LogOpt",
+    "MetricsHostOpt",
+    "MetricsPortOpt",
     "load_config_or_exit",
+    "start_metrics_or_exit",
     "stop_on_signals",
 ]
 
@@ -48,6 +53,19 @@ GatewayOpt = Annotated[
     str, typer.Option("--gateway", "-g", help="Gateway id from devices.gateways.")
 ]
 LogOpt = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
+MetricsPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port", envvar="CITYWATCH_METRICS_PORT", min=0, max=65535,
+        help="Serve Prometheus /metrics, /healthz and /readyz on this port (default: off).",
+    ),
+]  # fmt: skip
+MetricsHostOpt = Annotated[
+    str,
+    typer.Option(
+        "--metrics-host", envvar="CITYWATCH_METRICS_HOST", help="Address the metrics port binds."
+    ),
+]
 
 
 def load_config_or_exit(path: Path) -> CitywatchConfig:
@@ -57,6 +75,20 @@ def load_config_or_exit(path: Path) -> CitywatchConfig:
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def start_metrics_or_exit(
+    port: int | None, host: str, registry: CollectorRegistry, health: Health
+) -> MetricsServer | None:
+    """Serve the component's metrics and health when ``--metrics-port`` is given; exit 2
+    saying why when the port cannot be bound (an orchestrator would probe it in vain)."""
+    if port is None:
+        return None
+    try:
+        return serve(registry, health, host, port)
+    except MetricsPortError as exc:
+        err.print(f"[red]✗[/] {exc.strerror}", highlight=False)
         raise typer.Exit(2) from None
 
 

@@ -28,6 +28,7 @@ from citywatch.edge.camera.evidence import EvidenceStore
 from citywatch.edge.camera.frame_prefetch import Prefetch
 from citywatch.edge.camera.pipeline import CameraPipeline, ClipSettings
 from citywatch.edge.camera.source import ReconnectingSource
+from citywatch.edge.metrics import observe_frame
 from citywatch.edge.outbox import PutResult
 from citywatch.hardware.camera.frames import Frame
 from citywatch.hardware.camera.video_source import VideoSource, VideoSourceError, recorded_start
@@ -214,8 +215,11 @@ class CameraWorker:
         stats = self.stats
         stats.frames += 1
         stats.window_frames += 1
-        stats.window_inference_s += self.pipeline.stats.inference_s - before_inf
-        stats.window_pipeline_s += self.pipeline.stats.pipeline_s - before_all
+        inference_s = self.pipeline.stats.inference_s - before_inf
+        pipeline_s = self.pipeline.stats.pipeline_s - before_all
+        stats.window_inference_s += inference_s
+        stats.window_pipeline_s += pipeline_s
+        observe_frame(inference_s, pipeline_s)
         stats.last_frame_at = time.monotonic()
         if out.alerts or out.evidence:
             self._publish(out.messages)
