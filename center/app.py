@@ -27,6 +27,7 @@ from citywatch.center import (
     routes_admin,
     routes_auth,
     routes_feed,
+    routes_ingest,
     routes_insight,
     routes_workorders,
 )
@@ -147,5 +148,6 @@ def create_app(settings: CenterSettings) -> FastAPI:
     app.include_router(routes_feed.router)
     app.include_router(routes_insight.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_ingest.router)
     app.include_router(console.router)
     return app

@@ -1,6 +1,7 @@
 """Devices as the center sees them: the config registry joined with what the stream tier
-recorded (online/offline from retained status messages, the latest telemetry), and a water
-depth curve of one sensor.
+recorded (retained status messages and last wills, the latest telemetry), judged into
+online / offline by :mod:`.device_liveness` (a gateway offline takes its devices with it),
+and a water depth curve of one sensor.
 
 The registry says what a device is and where it stands; the database says how it is
 doing. A device the registry lacks but that reported anyway is listed too (with what the
@@ -9,13 +10,14 @@ database knows), so a misconfigured gateway is visible rather than silently igno
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from pydantic import BaseModel
 
+from citywatch.center.device_liveness import Facts, ago, judge
 from citywatch.config import CitywatchConfig
 from citywatch.config.sensor import SensorConfig
 
@@ -34,14 +36,33 @@ class DeviceView(BaseModel):
     lat: float | None
     lon: float | None
     state: str | None
-    """online / offline from the device's last status message; None: never reported."""
+    """online / offline judged from the facts below (see :mod:`.device_liveness`); None:
+    never heard from."""
+    state_reason: str | None = None
+    """Why it is offline, in words ("gateway gw-1 offline since …", "silent for 12 min")."""
+    reported_state: str | None = None
+    """What its own last status message said (a camera's may still say online after its
+    gateway died: ``state`` says offline then)."""
     last_seen: datetime | None
+    """The newest of its last status message (last will included) and its newest telemetry."""
+    last_seen_ago: str | None = None
+    """``last_seen`` for people, at the time of the answer: "12 min ago"."""
+    last_seen_age_s: float | None = None
     metrics: dict[str, Any]
     """The latest telemetry as the device sent it (cameras: fps, inference_ms, pipeline_ms,
     last_frame_age_s…; sensors: depth_cm, distance_mm, battery_pct…); {} when none."""
     metrics_at: datetime | None
     in_config: bool
     """False for a device that reported but the registry does not list."""
+
+
+class _Judged(BaseModel):
+    state: str | None
+    state_reason: str | None
+    reported_state: str | None
+    last_seen: datetime | None
+    last_seen_ago: str | None
+    last_seen_age_s: float | None
 
 
 class DepthLevelView(BaseModel):
@@ -82,12 +103,36 @@ LEFT JOIN LATERAL (
 """
 
 
-async def list_devices(conn: AsyncConnection, config: CitywatchConfig) -> list[DeviceView]:
-    """Every device of the registry, then any unregistered reporter, in registry order."""
+async def list_devices(
+    conn: AsyncConnection, config: CitywatchConfig, now: datetime | None = None
+) -> list[DeviceView]:
+    """Every device of the registry, then its gateways, then any unregistered reporter."""
+    now = now or datetime.now(UTC)
     registry = list(config.devices.all())
+    gateways = config.devices.gateways
+    ids = [device.id for _, device in registry] + [gateway.id for gateway in gateways]
     async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(_DEVICES, {"ids": [device.id for _, device in registry]})
+        await cursor.execute(_DEVICES, {"ids": ids})
         rows = {row["id"]: row for row in await cursor.fetchall()}
+    silent_after = config.center.device_status.silent_after
+    gateway_rows = {gateway.id: rows.get(gateway.id, {}) for gateway in gateways}
+
+    def judged(row: dict[str, Any], gateway: str | None, is_gateway: bool = False) -> _Judged:
+        above = gateway_rows.get(gateway or "", {})
+        facts = Facts(
+            reported_state=row.get("state"), status_at=row.get("last_seen"),
+            telemetry_at=row.get("metrics_at"), gateway=gateway,
+            gateway_state=above.get("state"), gateway_at=above.get("last_seen"),
+            is_gateway=is_gateway,
+        )  # fmt: skip
+        verdict = judge(facts, now, silent_after)
+        age = None if verdict.last_seen is None else now - verdict.last_seen
+        return _Judged(
+            state=verdict.state, state_reason=verdict.reason, reported_state=facts.reported_state,
+            last_seen=verdict.last_seen, last_seen_ago=None if age is None else f"{ago(age)} ago",
+            last_seen_age_s=None if age is None else age.total_seconds(),
+        )  # fmt: skip
+
     views: list[DeviceView] = []
     for kind, device in registry:
         row = rows.pop(device.id, {})
@@ -103,13 +148,21 @@ async def list_devices(conn: AsyncConnection, config: CitywatchConfig) -> list[D
                 community=device.placement.community,
                 lat=position.lat if position else None,
                 lon=position.lon if position else None,
-                state=row.get("state"),
-                last_seen=row.get("last_seen"),
                 metrics=row.get("metrics") or {},
                 metrics_at=row.get("metrics_at"),
                 in_config=True,
+                **judged(row, device.gateway).model_dump(),
             )
         )
+    for gateway in gateways:
+        row = rows.pop(gateway.id, {})
+        gateway_view = DeviceView(
+            id=gateway.id, kind="gateway", name=gateway.name, gateway=None, district=None,
+            street=None, community=None, lat=None, lon=None, metrics=row.get("metrics") or {},
+            metrics_at=row.get("metrics_at"), in_config=True,
+            **judged(row, None, is_gateway=True).model_dump(),
+        )  # fmt: skip
+        views.append(gateway_view)
     for device_id in sorted(rows):
         row = rows[device_id]
         views.append(
@@ -120,13 +173,13 @@ async def list_devices(conn: AsyncConnection, config: CitywatchConfig) -> list[D
                 in_config=False,
                 **{key: row[key] for key in _DB_FIELDS},
                 metrics=row["metrics"] or {},
+                **judged(row, row["gateway"], is_gateway=row["kind"] == "gateway").model_dump(),
             )
         )
     return views
 
 
-_DB_FIELDS = ("gateway", "district", "street", "community", "lat", "lon", "state", "last_seen",
-              "metrics_at")  # fmt: skip
+_DB_FIELDS = ("gateway", "district", "street", "community", "lat", "lon", "metrics_at")
 
 
 def sensor(config: CitywatchConfig, device_id: str) -> SensorConfig:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from citywatch.center import devices, evidence_files, kpis, site_map
+from citywatch.center import devices, evidence_files, evidence_upload, kpis, site_map
 from citywatch.center.deps import Db, State, Viewer
 from citywatch.center.params import checked_time
 from citywatch.contracts.messages import EvidenceKind
@@ -68,7 +68,7 @@ async def evidence(
     """One piece of an alert's evidence (a snapshot has the detection boxes drawn)."""
     try:
         ref = await evidence_files.find(db, alert_id, kind.value)
-        where = evidence_files.locate(ref.uri, state.settings.evidence_roots)
+        where = evidence_upload.locate(ref, state.settings)  # uploaded copy, else the roots
         await run_in_threadpool(evidence_files.check_sha256, where.path, ref.sha256)
     except evidence_files.EvidenceUnavailable as error:
         if isinstance(

@@ -14,6 +14,7 @@ from citywatch.config import CitywatchConfig
 from citywatch.config.devices import Gateway
 from citywatch.config.secrets import resolve_secret
 from citywatch.contracts import DeviceKind, DeviceRef
+from citywatch.edge.evidence_upload_worker import evidence_uploader
 from citywatch.edge.outbox import Outbox
 from citywatch.edge.session import EdgeSession
 from citywatch.mqtt_client import BrokerSettings
@@ -71,4 +72,7 @@ def edge_session(config: CitywatchConfig, gateway_id: str, data_dir: Path | None
         ),
         software=f"citywatch {__version__}",
         alerts_in_flight=gateway.alerts_in_flight,
+        evidence_uploader=evidence_uploader(
+            gateway, endpoints.secrets_dir, data_dir_of(config, data_dir)
+        ),
     )

@@ -49,6 +49,7 @@ from citywatch.contracts import (
 from citywatch.contracts.messages import DeviceState, Evidence
 from citywatch.edge.backoff import Backoff
 from citywatch.edge.clock import ClockSkew
+from citywatch.edge.evidence_upload_worker import EvidenceUploader
 from citywatch.edge.metrics import RECEIPT_ROUND_TRIP
 from citywatch.edge.outbox import Outbox, PutResult
 from citywatch.edge.outbox_entries import outbox_entry
@@ -105,12 +106,15 @@ class EdgeSession:
         pump_batch: int = 500,
         alerts_in_flight: int = 1,
         skew_report_ms: float = 500.0,
+        evidence_uploader: EvidenceUploader | None = None,
     ) -> None:
         self.gateway = DeviceRef(site=site, kind=DeviceKind.GATEWAY, id=gateway_id)
         self.devices = tuple(devices)
         self.broker = broker
         self.outbox = outbox
         self.software = software
+        self.evidence_uploader = evidence_uploader
+        """Uploads the files alerts and evidence notices reference (None: they stay here)."""
         self.stats = SessionStats()
         self.skew = ClockSkew()
         self.backoff = Backoff(broker.reconnect_min_s, broker.reconnect_max_s, rng)
@@ -174,6 +178,8 @@ class EdgeSession:
             thread = threading.Thread(target=target, name=f"{name}-{self.gateway.id}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.evidence_uploader is not None:
+            self.evidence_uploader.start()
 
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
@@ -203,6 +209,8 @@ class EdgeSession:
             thread.join(timeout=10)
         self._threads.clear()
         self._connected.clear()
+        if self.evidence_uploader is not None:
+            self.evidence_uploader.stop()
 
     # -- the network thread ------------------------------------------------------------------
     def _network_main(self) -> None:
@@ -274,6 +282,8 @@ class EdgeSession:
                 extra={"device": devices.get(message_id), "message_id": message_id},
             )  # fmt: skip
         self._wake.set()
+        if self.evidence_uploader is not None:
+            self.evidence_uploader.enqueue_from(messages)
         return result
 
     def pump(self) -> int:

@@ -13,7 +13,10 @@ from typing import Annotated, Literal
 from pydantic import Field, IPvAnyAddress, model_validator
 
 from citywatch.config.base import ConfigModel, Identifier
+from citywatch.config.device_status import DeviceStatusPolicy
+from citywatch.config.evidence_upload import CenterEvidenceUpload
 from citywatch.config.secrets import SecretRef
+from citywatch.config.webhooks import WebhookTarget
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
@@ -150,6 +153,9 @@ class CenterConfig(ConfigModel):
         ),
     )
     tiles: Tiles | None = None
+    evidence_upload: CenterEvidenceUpload = Field(default_factory=CenterEvidenceUpload)
+    webhooks: tuple[WebhookTarget, ...] = Field(default=(), description="new-order notices")
+    device_status: DeviceStatusPolicy = Field(default_factory=DeviceStatusPolicy)
     max_photo_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="largest upload")
     feed_keepalive_s: float = Field(default=15.0, gt=0, le=300)
     limits: CenterLimits = Field(default_factory=CenterLimits, title="Limits")

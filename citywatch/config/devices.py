@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from citywatch.config.base import ConfigModel, Duration, Identifier
 from citywatch.config.camera import CameraConfig
 from citywatch.config.dock import DockConfig
+from citywatch.config.evidence_upload import GatewayEvidenceUpload
 from citywatch.config.secrets import SecretRef
 from citywatch.config.sensor import SensorConfig
 
@@ -86,6 +87,9 @@ class Gateway(ConfigModel):
     resend_after: Duration = Field(
         default=timedelta(seconds=30),
         description="resend an alert (same id) when its receipt has not come back within this",
+    )
+    evidence_upload: GatewayEvidenceUpload | None = Field(
+        default=None, description="upload evidence files to the center (none: they stay here)"
     )
 
     @property

@@ -189,7 +189,7 @@ def test_devices_join_registry_state_and_latest_telemetry(client, db) -> None:  
     silent = devices["dock-chengxi-01"]
     assert (silent["state"], silent["last_seen"], silent["metrics"]) == (None, None, {})
     assert devices["cam-stray-9"]["in_config"] is False
-    assert len(devices) == 7 + 1
+    assert len(devices) == 7 + 4 + 1  # devices, their gateways, the unregistered camera
 
 
 def test_depth_curve_is_downsampled_keeping_peaks_and_has_levels(client, db) -> None:  # type: ignore[no-untyped-def]
