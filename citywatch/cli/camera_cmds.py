@@ -158,6 +158,7 @@ def edge_replay(
         replay_video,
         start_of,
     )
+    from citywatch.edge.camera.evaluation.schedule_check import schedule_gaps
     from citywatch.edge.camera.evaluation.truth_file import read_truth
     from citywatch.edge.camera.evidence import EvidenceStore
     from citywatch.edge.camera.pipeline import CameraPipeline
@@ -168,6 +169,7 @@ def edge_replay(
         raise typer.BadParameter("give exactly one of --video and --detections")
     cfg = load_config_or_exit(config)
     cam = _camera(cfg, camera)
+    expected = read_truth(truth) if truth is not None else None  # a wrong file fails first
     started = start_of(start, datetime.now(UTC))
     detector = None
     try:
@@ -205,11 +207,15 @@ def edge_replay(
         f"{result.frames} frames → {len(result.alerts)} alert messages ({starts} episodes)"
         f" written to {out}"
     )
-    if truth is None:
+    duration_s = result.frames / cam.source.detect_fps
+    for gap in schedule_gaps(cam, cfg.site.timezone, started, duration_s):
+        note = " (--start was not given: it defaults to now)" if start is None else ""
+        err.print(f"[yellow]![/] {gap.message()}{note}", highlight=False, soft_wrap=True)
+    if expected is None:
         return
     scored = score(
         result.alerts,
-        read_truth(truth),
+        expected,
         video_start=started,
         latency_s=expected_latency_s(cam),
         scenario=cam.id,

@@ -8,6 +8,7 @@ checked against the database.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import time
@@ -22,6 +23,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from citywatch.cli.errors import raise_on_sigterm
 from citywatch.config import CitywatchConfig
 from citywatch.config.secrets import resolve_secret
 from citywatch.edge.gateway_session import edge_session
@@ -35,6 +37,7 @@ from citywatch.edge.session import EdgeSession
 from citywatch.hardware.water.sim import SimulatedWaterSensor
 from citywatch.stack.child import CliProcess
 from citywatch.stack.endpoints import data_dir_of, embedded_stack, resolve_endpoints, secrets_dir_of
+from citywatch.stack.launcher import EmbeddedStack
 from citywatch.stream.migrate import migrate
 
 
@@ -56,8 +59,44 @@ def run_demo(
     console: Console,
     linger_s: float = 0.0,
 ) -> int:
+    """Run the demo; whatever it started is stopped on return, error, SIGINT or SIGTERM."""
     root = data_dir_of(config, data_dir)
     stack = embedded_stack(config, root)
+    run = _Started()
+    raise_on_sigterm()
+    try:
+        return _run(config, config_path, root, stack, duration_s, console, linger_s, run)
+    finally:
+        # A second signal must not cut the clean-up short.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        run.stop.set()
+        for gateway in run.gateways:
+            gateway.session.stop()
+            gateway.session.outbox.close()
+        for process in run.processes.values():
+            process.stop()
+        if not keep_stack:
+            with console.status("stopping the stack…"):
+                stack.down()
+            console.print("[green]✓[/] stack stopped")
+
+
+@dataclass
+class _Started:
+    """What a demo run has started so far, for the clean-up to stop, whatever happens."""
+
+    processes: dict[str, CliProcess] = field(default_factory=dict)
+    gateways: list[Gateway] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _run(
+    config: CitywatchConfig, config_path: Path, root: Path, stack: EmbeddedStack,
+    duration_s: float, console: Console, linger_s: float, run: _Started,
+) -> int:  # fmt: skip
+    """The demo itself: each process and gateway it starts is recorded in ``run`` first."""
+    processes, gateways, stop = run.processes, run.gateways, run.stop
     started = time.monotonic()
     with console.status("starting the embedded stack (Mosquitto, Tansu, PostgreSQL)…") as status:
         info = stack.up(progress=lambda line: status.update(line))
@@ -74,12 +113,12 @@ def run_demo(
     )
     env = {"CITYWATCH_DATA_DIR": str(root), "CITYWATCH_CONFIG": str(config_path)}
     logs = root / "logs"
-    processes = {
-        "stream app": CliProcess(["stream", "app"], logs / "stream-app.log", env),
-        "bridge": CliProcess(["stream", "bridge"], logs / "bridge.log", env),
-        # Starts a crashed Mosquitto, Tansu or PostgreSQL again (stopped before the stack).
-        "stack supervisor": CliProcess(["stack", "supervise"], logs / "stack-supervisor.log", env),
-    }
+    processes["stream app"] = CliProcess(["stream", "app"], logs / "stream-app.log", env)
+    processes["bridge"] = CliProcess(["stream", "bridge"], logs / "bridge.log", env)
+    # Starts a crashed Mosquitto, Tansu or PostgreSQL again (stopped before the stack).
+    processes["stack supervisor"] = CliProcess(
+        ["stack", "supervise"], logs / "stack-supervisor.log", env
+    )
     console.print(f"[green]✓[/] started the Faust app and the bridge (logs in {logs})")
     center_url, login = _start_center(config, root, env, logs, processes)
     console.print(
@@ -106,57 +145,48 @@ def run_demo(
             env,
         )
         console.print(f"[green]✓[/] started {gateway_id}: {what}")
-    gateways = [
-        Gateway(g.id, edge_session(config, g.id, root), build_channels(config, g.id, simulator=SimulatedWaterSensor.for_sensor))
+    gateways += [
+        Gateway(
+            g.id,
+            edge_session(config, g.id, root),
+            build_channels(config, g.id, simulator=SimulatedWaterSensor.for_sensor),
+        )
         for g in config.devices.gateways
         if g.kind == "sensor"
     ]
-    stop = threading.Event()
-    try:
-        for gateway in gateways:
-            gateway.session.start()
+    for gateway in gateways:
+        gateway.session.start()
 
-            def work(gw: Gateway = gateway) -> None:
-                run_sensor_agent(gw.channels, gw.session, stop, duration_s, stats=gw.stats)
+        def work(gw: Gateway = gateway) -> None:
+            run_sensor_agent(gw.channels, gw.session, stop, duration_s, stats=gw.stats)
 
-            gateway.thread = threading.Thread(target=work, name=f"agent-{gateway.id}", daemon=True)
-            gateway.thread.start()
-        with Live(console=console, refresh_per_second=2) as live:
-            begin = time.monotonic()
+        gateway.thread = threading.Thread(target=work, name=f"agent-{gateway.id}", daemon=True)
+        gateway.thread.start()
+    with Live(console=console, refresh_per_second=2) as live:
+        begin = time.monotonic()
 
-            def refresh() -> None:
-                elapsed = time.monotonic() - begin
-                live.update(_view(gateways, endpoints.database_url, elapsed, duration_s, processes))
-                time.sleep(0.5)
+        def refresh() -> None:
+            elapsed = time.monotonic() - begin
+            live.update(_view(gateways, endpoints.database_url, elapsed, duration_s, processes))
+            time.sleep(0.5)
 
-            while any(g.thread and g.thread.is_alive() for g in gateways):
-                refresh()
-            # Then wait (bounded) for the receipts of what was published last.
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and any(_pending_alerts(g) for g in gateways):
-                for g in gateways:
-                    g.session.pump()
-                refresh()
-        for name, process in processes.items():
-            if name.startswith(("dock ", "camera ")):
-                process.process.wait(timeout=60)
-        code = _summary(gateways, endpoints.database_url, console, started_at)
-        code |= _center_check(center_url, login, endpoints.database_url, started_at, console)
-        if linger_s > 0:
-            console.print(f"the command center stays up for {linger_s:.0f}s at {center_url} …")
-            time.sleep(linger_s)
-        return code
-    finally:
-        stop.set()
-        for gateway in gateways:
-            gateway.session.stop()
-            gateway.session.outbox.close()
-        for process in processes.values():
-            process.stop()
-        if not keep_stack:
-            with console.status("stopping the stack…"):
-                stack.down()
-            console.print("[green]✓[/] stack stopped")
+        while any(g.thread and g.thread.is_alive() for g in gateways):
+            refresh()
+        # Then wait (bounded) for the receipts of what was published last.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_pending_alerts(g) for g in gateways):
+            for g in gateways:
+                g.session.pump()
+            refresh()
+    for name, process in processes.items():
+        if name.startswith(("dock ", "camera ")):
+            process.process.wait(timeout=60)
+    code = _summary(gateways, endpoints.database_url, console, started_at)
+    code |= _center_check(center_url, login, endpoints.database_url, started_at, console)
+    if linger_s > 0:
+        console.print(f"the command center stays up for {linger_s:.0f}s at {center_url} …")
+        time.sleep(linger_s)
+    return code
 
 
 def _pending_alerts(gateway: Gateway) -> int:

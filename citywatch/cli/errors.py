@@ -12,6 +12,7 @@ service down, a port taken).
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,12 +24,36 @@ from rich.text import Text
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-__all__ = ["DEBUG_KEY", "EXPECTED", "CliGroup", "Expected", "PortInUse", "explain"]
+__all__ = [
+    "DEBUG_KEY",
+    "EXPECTED",
+    "CliGroup",
+    "Expected",
+    "PortInUse",
+    "Terminated",
+    "explain",
+    "raise_on_sigterm",
+]
 
 DEBUG_KEY = "citywatch.debug"
 """Where the root callback leaves ``--debug`` in the click context's shared ``meta``."""
 
 err = Console(stderr=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so that the
+    ``finally`` blocks of a long-running command stop what it started."""
+
+
+def raise_on_sigterm() -> None:
+    """Make SIGTERM raise :class:`Terminated` in the main thread (Python's default for it
+    ends the process at once, leaving every child running)."""
+
+    def terminated(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminated)
 
 
 class PortInUse(OSError):
@@ -147,11 +172,12 @@ class CliGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, TyperException):
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if ctx.meta.get(DEBUG_KEY):
                 raise
-            err.print("[red]✗[/] interrupted", highlight=False)
-            raise typer.Exit(130) from None
+            terminated = isinstance(exc, Terminated)
+            err.print(f"[red]✗[/] {'stopped by SIGTERM' if terminated else 'interrupted'}")
+            raise typer.Exit(128 + (signal.SIGTERM if terminated else signal.SIGINT)) from None
         except Exception as exc:
             found = explain(exc)
             if found is None or ctx.meta.get(DEBUG_KEY):

@@ -18,6 +18,7 @@ from citywatch.cli.broker_cmds import broker_app
 from citywatch.cli.camera_cmds import edge_camera, edge_detect, edge_replay, edge_suite, sim_camera
 from citywatch.cli.center_cmds import center_app
 from citywatch.cli.dock_cmds import edge_dock
+from citywatch.cli.errors import DEBUG_KEY, CliGroup
 from citywatch.cli.model_cmds import model_app
 from citywatch.cli.options import (
     DEFAULT_CONFIG,
@@ -49,6 +50,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     rich_markup_mode="markdown",
+    cls=CliGroup,
 )
 config_app = typer.Typer(
     help="Validate operator config and export its JSON Schema.", no_args_is_help=True
@@ -75,8 +77,18 @@ app.add_typer(broker_app, name="broker")
 
 @app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="CITYWATCH_DEBUG",
+            help="Show the traceback of an error instead of its one-line message.",
+        ),
+    ] = False,
 ) -> None:
+    ctx.meta[DEBUG_KEY] = debug
     if version:
         console.print(f"citywatch {__version__}")
         raise typer.Exit()
@@ -387,15 +399,20 @@ def stream_replay(
         list[str] | None,
         typer.Option(metavar="DEVICE:MINUTES", help="Also check with a device's alerts late."),
     ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Exit 0 even when some lines cannot be read.")
+    ] = False,
 ) -> None:
     """Back-test dedup offline: alerts in, the work orders the live app would make out.
 
     Runs the same dedup core as the Faust app over a recorded file (any arrival order within
     the lateness), so an operator can try a radius or window change on last week's alerts.
-    Bad lines are counted and reported with their line numbers. With --shuffle or --delay it
+    Bad lines are reported once each with their line numbers, and make the exit status 1
+    unless --skip-bad is given. With --shuffle or --delay it
     also dedups the alerts in that arrival order and says whether the work orders are the
     same as in event-time order (exit status 1 when they are not).
     """
+    import logging
     from datetime import timedelta
 
     from citywatch.stream.replay import (
@@ -412,6 +429,8 @@ def stream_replay(
         err.print(f"[red]✗[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
     cfg = load_config_or_exit(config)
+    # The replay core logs each bad line too; here they are printed once, as FILE:LINE.
+    logging.getLogger("citywatch.stream.replay").setLevel(logging.ERROR)
     summary = replay(cfg, alerts, out, lateness=timedelta(seconds=lateness))
     for bad in summary.bad_lines:
         err.print(f"[yellow]![/] {alerts}:{bad.line}: {bad.error}", highlight=False, soft_wrap=True)
@@ -428,6 +447,14 @@ def stream_replay(
         console.print(order_check_line(check, shuffle, delays), highlight=False, soft_wrap=True)
         if not check.same:
             raise typer.Exit(1)
+    if summary.bad_lines and not skip_bad:
+        err.print(
+            f"[red]✗[/] {len(summary.bad_lines)} bad line(s) in {alerts}: fix them, or pass"
+            " --skip-bad to accept a replay without them",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 @app.command("demo")
