@@ -173,9 +173,7 @@ def _migrate_locked(
             backfill=any("timescaledb.continuous" in (m.timescale_sql or "") for m in ran_halves),
         )
     current = max((m.version for m in migrations), default=0)
-    return MigrationReport(
-        tuple(applied), decision.use, current, decision.reason, tuple(upgraded)
-    )
+    return MigrationReport(tuple(applied), decision.use, current, decision.reason, tuple(upgraded))
 
 
 def apply_skipped_halves(conn: psycopg.Connection, halves: list[Migration]) -> list[int]:

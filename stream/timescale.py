@@ -20,6 +20,7 @@ from citywatch.stream.timescale_sql import (
     TELEMETRY_ORDERBY,
     CompressionState,
     backfill_statement,
+    settings_from_text,
     setup,
 )
 
@@ -70,23 +71,39 @@ def read_telemetry_compression(conn: psycopg.Connection) -> CompressionState:
     ).fetchone()
     if enabled is None or not enabled[0]:
         return CompressionState(enabled=False)
-    columns = conn.execute(
-        """SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc
-           FROM timescaledb_information.compression_settings
-           WHERE hypertable_schema = current_schema() AND hypertable_name = 'telemetry'"""
-    ).fetchall()
-    segmentby = tuple(c[0] for c in sorted(columns, key=lambda c: c[1] or 0) if c[1])
-    orderby = tuple(
-        c[0] if c[3] else f"{c[0]} DESC"
-        for c in sorted(columns, key=lambda c: c[2] or 0)
-        if c[2]
-    )
+    segmentby, orderby = _compression_settings(conn)
     compressed = conn.execute(
         """SELECT count(*) FROM timescaledb_information.chunks
            WHERE hypertable_schema = current_schema() AND hypertable_name = 'telemetry'
              AND is_compressed"""
     ).fetchone()
     return CompressionState(True, segmentby, orderby, int(compressed[0]) if compressed else 0)
+
+
+def _compression_settings(conn: psycopg.Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """From timescaledb_information.compression_settings where it exists (2.0 to its removal
+    as deprecated), else from hypertable_compression_settings (2.14 on)."""
+    legacy = conn.execute(
+        "SELECT to_regclass('timescaledb_information.compression_settings') IS NOT NULL"
+    ).fetchone()
+    if legacy and legacy[0]:
+        columns = conn.execute(
+            """SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc
+               FROM timescaledb_information.compression_settings
+               WHERE hypertable_schema = current_schema() AND hypertable_name = 'telemetry'"""
+        ).fetchall()
+        segmentby = tuple(c[0] for c in sorted(columns, key=lambda c: c[1] or 0) if c[1])
+        orderby = tuple(
+            c[0] if c[3] else f"{c[0]} DESC"
+            for c in sorted(columns, key=lambda c: c[2] or 0)
+            if c[2]
+        )
+        return segmentby, orderby
+    row = conn.execute(
+        """SELECT segmentby, orderby FROM timescaledb_information.hypertable_compression_settings
+           WHERE hypertable = 'telemetry'::regclass"""
+    ).fetchone()
+    return settings_from_text(*row) if row else ((), ())
 
 
 def bring_in_line(

@@ -55,6 +55,27 @@ class CompressionState:
     compressed_chunks: int = 0
 
 
+def settings_from_text(
+    segmentby: str | None, orderby: str | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Segmentby and orderby as ``hypertable_compression_settings`` (2.14+) spells them
+    (``device_id``, ``"time" DESC,id``), in the form :data:`TELEMETRY_ORDERBY` uses: quotes
+    and the default NULLS placement dropped, so equal settings compare equal."""
+
+    def column(part: str) -> str:
+        words = part.replace('"', "").split()
+        descending = len(words) > 1 and words[1].upper() == "DESC"
+        default_nulls = ["NULLS", "FIRST" if descending else "LAST"]
+        if [w.upper() for w in words[-2:]] == default_nulls:
+            words = words[:-2]
+        return " ".join([words[0], *(w.upper() for w in words[1:] if w.upper() != "ASC")])
+
+    def split(text: str | None) -> tuple[str, ...]:
+        return tuple(column(p) for p in (text or "").split(",") if p.strip())
+
+    return split(segmentby), split(orderby)
+
+
 @dataclass(frozen=True)
 class RefreshWindow:
     """The window the refresh policy materializes, as offsets back from now."""

@@ -87,7 +87,9 @@ def test_preload_setting_is_read_as_a_list(setting: str, expected: bool) -> None
         (facts(installed="2.15.0", preload_libraries=None), True, False, "TimescaleDB 2.15.0"),
         (
             facts(installed="2.15.0", preload_libraries=None, disable_load=None),
-            False, False, "its library is not preloaded",
+            False,
+            False,
+            "its library is not preloaded",
         ),
         (facts(installed="2.15.0", disable_load="on"), False, False, "disable_load is on"),
         (facts(preload_libraries=None, disable_load=None), False, False, "not preloaded"),

@@ -17,6 +17,7 @@ from citywatch.stream.timescale_sql import (
     TimescalePolicyError,
     backfill_statement,
     refresh_window,
+    settings_from_text,
     setup,
 )
 
@@ -77,7 +78,9 @@ def test_old_settings_without_compressed_chunks_are_brought_in_line() -> None:
     assert plan.statements[0] == COMPRESS
 
 
-@pytest.mark.parametrize(("version", "altered"), [(Version(2, 13, 1), False), (Version(2, 14, 0), True)])
+@pytest.mark.parametrize(
+    ("version", "altered"), [(Version(2, 13, 1), False), (Version(2, 14, 0), True)]
+)
 def test_old_settings_with_compressed_chunks_change_only_from_2_14(
     version: Version, altered: bool
 ) -> None:
@@ -184,3 +187,20 @@ def test_migration_files_leave_version_dependent_statements_to_code() -> None:
     assert not any("CREATE EXTENSION" in line or "compress" in line for line in code)
     assert halves.count("migrate_data => TRUE") == 2
     assert "timescaledb.materialized_only = false" in halves
+
+
+@pytest.mark.parametrize(
+    ("segmentby", "orderby", "expected"),
+    [
+        ("device_id", '"time" DESC,id', (("device_id",), ("time DESC", "id"))),
+        ("device_id", "time DESC NULLS FIRST, id ASC NULLS LAST", (("device_id",), ("time DESC", "id"))),
+        ("device_id", "time DESC NULLS LAST", (("device_id",), ("time DESC NULLS LAST",))),
+        (None, None, ((), ())),
+    ],
+)  # fmt: skip
+def test_settings_read_as_text_compare_equal_to_ours(
+    segmentby: str | None, orderby: str | None, expected: tuple[tuple[str, ...], tuple[str, ...]]
+) -> None:
+    """hypertable_compression_settings' spelling (quotes, default NULLS) reads as ours, so equal
+    settings are not altered again; a different NULLS placement stays different."""
+    assert settings_from_text(segmentby, orderby) == expected
