@@ -132,9 +132,12 @@ def _migrate_locked(
                version integer PRIMARY KEY, name text NOT NULL, timescale boolean NOT NULL,
                applied_at timestamptz NOT NULL DEFAULT now())"""
     )
-    conn.execute(
-        "ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS timescale_applied_at timestamptz"
-    )
+    has_column = conn.execute(
+        """SELECT 1 FROM pg_attribute WHERE attrelid = 'schema_migrations'::regclass
+               AND attname = 'timescale_applied_at' AND NOT attisdropped"""
+    ).fetchone()
+    if has_column is None:  # a table made before the upgrade path existed; ALTER needs its owner
+        conn.execute("ALTER TABLE schema_migrations ADD COLUMN timescale_applied_at timestamptz")
     recorded: dict[int, bool] = dict(
         conn.execute("SELECT version, timescale FROM schema_migrations").fetchall()
     )

@@ -150,9 +150,12 @@ def test_a_server_that_refuses_create_extension_leaves_plain_postgres(stack) -> 
 
 def test_skipped_halves_run_once_and_are_recorded(stack) -> None:  # type: ignore[no-untyped-def]
     """The upgrade step runs each half skipped on plain PostgreSQL and records it, so the next
-    migration finds none pending (plain SQL stands in for the TimescaleDB half here)."""
+    migration finds none pending (plain SQL stands in for the TimescaleDB half here); an older
+    migrations table gains the column that records it."""
     half = Migration(1, "alerts_telemetry_devices", "", "CREATE TABLE upgraded_marker (n int)")
     with fresh_database(stack, "cw_upgrade") as url, psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE schema_migrations DROP COLUMN timescale_applied_at")
+        migrate(url)  # a migrations table from before the upgrade path gains its column
         recorded = dict(conn.execute("SELECT version, timescale FROM schema_migrations").fetchall())
         pending = pending_timescale_halves([half], recorded)
         assert apply_skipped_halves(conn, pending) == [1]
