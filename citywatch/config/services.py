@@ -123,9 +123,49 @@ KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 class KafkaService(ConfigModel):
     bootstrap: str = Field(default=EMBEDDED, description="'embedded' or host:port[,host:port]")
     topic_prefix: str = "citywatch"
-    partitions: int = Field(default=1, ge=1, le=1024)
+    partitions: int = Field(
+        default=12,
+        ge=1,
+        le=1024,
+        title="Partitions per topic",
+        description=(
+            "partitions of each pipeline topic, made when a topic is created: the most stream"
+            " workers that share the load (alerts are keyed by a geographic cell, so a city"
+            " spreads over all of them; 12 cost the embedded broker no measurable start time"
+            " or throughput); more later only by hand (kafka-topics --alter)"
+        ),
+    )
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description=(
+            "copies of each partition on the brokers, when a topic is created (3 for a"
+            " production cluster); at most the number of brokers"
+        ),
+    )
+    min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description=(
+            "topic config min.insync.replicas: with acks=all a write is acknowledged once this"
+            " many copies have it (2 with replication 3: one broker may fail, none is lost)"
+        ),
+    )
+    acks: Literal["all", 1] = Field(
+        default="all",
+        description=(
+            "producer acks of the bridge and the workers: 'all' (nothing acknowledged to a"
+            " device before min_insync_replicas copies hold it) or 1 (the leader only)"
+        ),
+    )
     idempotent_producer: bool | None = Field(
-        default=None, description="default: on for external Kafka, off for the embedded broker"
+        default=None,
+        description=(
+            "no duplicates from a producer's own retries (needs acks=all); default: on for"
+            " external Kafka, off for the embedded broker (Tansu in memory refuses it)"
+        ),
     )
     security_protocol: KafkaProtocol = Field(
         default="PLAINTEXT",
@@ -145,7 +185,21 @@ class KafkaService(ConfigModel):
     @model_validator(mode="after")
     def _security_is_consistent(self) -> KafkaService:
         verify_kafka_security(self)
+        verify_kafka_durability(self)
         return self
+
+
+def verify_kafka_durability(kafka: KafkaService) -> None:
+    """min.insync.replicas above the replication factor makes every acks=all write fail;
+    an idempotent producer needs acks=all."""
+    if kafka.min_insync_replicas > kafka.replication_factor:
+        raise ValueError(
+            f"min_insync_replicas {kafka.min_insync_replicas} is more than replication_factor"
+            f" {kafka.replication_factor}: no write could be acknowledged (use replication 3,"
+            " min ISR 2 on a 3-broker cluster)"
+        )
+    if kafka.idempotent_producer and kafka.acks != "all":
+        raise ValueError("idempotent_producer needs acks: all (Kafka refuses it otherwise)")
 
 
 def verify_kafka_security(kafka: KafkaService) -> None:
