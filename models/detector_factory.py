@@ -10,23 +10,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
-from citywatch.config.detector import DetectorConfig
-from citywatch.models.detections import Detections, Detector
+from citywatch.config.detector import DetectorConfig, canonical_class
+from citywatch.models.detections import Detections, Detector, Image
 
 __all__ = [
     "MODELS_DIR",
     "BackendUnavailable",
     "DetectorError",
+    "MappedDetector",
     "ModelClasses",
     "ModelFormatError",
+    "RawBoxes",
     "UnknownClass",
     "WeightsNotFound",
+    "YoloModel",
     "check_weights",
     "load_detector",
+    "load_model",
     "require_classes",
+    "view",
 ]
 
 MODELS_DIR = Path(__file__).resolve().parent
@@ -79,7 +86,7 @@ class ModelClasses:
 
     model_names: tuple[str, ...]
     names: tuple[str, ...]
-    """Citywatch class per model class index (``class_map`` applied)."""
+    """Citywatch class per model class index (``class_map`` applied, others in lower case)."""
 
     @classmethod
     def build(
@@ -102,7 +109,8 @@ class ModelClasses:
         unknown = [name for name in class_map if name not in ordered]
         if unknown:
             raise UnknownClass(unknown, ordered, f"detector.class_map for {source}")
-        return cls(ordered, tuple(class_map.get(name, name) for name in ordered))
+        mapping = dict(class_map)
+        return cls(ordered, tuple(canonical_class(name, mapping) for name in ordered))
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -110,17 +118,65 @@ class ModelClasses:
         return tuple(dict.fromkeys(self.names))
 
 
-class MappedClassesMixin:
-    """What both YOLO backends share: their classes, from their :class:`ModelClasses`, and
-    the confidence floors their boxes must clear."""
+@dataclass(frozen=True)
+class RawBoxes:
+    """A model's boxes in source pixels after NMS, by model class index: what a model
+    shared by several cameras returns before each camera maps and filters them."""
 
-    _mapping: ModelClasses
-    confidence: float
-    class_confidence: Mapping[str, float]
+    xyxy: NDArray[np.float32]
+    confidence: NDArray[np.float32]
+    class_id: NDArray[np.intp]
+
+    @classmethod
+    def empty(cls) -> RawBoxes:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.intp))
+
+
+class YoloModel(Protocol):
+    """A loaded YOLO model: its class names, and boxes for an image at a floor and NMS IoU."""
+
+    weights: Path
+
+    @property
+    def model_names(self) -> tuple[str, ...]: ...
+
+    def infer(self, image: Image, confidence: float, iou: float) -> RawBoxes: ...
+
+
+class MappedDetector:
+    """One detector entry's view of a (possibly shared) model: its ``class_map``, its
+    confidence floors, its NMS IoU and its ``classes`` filter."""
+
+    def __init__(
+        self,
+        model: YoloModel,
+        *,
+        confidence: float = 0.25,
+        class_confidence: Mapping[str, float] | None = None,
+        iou: float = 0.5,
+        class_map: Mapping[str, str] | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> None:
+        self.model = model
+        self._mapping = ModelClasses.build(
+            model.model_names, class_map or {}, source=str(model.weights)
+        )
+        if classes is not None:
+            unknown = sorted(set(classes) - set(self._mapping.classes))
+            if unknown:
+                raise UnknownClass(unknown, self._mapping.classes, "detector.classes")
+        self._only = frozenset(classes) if classes is not None else None
+        self.confidence = confidence
+        self.class_confidence = dict(class_confidence or {})
+        unknown = sorted(set(self.class_confidence) - set(self._mapping.classes))
+        if unknown:
+            raise UnknownClass(unknown, self._mapping.classes, "detector.class_confidence")
+        self.iou = iou
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return self._mapping.classes
+        names = self._mapping.classes
+        return names if self._only is None else tuple(n for n in names if n in self._only)
 
     @property
     def model_classes(self) -> tuple[str, ...]:
@@ -128,29 +184,31 @@ class MappedClassesMixin:
         return self._mapping.model_names
 
     def require_classes(self, names: Iterable[str], context: str = "a rule") -> None:
-        require_classes(self, names, context)  # type: ignore[arg-type]
-
-    def _set_floors(self, confidence: float, class_confidence: Mapping[str, float] | None) -> None:
-        self.confidence = confidence
-        self.class_confidence = dict(class_confidence or {})
-        unknown = sorted(set(self.class_confidence) - set(self.classes))
-        if unknown:
-            raise UnknownClass(unknown, self.classes, "detector.class_confidence")
+        require_classes(self, names, context)
 
     @property
     def model_confidence(self) -> float:
         """What the model runs with: the lowest floor of any class."""
         return min([self.confidence, *self.class_confidence.values()])
 
+    def detect(self, image: Image) -> Detections:
+        raw = self.model.infer(image, self.model_confidence, self.iou)
+        if not len(raw.class_id):
+            return Detections.empty()
+        names = tuple(self._mapping.names[int(c)] for c in raw.class_id)
+        return self._finish(Detections(raw.xyxy, np.clip(raw.confidence, 0.0, 1.0), names))
+
     def _finish(self, detections: Detections) -> Detections:
         """Both backends' last step, so they still agree: no empty boxes (those lying wholly
-        in the letterbox padding, clipped flat at the image edge), and each box above its
-        class's floor (the model ran at the lowest)."""
+        in the letterbox padding, clipped flat at the image edge), each box above its
+        class's floor (the model ran at the lowest), and only the classes asked for."""
         xyxy = detections.xyxy
         keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
         if self.class_confidence:
             floors = [self.class_confidence.get(n, self.confidence) for n in detections.class_name]
             keep &= detections.confidence > np.asarray(floors, np.float32)
+        if self._only is not None:
+            keep &= np.array([n in self._only for n in detections.class_name], np.bool_)
         return detections.where(keep)
 
 
@@ -166,30 +224,44 @@ def require_classes(detector: Detector, wanted: Iterable[str], context: str = "a
         raise UnknownClass(missing, available, context)
 
 
-def load_detector(config: DetectorConfig, models_dir: Path = MODELS_DIR) -> Detector:
-    """The detector ``config`` describes; weights are checked before any library loads."""
+def load_model(config: DetectorConfig, models_dir: Path = MODELS_DIR) -> YoloModel:
+    """The YOLO model ``config`` names, without its per-entry mapping and floors (what
+    cameras share); weights are checked before any library loads."""
     weights = check_weights(config.weights_path(models_dir))
     if config.backend == "onnx":
-        from citywatch.models.yolo_onnx import OnnxDetector
+        from citywatch.models.yolo_onnx import OnnxModel
 
-        return OnnxDetector(
+        return OnnxModel(
             weights,
             imgsz=config.imgsz,
-            confidence=config.confidence,
-            class_confidence=config.model_floors(),
-            iou=config.iou,
-            class_map=config.class_map,
+            input_shape=config.input_shape,
             threads=config.threads,
             spin_wait=config.spin_wait,
         )
-    from citywatch.models.yolo_ultralytics import UltralyticsDetector
+    from citywatch.models.yolo_ultralytics import UltralyticsModel
 
-    return UltralyticsDetector(
-        weights,
-        imgsz=config.imgsz,
+    return UltralyticsModel(
+        weights, imgsz=config.imgsz, input_shape=config.input_shape, device=config.device
+    )
+
+
+def view(model: YoloModel, config: DetectorConfig) -> MappedDetector:
+    """``model`` as the detector entry ``config`` uses it (its map, floors and filter)."""
+    return MappedDetector(
+        model,
         confidence=config.confidence,
         class_confidence=config.model_floors(),
         iou=config.iou,
         class_map=config.class_map,
-        device=config.device,
+        classes=config.classes,
     )
+
+
+def load_detector(config: DetectorConfig, models_dir: Path = MODELS_DIR) -> Detector:
+    """The detector ``config`` describes, for one camera alone (a gateway shares models
+    through :class:`~citywatch.models.detector_set.ModelPool`)."""
+    if config.backend == "classical":
+        from citywatch.models.smoke_classical import ClassicalSmokeDetector
+
+        return ClassicalSmokeDetector(config.classical_smoke)
+    return view(load_model(config, models_dir), config)

@@ -79,7 +79,7 @@ class SmokeCorroboration:
     def detect(self, image: Image) -> Detections:
         found = self.detector.detect(image)
         self.change.update(image)
-        is_smoke = np.array([name == SMOKE_CLASS for name in found.class_name], np.bool_)
+        is_smoke = np.array([n.lower() == SMOKE_CLASS for n in found.class_name], np.bool_)
         weak = is_smoke & (found.confidence <= np.float32(self.sure))  # as the backends compare
         if not weak.any():
             return found

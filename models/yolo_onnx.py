@@ -1,9 +1,10 @@
 """The onnx backend: a YOLO model exported by ultralytics, run with onnxruntime and numpy only.
 
 For light gateways that cannot carry torch. Pre- and post-processing repeat ultralytics'
-own (letterbox with grey 114 padding, best class per anchor, class-aware NMS, boxes scaled
-back with the letterbox's rounding), so on the same weights both backends report the same
-boxes; a test pins it. This module must never import torch or ultralytics (a test reads
+own (letterbox with grey 114 padding, frame-shaped for a dynamic export as ultralytics'
+``predict(rect=True)``, best class per anchor, class-aware NMS, boxes scaled back with the
+letterbox's rounding), so on the same weights both backends report the same boxes; a test
+pins it. This module must never import torch or ultralytics (a test reads
 its imports).
 """
 
@@ -12,23 +13,24 @@ from __future__ import annotations
 import ast
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from citywatch.models.detections import Detections, Image
+from citywatch.models.detections import Image
 from citywatch.models.detector_factory import (
-    MappedClassesMixin,
+    MappedDetector,
     ModelClasses,
     ModelFormatError,
+    RawBoxes,
     check_weights,
 )
+from citywatch.models.letterbox import Letterbox, frame_input_hw, letterbox, undo_letterbox
 
-__all__ = ["Letterbox", "OnnxDetector", "letterbox", "nms"]
+__all__ = ["Letterbox", "OnnxDetector", "OnnxModel", "letterbox", "nms"]
 
 log = logging.getLogger(__name__)
 
@@ -36,35 +38,6 @@ MAX_DET = 300
 """Boxes kept per image after NMS, as ultralytics."""
 _CLASS_OFFSET_PX = 7680.0
 """Shift per class index that keeps NMS from suppressing across classes (ultralytics' max_wh)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Letterbox:
-    """Where an image went inside the model input: scale per axis and top-left padding."""
-
-    gain_x: float
-    gain_y: float
-    pad_x: int
-    pad_y: int
-
-
-def letterbox(
-    image: Image, size_hw: tuple[int, int], pad_value: int = 114
-) -> tuple[NDArray[np.uint8], Letterbox]:
-    """Resize keeping the aspect ratio, then pad centred to ``size_hw`` (ultralytics' rounding)."""
-    h, w = image.shape[:2]
-    out_h, out_w = size_hw
-    r = min(out_h / h, out_w / w)
-    new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
-    if (new_w, new_h) != (w, h):
-        image = np.asarray(cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR))
-    dw, dh = (out_w - new_w) / 2, (out_h - new_h) / 2
-    top, bottom = round(dh - 0.1), round(dh + 0.1)
-    left, right = round(dw - 0.1), round(dw + 0.1)
-    padded = cv2.copyMakeBorder(
-        image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3
-    )
-    return np.asarray(padded, np.uint8), Letterbox(new_w / w, new_h / h, left, top)
 
 
 def nms(
@@ -88,18 +61,18 @@ def nms(
     return np.asarray(keep, dtype=np.intp)
 
 
-class OnnxDetector(MappedClassesMixin):
-    """A YOLO detection model exported to ONNX by ultralytics, on onnxruntime's CPU provider."""
+class OnnxModel:
+    """A YOLO detection model exported to ONNX by ultralytics, on onnxruntime's CPU provider.
+
+    A dynamic-shape export is fed frame-shaped input (``input_shape='frame'``); a
+    fixed-size export is letterboxed to its own size."""
 
     def __init__(
         self,
         weights: Path,
         *,
         imgsz: int = 640,
-        confidence: float = 0.25,
-        class_confidence: Mapping[str, float] | None = None,
-        iou: float = 0.5,
-        class_map: Mapping[str, str] | None = None,
+        input_shape: Literal["frame", "square"] = "frame",
         threads: int | None = None,
         config_key: str = "detector.weights",
         spin_wait: bool = False,
@@ -128,9 +101,9 @@ class OnnxDetector(MappedClassesMixin):
                 " ONNX file exported by ultralytics (format='onnx')"
             ) from exc
         meta = self._session.get_modelmeta().custom_metadata_map
-        self._mapping = ModelClasses.build(
-            _metadata_names(meta, self.weights), class_map or {}, source=str(self.weights)
-        )
+        names = _metadata_names(meta, self.weights)
+        self._names = tuple(names[i] for i in sorted(names))
+        ModelClasses.build(names, {}, source=str(self.weights))  # indices run 0..n-1
         if meta.get("task", "detect") != "detect":
             raise ModelFormatError(
                 f"{self.weights} is a {meta['task']!r} model; citywatch needs a 'detect' model"
@@ -139,28 +112,45 @@ class OnnxDetector(MappedClassesMixin):
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
         self.input_hw = _input_size(model_input.shape, imgsz, meta, self.weights)
-        self._set_floors(confidence, class_confidence)
-        self.iou = iou
+        """The fixed export's (h, w), or the square a dynamic export's input fits in."""
+        self.fixed = _is_fixed(model_input.shape)
+        self.frame_shaped = not self.fixed and input_shape == "frame"
+        self.stride = int(meta.get("stride", "32"))
+        self._shapes: dict[tuple[int, int], tuple[int, int]] = {}
 
-    def detect(self, image: Image) -> Detections:
-        padded, placement = letterbox(image, self.input_hw)
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return self._names
+
+    def input_hw_for(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        """The (h, w) a frame of ``frame_hw`` is fed at: frame-shaped, or the fixed square."""
+        if not self.frame_shaped:
+            return self.input_hw
+        shape = self._shapes.get(frame_hw)
+        if shape is None:
+            shape = frame_input_hw(frame_hw, self.input_hw[0], self.stride)
+            self._shapes[frame_hw] = shape
+        return shape
+
+    def infer(self, image: Image, confidence: float, iou: float) -> RawBoxes:
+        frame_hw = (int(image.shape[0]), int(image.shape[1]))
+        padded, placement = letterbox(image, self.input_hw_for(frame_hw))
         blob = padded[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         output = self._session.run(None, {self._input_name: np.ascontiguousarray(blob)})[0]
         if self._end2end:
-            boxes, scores, class_ids = self._decode_end2end(np.asarray(output[0]))
+            boxes, scores, class_ids = _decode_end2end(np.asarray(output[0]), confidence)
         else:
-            boxes, scores, class_ids = self._decode(np.asarray(output[0]))
+            raw = np.asarray(output[0])
+            boxes, scores, class_ids = self._decode(raw, confidence, iou)
         if not len(boxes):
-            return Detections.empty()
-        boxes = _undo_letterbox(boxes, placement, image.shape[:2])
-        names = tuple(self._mapping.names[int(c)] for c in class_ids)
-        return self._finish(Detections(boxes, np.clip(scores, 0.0, 1.0), names))
+            return RawBoxes.empty()
+        return RawBoxes(undo_letterbox(boxes, placement, frame_hw), scores, class_ids)
 
     def _decode(
-        self, raw: NDArray[np.float32]
+        self, raw: NDArray[np.float32], confidence: float, iou: float
     ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.intp]]:
         """(4 + nc, N) rows of cx, cy, w, h and class scores → boxes after NMS."""
-        nc = len(self._mapping.model_names)
+        nc = len(self._names)
         if raw.shape[0] != 4 + nc and raw.shape[1] == 4 + nc:
             raw = raw.T
         if raw.shape[0] != 4 + nc:
@@ -171,36 +161,64 @@ class OnnxDetector(MappedClassesMixin):
         class_scores = raw[4:]
         class_ids = class_scores.argmax(axis=0)
         scores = class_scores[class_ids, np.arange(raw.shape[1])]
-        keep = scores > self.model_confidence
+        keep = scores > confidence
         cx, cy, w, h = raw[:4, keep]
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
         scores, class_ids = scores[keep], class_ids[keep]
         shifted = boxes + (class_ids[:, None] * _CLASS_OFFSET_PX).astype(np.float32)
-        kept = nms(shifted, scores, self.iou)[:MAX_DET]
+        kept = nms(shifted, scores, iou)[:MAX_DET]
         return boxes[kept].astype(np.float32), scores[kept].astype(np.float32), class_ids[kept]
 
-    def _decode_end2end(
-        self, raw: NDArray[np.float32]
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.intp]]:
-        """(N, 6) rows of x1, y1, x2, y2, score, class from a model with NMS built in."""
-        keep = raw[:, 4] > self.model_confidence
-        rows = raw[keep][:MAX_DET]
-        return (
-            rows[:, :4].astype(np.float32),
-            rows[:, 4].astype(np.float32),
-            rows[:, 5].astype(np.intp),
+
+class OnnxDetector(MappedDetector):
+    """An ONNX model with one detector entry's class map and floors (a camera alone)."""
+
+    def __init__(
+        self,
+        weights: Path,
+        *,
+        imgsz: int = 640,
+        input_shape: Literal["frame", "square"] = "frame",
+        confidence: float = 0.25,
+        class_confidence: Mapping[str, float] | None = None,
+        iou: float = 0.5,
+        class_map: Mapping[str, str] | None = None,
+        threads: int | None = None,
+        config_key: str = "detector.weights",
+        spin_wait: bool = False,
+    ) -> None:
+        self.onnx = OnnxModel(
+            weights,
+            imgsz=imgsz,
+            input_shape=input_shape,
+            threads=threads,
+            config_key=config_key,
+            spin_wait=spin_wait,
+        )
+        super().__init__(
+            self.onnx,
+            confidence=confidence,
+            class_confidence=class_confidence,
+            iou=iou,
+            class_map=class_map,
         )
 
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self.onnx.input_hw
 
-def _undo_letterbox(
-    boxes: NDArray[np.float32], placement: Letterbox, shape_hw: tuple[int, ...]
-) -> NDArray[np.float32]:
-    out = boxes.astype(np.float32, copy=True)
-    out[:, [0, 2]] = (out[:, [0, 2]] - placement.pad_x) / placement.gain_x
-    out[:, [1, 3]] = (out[:, [1, 3]] - placement.pad_y) / placement.gain_y
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, shape_hw[1])
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, shape_hw[0])
-    return out
+
+def _decode_end2end(
+    raw: NDArray[np.float32], confidence: float
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.intp]]:
+    """(N, 6) rows of x1, y1, x2, y2, score, class from a model with NMS built in."""
+    rows = raw[raw[:, 4] > confidence][:MAX_DET]
+    return rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.intp)
+
+
+def _is_fixed(shape: list[int | str | None]) -> bool:
+    h, w = shape[2], shape[3]
+    return isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0
 
 
 def _metadata_names(meta: Mapping[str, str], weights: Path) -> dict[int, str]:
@@ -228,8 +246,8 @@ def _input_size(
     """The model's own (h, w) when exported with a fixed size, else ``imgsz`` square."""
     if len(shape) != 4:
         raise ModelFormatError(f"{weights}: input of shape {shape} is not NCHW")
-    h, w = shape[2], shape[3]
-    if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
+    if _is_fixed(shape):
+        h, w = int(shape[2]), int(shape[3])  # type: ignore[arg-type]
         if (h, w) != (imgsz, imgsz):
             log.info(
                 "%s was exported at %dx%d; using that instead of detector.imgsz %d",

@@ -10,20 +10,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from citywatch.models.detections import Detections, Image
+from citywatch.models.detections import Image
 from citywatch.models.detector_factory import (
     BackendUnavailable,
-    MappedClassesMixin,
+    MappedDetector,
     ModelClasses,
     ModelFormatError,
+    RawBoxes,
     check_weights,
 )
 
-__all__ = ["UltralyticsDetector"]
+__all__ = ["UltralyticsDetector", "UltralyticsModel"]
 
 
 def _import_yolo() -> Any:
@@ -40,22 +41,25 @@ def _import_yolo() -> Any:
     return YOLO
 
 
-class UltralyticsDetector(MappedClassesMixin):
-    """A YOLO detection model run by ultralytics on the CPU."""
+class UltralyticsModel:
+    """A YOLO detection model run by ultralytics on the CPU, frame-shaped (``rect=True``)
+    unless ``input_shape='square'`` or the weights are a fixed-size export."""
 
     def __init__(
         self,
         weights: Path,
         *,
         imgsz: int = 640,
-        confidence: float = 0.25,
-        class_confidence: Mapping[str, float] | None = None,
-        iou: float = 0.5,
-        class_map: Mapping[str, str] | None = None,
+        input_shape: Literal["frame", "square"] = "frame",
         device: str = "cpu",
         config_key: str = "detector.weights",
     ) -> None:
         self.weights = check_weights(Path(weights), config_key)
+        if self.weights.suffix.lower() in {".yaml", ".yml"}:
+            raise ModelFormatError(
+                f"{self.weights} is a model definition, not trained weights: ultralytics would"
+                " build an untrained model from it; give the trained .pt or its .onnx export"
+            )
         yolo = _import_yolo()
         try:
             self._model = yolo(str(self.weights), task="detect")
@@ -68,28 +72,59 @@ class UltralyticsDetector(MappedClassesMixin):
             raise ModelFormatError(
                 f"{self.weights} is a {self._model.task!r} model; citywatch needs a 'detect' model"
             )
-        self._mapping = ModelClasses.build(
-            self._model.names, class_map or {}, source=str(self.weights)
-        )
+        names = ModelClasses.build(self._model.names, {}, source=str(self.weights))
+        self._names = names.model_names
         self.imgsz = imgsz
-        self._set_floors(confidence, class_confidence)
-        self.iou = iou
+        self.rect = input_shape == "frame"
         self.device = device
 
-    def detect(self, image: Image) -> Detections:
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return self._names
+
+    def infer(self, image: Image, confidence: float, iou: float) -> RawBoxes:
         result = self._model.predict(
             image,
             imgsz=self.imgsz,
-            conf=self.model_confidence,
-            iou=self.iou,
+            conf=confidence,
+            iou=iou,
             device=self.device,
-            rect=False,  # pad to the full square, as a fixed-size ONNX export must
+            rect=self.rect,  # ultralytics pads a fixed-size export to its square regardless
             verbose=False,
         )[0]
         boxes = result.boxes
         if boxes is None or len(boxes) == 0:
-            return Detections.empty()
-        xyxy = boxes.xyxy.cpu().numpy().astype(np.float32)
-        confidence = np.clip(boxes.conf.cpu().numpy().astype(np.float32), 0.0, 1.0)
-        names = tuple(self._mapping.names[int(c)] for c in boxes.cls.cpu().numpy())
-        return self._finish(Detections(xyxy, confidence, names))
+            return RawBoxes.empty()
+        return RawBoxes(
+            boxes.xyxy.cpu().numpy().astype(np.float32),
+            boxes.conf.cpu().numpy().astype(np.float32),
+            boxes.cls.cpu().numpy().astype(np.intp),
+        )
+
+
+class UltralyticsDetector(MappedDetector):
+    """An ultralytics model with one detector entry's class map and floors (a camera alone)."""
+
+    def __init__(
+        self,
+        weights: Path,
+        *,
+        imgsz: int = 640,
+        input_shape: Literal["frame", "square"] = "frame",
+        confidence: float = 0.25,
+        class_confidence: Mapping[str, float] | None = None,
+        iou: float = 0.5,
+        class_map: Mapping[str, str] | None = None,
+        device: str = "cpu",
+        config_key: str = "detector.weights",
+    ) -> None:
+        model = UltralyticsModel(
+            weights, imgsz=imgsz, input_shape=input_shape, device=device, config_key=config_key
+        )
+        super().__init__(
+            model,
+            confidence=confidence,
+            class_confidence=class_confidence,
+            iou=iou,
+            class_map=class_map,
+        )

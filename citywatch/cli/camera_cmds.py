@@ -163,7 +163,7 @@ def edge_replay(
     from citywatch.edge.camera.evidence import EvidenceStore
     from citywatch.edge.camera.pipeline import CameraPipeline
     from citywatch.hardware.camera.video_source import VideoSourceError
-    from citywatch.models.detector_factory import DetectorError, load_detector, require_classes
+    from citywatch.models.detector_factory import DetectorError
 
     if (video is None) == (detections is None):
         raise typer.BadParameter("give exactly one of --video and --detections")
@@ -174,10 +174,9 @@ def edge_replay(
     detector = None
     try:
         if video is not None:
-            from citywatch.edge.camera.agent import rule_classes
+            from citywatch.edge.camera.camera_detectors import load_camera_detectors
 
-            detector = load_detector(cam.detector)
-            require_classes(detector, sorted(rule_classes(cam)), f"camera {cam.id}")
+            detector = load_camera_detectors(cam)
         pipeline = CameraPipeline(
             site_id=cfg.site.id,
             camera=cam,
@@ -237,14 +236,13 @@ def edge_detect(
     detection rate, written as a detection file for `citywatch edge replay --detections`."""
     from rich.progress import Progress
 
+    from citywatch.edge.camera.camera_detectors import camera_detector
     from citywatch.edge.camera.evaluation.detection_file import write_detections
     from citywatch.hardware.camera.video_source import VideoSource
-    from citywatch.models.detector_factory import load_detector
-    from citywatch.models.smoke_change import corroborated
 
     cfg = load_config_or_exit(config)
     cam = _camera(cfg, camera)
-    detector = corroborated(load_detector(cam.detector), cam.detector)
+    detector = camera_detector(cam)
     rows = []
     with (
         VideoSource(str(video), detect_fps=cam.source.detect_fps) as source,

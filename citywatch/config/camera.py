@@ -329,7 +329,14 @@ class CameraConfig(ConfigModel):
     source: CameraSource = Field(description="where frames come from and how often to detect")
     detector: DetectorConfig = Field(
         default_factory=DetectorConfig,
-        description="the model that finds objects (default: the bundled synthetic-street model)",
+        description="the model that finds objects (default: the bundled synthetic-street"
+        " model); one detector, as a one-element `detectors` list",
+    )
+    detectors: tuple[DetectorConfig, ...] = Field(
+        default=(),
+        description="several detectors on the same frames instead of `detector`, e.g. a COCO"
+        " model for vehicles and people and a fire/smoke model: their boxes are merged per"
+        " frame before tracking",
     )
     tracker: TrackerConfig = Field(
         default_factory=TrackerConfig, description="object tracker settings"
@@ -344,8 +351,14 @@ class CameraConfig(ConfigModel):
     zones: tuple[Zone, ...] = Field(default=(), description="zones and masks drawn on the image")
     rules: tuple[CameraRule, ...] = Field(default=(), description="rules evaluated per zone")
 
+    @property
+    def detector_list(self) -> tuple[DetectorConfig, ...]:
+        """The detectors this camera runs: ``detectors``, or the ``detector`` block alone."""
+        return self.detectors or (self.detector,)
+
     @model_validator(mode="after")
     def _cross_checks(self) -> CameraConfig:
+        verify_one_way_to_name_detectors(self)
         verify_rules_use_known_zones(self)
         verify_rules_do_not_watch_masks(self)
         verify_names_unique(self)
@@ -446,12 +459,30 @@ def verify_tracker_tracks_what_rules_accept(camera: CameraConfig) -> None:
             )
 
 
+def verify_one_way_to_name_detectors(camera: CameraConfig) -> None:
+    """``detector`` (one) and ``detectors`` (a list) together would leave one ignored."""
+    if camera.detectors and "detector" in camera.model_fields_set:
+        raise ValueError(
+            f"camera {camera.id!r} sets both detector and detectors; move the detector block"
+            " into the detectors list"
+        )
+
+
 def verify_detector_passes_what_rules_accept(camera: CameraConfig) -> None:
     """Boxes under the detector's floor for their class never leave it, so a rule accepting
-    less than every one of its classes' floors would silently not do what it says."""
-    detector = camera.detector
+    less than every one of its classes' floors would silently not do what it says. With
+    several detectors the lowest floor of those that may report the class counts; a class
+    every detector's ``classes`` filter drops can never reach the rule."""
+    detectors = camera.detector_list
     for rule in camera.rules:
-        floor = min(detector.reach(name) for name in rule.classes)
+        reach = [d.reach(n) for n in rule.classes for d in detectors if d.reports(n)]
+        if not reach:
+            raise ValueError(
+                f"rule {rule.name!r} watches {list(rule.classes)}, which no detector of camera"
+                f" {camera.id!r} reports (their classes filters, or the classical detector's"
+                " smoke only); add the class to a detector's classes"
+            )
+        floor = min(reach)
         if rule.min_confidence < floor:
             where = (
                 f"detector.class_confidence {rule.classes[0]}"

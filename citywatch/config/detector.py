@@ -2,7 +2,10 @@
 
 The default runs the bundled street model through onnxruntime (no torch on a gateway). A
 model's class names reach citywatch through ``class_map``, so a model trained with other
-names (``automobile``, ``fire_smoke``) serves the same rules without retraining.
+names (``automobile``, ``fire_smoke``) serves the same rules without retraining; a name the
+map does not list is compared in lower case (a model's ``Smoke`` is citywatch's ``smoke``).
+A camera may run several detectors (``detectors:``), e.g. a COCO model for vehicles and
+people beside a fire/smoke model, or the weight-free classical smoke detector.
 """
 
 from __future__ import annotations
@@ -14,14 +17,23 @@ from pydantic import Field, field_validator, model_validator
 
 from citywatch.config.base import ConfigModel
 
-__all__ = ["BUNDLED_WEIGHTS", "DetectorBackend", "DetectorConfig", "SmokeOpinionConfig"]
+__all__ = [
+    "BUNDLED_WEIGHTS",
+    "DetectorBackend",
+    "DetectorConfig",
+    "ModelBackend",
+    "SmokeOpinionConfig",
+    "canonical_class",
+]
 
-DetectorBackend = Literal["onnx", "ultralytics"]
+ModelBackend = Literal["onnx", "ultralytics"]
+"""The backends that run a YOLO model from weights."""
+DetectorBackend = Literal["onnx", "ultralytics", "classical"]
 
 SMOKE_CLASS = "smoke"
 """The citywatch class the smoke rules and the smoke cues speak of."""
 
-BUNDLED_WEIGHTS: dict[DetectorBackend, str] = {
+BUNDLED_WEIGHTS: dict[ModelBackend, str] = {
     "onnx": "street/citywatch-street.onnx",
     "ultralytics": "street/citywatch-street.pt",
 }
@@ -197,7 +209,9 @@ class DetectorConfig(ConfigModel):
         title="Backend",
         description=(
             "'onnx': onnxruntime and numpy only, for light gateways; 'ultralytics': any"
-            " weights ultralytics loads (.pt, .onnx, an OpenVINO folder), needs torch"
+            " weights ultralytics loads (.pt, .onnx, an OpenVINO folder), needs torch;"
+            " 'classical': the weight-free smoke detector (classical_smoke's thresholds),"
+            " reporting 'smoke' boxes"
         ),
     )
     weights: Path | None = Field(
@@ -218,6 +232,36 @@ class DetectorConfig(ConfigModel):
             "pixels of the square the image is letterboxed into; a multiple of 32 (the bundled"
             " model was trained at 320; set your model's size). An ONNX model exported with a"
             " fixed size uses its own size"
+        ),
+    )
+    input_shape: Literal["frame", "square"] = Field(
+        default="frame",
+        title="Input shape",
+        description=(
+            "frame: the frame scaled to imgsz on its long side and padded only to the"
+            " model stride (320×192 for a 16:9 frame at 320, as ultralytics predicts;"
+            " about 1.5× faster than the square); square: padded to imgsz × imgsz. An ONNX"
+            " model exported with a fixed size is always padded to its own size"
+        ),
+    )
+    every_n_frames: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        title="Every N frames",
+        description=(
+            "run this detector on every Nth processed frame and reuse its boxes in between:"
+            " a slow second model (fire/smoke) beside a fast one; 1 = every frame"
+        ),
+    )
+    classes: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        title="Classes",
+        description=(
+            "citywatch classes (after class_map) this detector contributes; its other"
+            " boxes are dropped, e.g. [car, truck, bus, person] from a COCO model."
+            " Empty = all"
         ),
     )
     confidence: float = Field(
@@ -300,6 +344,13 @@ class DetectorConfig(ConfigModel):
             return min(floor, self.corroborated_smoke)
         return floor
 
+    def reports(self, class_name: str) -> bool:
+        """Whether boxes of ``class_name`` may leave this detector (its ``classes`` filter;
+        the classical detector reports smoke only)."""
+        if self.backend == "classical":
+            return class_name == SMOKE_CLASS
+        return self.classes is None or class_name in self.classes
+
     def model_floors(self) -> dict[str, float]:
         """The per-class floors the model runs with (corroboration filters smoke after)."""
         floors = dict(self.class_confidence)
@@ -323,6 +374,11 @@ class DetectorConfig(ConfigModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _weights_suit_the_backend(self) -> DetectorConfig:
+        verify_weights_suit_the_backend(self)
+        return self
+
     @field_validator("class_map")
     @classmethod
     def _class_names_not_empty(cls, value: dict[str, str]) -> dict[str, str]:
@@ -333,5 +389,42 @@ class DetectorConfig(ConfigModel):
 
     def weights_path(self, models_dir: Path) -> Path:
         """Where the weights are: the configured path, or the bundled model for the backend."""
+        if self.backend == "classical":
+            raise ValueError("the classical smoke detector has no weights")
         path = self.weights if self.weights is not None else Path(BUNDLED_WEIGHTS[self.backend])
         return path if path.is_absolute() else models_dir / path
+
+    def canonical(self, model_name: str) -> str:
+        """The citywatch class a box the model names ``model_name`` reports as."""
+        return canonical_class(model_name, self.class_map)
+
+
+def canonical_class(name: str, class_map: dict[str, str]) -> str:
+    """``class_map``'s class for ``name``; a name it does not list in lower case, so a
+    model's ``Smoke`` or ``Car`` meets rules, floors and the classical confirmation that
+    speak of ``smoke`` and ``car``; a name that is already a map target stays as written
+    (a detection file written after mapping reads back the same)."""
+    if name in class_map:
+        return class_map[name]
+    if name in class_map.values():
+        return name
+    return name.lower()
+
+
+def verify_weights_suit_the_backend(config: DetectorConfig) -> None:
+    """The classical detector takes no weights; ultralytics refuses a model *definition*
+    (``.yaml``), from which it would silently build an untrained model."""
+    weights = config.weights
+    if config.backend == "classical":
+        if weights is not None or config.class_map:
+            raise ValueError(
+                "backend 'classical' is the weight-free smoke detector: remove weights and"
+                " class_map (its thresholds are classical_smoke)"
+            )
+        return
+    if weights is not None and weights.suffix.lower() in {".yaml", ".yml"}:
+        raise ValueError(
+            f"weights {str(weights)!r} is a model definition, not trained weights: ultralytics"
+            " would build an untrained model from it that detects nothing useful; give the"
+            " trained .pt (e.g. runs/detect/train/weights/best.pt) or its .onnx export"
+        )

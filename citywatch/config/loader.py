@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from citywatch.config.checks import run_checks
+from citywatch.config.model_checks import model_problems
 from citywatch.config.problem_wording import field_names_at, nearest, reword
 from citywatch.config.tree import CitywatchConfig
 
@@ -81,9 +83,12 @@ def check_files(paths: Iterable[Path]) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     for path in paths:
         try:
-            load_config(path)
+            config = load_config(path)
         except ConfigError as exc:
             problems += exc.problems
+        else:  # the models each camera names, against its rules (reads the model files)
+            data, locations, _ = _read_merged(path)
+            problems += model_problems(config, partial(_locate, path, data, locations))
     return problems
 
 

@@ -1,7 +1,9 @@
 """The camera gateway: one thread per camera from video to published alerts.
 
 Each camera runs :class:`~citywatch.edge.camera.pipeline.CameraPipeline` on frames from a
-reconnecting source; cameras with the same detector settings share one loaded model. The
+reconnecting source; cameras and detector entries naming the same model share one load. A
+camera whose models cannot load or cannot serve its rules is refused alone (reported
+offline with why) while the gateway's other cameras run. The
 agent publishes through the gateway's durable outbox (alerts until receipted), sends
 per-camera telemetry, and applies changed zones and rules from the config files (checked
 every ``reload_check_s`` or on SIGHUP) without reopening any stream; a change that does not
@@ -20,10 +22,11 @@ from pathlib import Path
 from typing import Protocol
 
 from citywatch.config import CitywatchConfig, ConfigError, load_config
-from citywatch.config.camera import CameraConfig, StreetVendingRule
+from citywatch.config.camera import CameraConfig
 from citywatch.config.loader import config_files
 from citywatch.contracts import Alert, DeviceKind, DeviceRef, Status, Telemetry
 from citywatch.contracts.messages import DeviceState, Evidence
+from citywatch.edge.camera.camera_detectors import load_camera_detectors, rule_classes
 from citywatch.edge.camera.evidence import EvidenceStore
 from citywatch.edge.camera.frame_prefetch import Prefetch
 from citywatch.edge.camera.pipeline import CameraPipeline, ClipSettings
@@ -32,10 +35,11 @@ from citywatch.edge.metrics import observe_frame
 from citywatch.edge.outbox import PutResult
 from citywatch.hardware.camera.frames import Frame
 from citywatch.hardware.camera.video_source import VideoSource, VideoSourceError, recorded_start
-from citywatch.models.detections import Detections, Detector, Image
-from citywatch.models.detector_factory import load_detector, require_classes
+from citywatch.models.detections import Detections, Detector
+from citywatch.models.detector_factory import DetectorError
+from citywatch.models.detector_set import ModelPool
 
-__all__ = ["CameraGateway", "CameraStats", "Publisher", "SharedDetector"]
+__all__ = ["CameraGateway", "CameraStats", "Publisher", "rule_classes"]
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +48,6 @@ class Publisher(Protocol):
     def publish_many(
         self, messages: Sequence[Alert | Telemetry | Evidence | Status]
     ) -> PutResult: ...
-
-
-class SharedDetector:
-    """One loaded model used by several camera threads (ultralytics is not thread-safe)."""
-
-    def __init__(self, detector: Detector) -> None:
-        self._detector = detector
-        self._lock = threading.Lock()
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self._detector.classes
-
-    def detect(self, image: Image) -> Detections:
-        with self._lock:
-            return self._detector.detect(image)
 
 
 @dataclass
@@ -80,16 +68,6 @@ class CameraStats:
     finished: bool = False
 
 
-def rule_classes(camera: CameraConfig) -> set[str]:
-    """The detector classes the camera's rules ask for."""
-    wanted: set[str] = set()
-    for rule in camera.rules:
-        wanted |= set(rule.classes)
-        if isinstance(rule, StreetVendingRule) and rule.require_person:
-            wanted |= set(rule.person_classes)
-    return wanted
-
-
 def frame_start_time(camera: CameraConfig, opened_at: datetime) -> datetime:
     """Wall-clock time of video second 0: when the source opened, or with
     ``source.clock: recording`` a synthetic scene's own start time (for schedules)."""
@@ -107,11 +85,12 @@ class CameraWorker:
         self,
         gateway: CameraGateway,
         camera: CameraConfig,
-        detector: Detector,
+        detector: Sequence[Detector],
     ) -> None:
         self.gateway = gateway
         self.camera = camera
         self.detector = detector
+        """One detector per entry of the camera's detector_list."""
         self.stats = CameraStats()
         self.source = ReconnectingSource(
             VideoSource(
@@ -125,12 +104,12 @@ class CameraWorker:
             on_error=self._source_error,
         )
         self.pipeline: CameraPipeline | None = None
-        self._pending: tuple[CameraConfig, Detector] | None = None
+        self._pending: tuple[CameraConfig, Sequence[Detector]] | None = None
         self._was_dark = False
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._main, name=f"camera-{camera.id}", daemon=True)
 
-    def reconfigure(self, camera: CameraConfig, detector: Detector) -> None:
+    def reconfigure(self, camera: CameraConfig, detector: Sequence[Detector]) -> None:
         """Hand a changed config and the detector its settings call for to the camera
         thread, which applies both before its next frame."""
         with self._lock:
@@ -252,7 +231,7 @@ class CameraWorker:
                 "camera %s: a changed source applies after a restart; the rest applies now",
                 self.camera.id,
             )
-        if camera.detector != self.camera.detector:
+        if camera.detector_list != self.camera.detector_list:
             log.info("camera %s: new detector settings applied", self.camera.id)
         out = self.pipeline.reconfigure(camera, self.detector)
         self.camera = camera
@@ -353,22 +332,26 @@ class CameraGateway:
         self.reload_failures = 0
         self.record_detections = record_detections
         self.clip_thread = clip_thread
-        self._detectors: dict[str, Detector] = {}
+        self.models = ModelPool()
         cameras = [c for c in config.devices.cameras if c.gateway == gateway_id]
         if not cameras:
             raise ValueError(f"no cameras behind gateway {gateway_id!r} in the config")
-        self.workers = {c.id: CameraWorker(self, c, self._detector_for(c)) for c in cameras}
+        self.refused: dict[str, str] = {}
+        """Camera → why it does not run (its models cannot serve its rules)."""
+        self.workers: dict[str, CameraWorker] = {}
+        for camera in cameras:
+            try:
+                self.workers[camera.id] = CameraWorker(self, camera, self._detectors_for(camera))
+            except DetectorError as exc:
+                self.refused[camera.id] = f"camera {camera.id} refused: {exc}"
+                log.error("%s", self.refused[camera.id], extra={"camera": camera.id})
+        if not self.workers:
+            raise DetectorError("; ".join(self.refused.values()))
         self._watched = self._mtimes()
 
-    def _detector_for(self, camera: CameraConfig) -> Detector:
-        """Load (once per distinct settings) and check the model knows the rules' classes."""
-        key = camera.detector.model_dump_json()
-        detector = self._detectors.get(key)
-        if detector is None:
-            detector = SharedDetector(load_detector(camera.detector))
-            self._detectors[key] = detector
-        require_classes(detector, sorted(rule_classes(camera)), f"camera {camera.id}")
-        return detector
+    def _detectors_for(self, camera: CameraConfig) -> tuple[Detector, ...]:
+        """Load its models (once per gateway) and check they report the rules' classes."""
+        return load_camera_detectors(camera, self.models)
 
     def detection_hook(self, camera_id: str) -> Callable[[Frame, Detections], None] | None:
         record = self.record_detections
@@ -413,7 +396,15 @@ class CameraGateway:
     def send_telemetry(self, now: float) -> None:
         """Per-camera telemetry and status (online while frames arrive), and keep the
         evidence on disk within each camera's ``evidence.max_disk``."""
-        messages: list[Alert | Telemetry | Evidence | Status] = []
+        messages: list[Alert | Telemetry | Evidence | Status] = [
+            Status(
+                device=DeviceRef(site=self.config.site.id, kind=DeviceKind.CAMERA, id=camera_id),
+                state=DeviceState.OFFLINE,
+                event_time=datetime.now(UTC),
+                detail=reason,
+            )
+            for camera_id, reason in self.refused.items()
+        ]
         for worker in self.workers.values():
             messages.append(worker.telemetry(now))
             messages.append(worker.status())
@@ -465,21 +456,20 @@ class CameraGateway:
 
     def apply(self, config: CitywatchConfig) -> bool:
         """Hand each running camera its new zones, rules and detector settings (a changed
-        model is loaded first: one that fails to load refuses the whole change); sources
-        restart only with us."""
+        model is loaded first: one that fails to load or cannot serve the rules refuses the
+        whole change); sources restart only with us."""
         cameras = {c.id: c for c in config.devices.cameras if c.gateway == self.gateway_id}
         try:
             detectors = {
-                camera_id: self._detector_for(camera)
+                camera_id: self._detectors_for(camera)
                 for camera_id, camera in cameras.items()
                 if camera_id in self.workers
             }
-        except Exception as exc:
+        except (DetectorError, ValueError) as exc:
             self.reload_failures += 1
             log.error("config change rejected, the running rules stay: %s", exc)
             return False
-        in_use = {camera.detector.model_dump_json() for camera in cameras.values()}
-        self._detectors = {k: d for k, d in self._detectors.items() if k in in_use}
+        self.models.keep_only([d for c in cameras.values() for d in c.detector_list])
         added = sorted(set(cameras) - set(self.workers))
         removed = sorted(set(self.workers) - set(cameras))
         if added or removed:

@@ -1,8 +1,8 @@
 """One camera's path from a frame to the messages it causes, shared by the live agent and
 ``citywatch edge replay``.
 
-frame → detector (or rows of a detection file) → optional classical smoke opinion → rule
-engine (tracking, zones, dwell, persistence) → alert messages, with evidence written at the
+frame → detectors, their boxes merged (or rows of a detection file, their class names
+mapped as a live detector maps them) → optional classical smoke opinion → rule engine (tracking, zones, dwell, persistence) → alert messages, with evidence written at the
 start of each episode. The wall-clock time of a frame is ``start_time + pts_s``: the live
 agent sets ``start_time`` when the source opens, replay takes it from ``--start``; that is
 why a replay of a recording yields exactly the alerts the live agent published.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from citywatch.config.camera import CameraConfig, EvidenceConfig, SmokeRule
-from citywatch.config.detector import SmokeOpinionConfig
+from citywatch.config.detector import DetectorConfig, SmokeOpinionConfig, canonical_class
 from citywatch.contracts import Alert, DeviceKind, DeviceRef
 from citywatch.contracts.messages import Evidence, EvidenceRef, Phase
 from citywatch.edge.camera.alerts import alert_for, episode_id
@@ -35,6 +35,7 @@ from citywatch.edge.camera.rules import CameraRules
 from citywatch.hardware.camera.frames import Frame
 from citywatch.hardware.camera.video_clock import DetectionCadence
 from citywatch.models.detections import Detections, Detector
+from citywatch.models.detector_set import combine
 from citywatch.models.smoke_change import corroborated
 from citywatch.models.smoke_classical import ClassicalSmokeDetector
 
@@ -101,7 +102,7 @@ class CameraPipeline:
         camera: CameraConfig,
         tz: str,
         start_time: datetime,
-        detector: Detector | None = None,
+        detector: Detector | Sequence[Detector] | None = None,
         evidence: EvidenceStore | None = None,
         clips: ClipSettings | None = None,
         on_detections: Callable[[Frame, Detections], None] | None = None,
@@ -109,17 +110,21 @@ class CameraPipeline:
     ) -> None:
         """``clip_thread``: record clips on a worker thread (the live agent: the camera
         thread only downscales and queues, a slow worker drops ring frames); without it
-        clips are recorded inline, deterministically (replay, tests)."""
+        clips are recorded inline, deterministically (replay, tests). ``detector``: one per
+        entry of the camera's ``detector_list`` (a lone detector for a lone entry), possibly
+        shared with other cameras; this camera's cues and cadence wrap them."""
         if start_time.tzinfo is None:
             raise ValueError("start_time must be timezone-aware")
         self.site_id = site_id
         self.camera = camera
         self.tz = tz
         self.start_time = start_time
-        self._shared_detector = detector
-        self.detector = corroborated(detector, camera.detector) if detector else None
-        """This camera's detector: the (possibly shared) model, with its weak smoke boxes
-        corroborated when the camera's detector settings ask for it."""
+        self._entries: list[tuple[DetectorConfig, Detector, Detector]] = []
+        """Per detector entry: its settings, the (shared) detector, and this camera's view."""
+        self.detector: Detector | None = None
+        self.detector = self._wrap(camera, _entries_of(detector))
+        """This camera's detector: the (possibly shared) models, with weak smoke boxes
+        corroborated where an entry asks, each at its cadence, their boxes merged."""
         self.evidence = evidence
         self.clip_settings = clips
         self.on_detections = on_detections
@@ -182,6 +187,8 @@ class CameraPipeline:
                 raise ValueError(f"camera {self.camera.id}: no detector and no detections")
             detections = self.detector.detect(frame.image)
             self.stats.inference_s += time.perf_counter() - begun
+        else:
+            detections = self._mapped(detections)
         if self.on_detections is not None:
             self.on_detections(frame, detections)
         rules = self._rules_for(frame)
@@ -213,16 +220,16 @@ class CameraPipeline:
         if isinstance(self._clips, ClipWorker):
             self._clips.close()
 
-    def reconfigure(self, camera: CameraConfig, detector: Detector | None = None) -> CameraOutput:
+    def reconfigure(
+        self, camera: CameraConfig, detector: Detector | Sequence[Detector] | None = None
+    ) -> CameraOutput:
         """Apply changed zones, rules and detector settings without losing the objects'
-        dwell clocks; ``detector``: the model the new settings call for (default: the one in
+        dwell clocks; ``detector``: the models the new settings call for (default: those in
         use). The same model under the same settings keeps this camera's smoke cue."""
         if camera.id != self.camera.id:
             raise ValueError(f"cannot reconfigure camera {self.camera.id} as {camera.id}")
-        shared = detector or self._shared_detector
-        if shared is not self._shared_detector or camera.detector != self.camera.detector:
-            self._shared_detector = shared
-            self.detector = corroborated(shared, camera.detector) if shared else None
+        given = _entries_of(detector) or tuple(base for _, base, _ in self._entries)
+        self.detector = self._wrap(camera, given)
         self.camera = camera
         self._ground = self._ground_for(camera)
         wanted = self._opinion_config(camera)
@@ -234,6 +241,40 @@ class CameraPipeline:
         return self._emit(self._rules.update_config(camera), self._last_frame)
 
     # -- internals -----------------------------------------------------------------------------
+    def _wrap(self, camera: CameraConfig, bases: tuple[Detector, ...]) -> Detector | None:
+        """This camera's view of ``bases``: an entry whose detector and settings did not
+        change keeps its view (and the state of its smoke cue and cadence)."""
+        if not bases:
+            self._entries = []
+            return None
+        configs = camera.detector_list
+        if len(bases) != len(configs):
+            raise ValueError(
+                f"camera {camera.id}: {len(configs)} detector entries, {len(bases)} detectors"
+            )
+        entries = []
+        for config, base in zip(configs, bases, strict=True):
+            kept = [w for c, b, w in self._entries if b is base and c == config]
+            entries.append((config, base, kept[0] if kept else corroborated(base, config)))
+        unchanged = len(entries) == len(self._entries) and all(
+            new[2] is old[2] for new, old in zip(entries, self._entries, strict=True)
+        )
+        self._entries = entries
+        if unchanged and self.detector is not None:
+            return self.detector
+        return combine([(config, view) for config, _, view in entries])
+
+    def _mapped(self, detections: Detections) -> Detections:
+        """A detection file's class names as this camera's detectors report them (its
+        class maps; other names in lower case), so replay compares as the live agent."""
+        class_map: dict[str, str] = {}
+        for config in self.camera.detector_list:
+            class_map.update(config.class_map)
+        names = tuple(canonical_class(n, class_map) for n in detections.class_name)
+        if names == detections.class_name:
+            return detections
+        return Detections(detections.xyxy, detections.confidence, names)
+
     def _rules_for(self, frame: Frame) -> CameraRules:
         if self._rules is None:
             self._rules = CameraRules(self.camera, frame.width, frame.height, self.tz)
@@ -250,12 +291,17 @@ class CameraPipeline:
     def _opinion_config(camera: CameraConfig) -> SmokeOpinionConfig | None:
         """The classical detector's thresholds, if a smoke rule asks it for a second opinion."""
         wanted = any(isinstance(r, SmokeRule) and r.confirm_with_classical for r in camera.rules)
-        return camera.detector.classical_smoke if wanted else None
+        if not wanted:
+            return None
+        entries = camera.detector_list
+        chosen = next((d for d in entries if d.backend == "classical"), entries[0])
+        return chosen.classical_smoke
 
     def _smoke_confirmed(self, frame: Frame, detections: Detections) -> bool | None:
         if self._smoke_opinion is None:
             return None
-        smoke = detections.where(np.array([name == SMOKE for name in detections.class_name]))
+        names = detections.class_name
+        smoke = detections.where(np.array([n.lower() == SMOKE for n in names], np.bool_))
         return bool(self._smoke_opinion.opinion(frame.image, smoke).any())
 
     def _emit(self, events: list[RuleEvent], frame: Frame) -> CameraOutput:
@@ -342,3 +388,11 @@ class CameraPipeline:
                 )
             )
         return out
+
+
+def _entries_of(detector: Detector | Sequence[Detector] | None) -> tuple[Detector, ...]:
+    if detector is None:
+        return ()
+    if isinstance(detector, Sequence):
+        return tuple(detector)
+    return (detector,)

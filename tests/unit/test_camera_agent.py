@@ -77,7 +77,7 @@ def test_a_changed_rule_reaches_the_running_cameras(suite_copy: Path) -> None:
     assert worker._pending is not None
     camera, detector = worker._pending
     assert camera.rules[0].dwell.total_seconds() == 45  # type: ignore[union-attr]
-    assert detector is worker.detector  # same detector settings: the same model
+    assert detector == worker.detector  # same detector settings: the same models
 
 
 @pytest.mark.slow
@@ -94,11 +94,11 @@ def test_changed_detector_settings_reach_the_running_cameras(suite_copy: Path) -
     assert gateway.check_reload()
     pending = [worker._pending for worker in gateway.workers.values()]
     assert all(p is not None for p in pending)
-    detectors = {id(p[1]) for p in pending if p is not None}
+    detectors = {tuple(map(id, p[1])) for p in pending if p is not None}
     assert len(detectors) == 1 and before not in [p[1] for p in pending if p is not None]
     camera, detector = gateway.workers[CAMERA]._pending  # type: ignore[misc]
     assert camera.detector.corroborated_smoke == 0.04
-    assert detector._detector.model_confidence == 0.04  # type: ignore[attr-defined]
+    assert detector[0].model_confidence == 0.04  # type: ignore[attr-defined]
     worker = gateway.workers[CAMERA]
     worker._apply_pending()  # what the camera thread does before its next frame
     assert worker.detector is detector and worker.camera == camera
@@ -149,8 +149,6 @@ def test_nothing_changed_means_no_reload(suite_copy: Path) -> None:
         (("detector: &suite-detector {corroborated_smoke: 0.05}",
           "detector: &suite-detector {corroborated_smoke: 0.05, weights: /nowhere/model.onnx}"),
          "not found at /nowhere/model.onnx"),
-        (("zones: [no-parking-curb], dwell: 20s,", "zones: [no-parking-curb], dwell: 20s, classes: [tractor],"),
-         "tractor"),
     ],
 )  # fmt: skip
 def test_the_agent_refuses_to_start_without_its_model_or_classes(

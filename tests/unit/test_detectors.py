@@ -19,6 +19,7 @@ from citywatch.config.detector import DetectorConfig
 from citywatch.models import detector_factory
 from citywatch.models.detections import Detections, iou
 from citywatch.models.detector_factory import (
+    MappedDetector,
     ModelFormatError,
     UnknownClass,
     WeightsNotFound,
@@ -26,7 +27,7 @@ from citywatch.models.detector_factory import (
     require_classes,
 )
 from citywatch.models.smoke_classical import ClassicalSmokeDetector
-from citywatch.models.yolo_onnx import OnnxDetector, letterbox
+from citywatch.models.yolo_onnx import OnnxDetector, OnnxModel, letterbox
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "models" / "street" / "citywatch-street"
@@ -191,7 +192,7 @@ def test_load_detector_builds_the_onnx_backend(fake_onnx: Path) -> None:
     """The factory passes thresholds and the class map through to the onnx backend."""
     config = DetectorConfig(weights=fake_onnx, confidence=0.65, class_map={"automobile": "car"})
     detector = load_detector(config)
-    assert isinstance(detector, OnnxDetector)
+    assert isinstance(detector, MappedDetector) and isinstance(detector.model, OnnxModel)
     assert detector.detect(np.zeros((320, 320, 3), np.uint8)).class_name == ("car", "truck")
 
 
@@ -366,7 +367,7 @@ def test_ultralytics_backend_maps_classes_and_checks_rules(
 def test_onnx_threads_spin_only_when_asked(fake_onnx: Path, spin_wait: bool) -> None:
     """On a gateway, busy-waiting inference threads take the cores the camera loops need."""
     detector = OnnxDetector(fake_onnx, spin_wait=spin_wait)
-    options = detector._session.get_session_options()
+    options = detector.onnx._session.get_session_options()
     expected = "1" if spin_wait else "0"
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected
     assert options.get_session_config_entry("session.inter_op.allow_spinning") == expected
