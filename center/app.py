@@ -40,7 +40,7 @@ from citywatch.center.hardening import (
     add_error_answers,
     content_security_policy,
 )
-from citywatch.center.metrics import CenterWatch, RequestMetrics
+from citywatch.center.metrics import CenterWatch, RequestMetrics, RouteNote
 from citywatch.center.settings import CenterSettings
 from citywatch.center.throttle import Admission
 from citywatch.config.center import CenterLimits
@@ -82,6 +82,7 @@ def create_app(settings: CenterSettings) -> FastAPI:
         feed = Broadcaster(pool, settings.database_url)
         await feed.start()
         watch = CenterWatch(pool).start()
+        watch = CenterWatch(pool).start()
         limits = center.limits
         app.state.center = CenterState(
             settings, pool, Authenticator(pool, limits),
@@ -111,6 +112,7 @@ def create_app(settings: CenterSettings) -> FastAPI:
     )
     # Outermost last: headers and the NUL check wrap everything, CORS answers preflights
     # before the gate asks for a token.
+    app.add_middleware(RouteNote)  # innermost: which route answered, for RequestMetrics
     app.add_middleware(Gate)
     if center.cors_origins:
         app.add_middleware(
@@ -119,6 +121,7 @@ def create_app(settings: CenterSettings) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )  # fmt: skip
     app.add_middleware(SecurityHeaders, csp=content_security_policy(center))
+    app.add_middleware(RequestMetrics)  # outermost: the gate's refusals count too
     app.add_middleware(RequestMetrics)  # outermost: the gate's refusals count too
     add_error_answers(app)
 

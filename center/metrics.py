@@ -23,13 +23,15 @@ from citywatch.metrics_server import Health, Heartbeat, component_registry
 
 log = logging.getLogger(__name__)
 
-CENTER_REGISTRY = component_registry()
 CENTER_HEALTH = Health()
+CENTER_REGISTRY = component_registry(CENTER_HEALTH)
 
 WATCH_S = 5.0
 """How often the center beats and asks its database ``SELECT 1``."""
 SILENT_MAX_S = 60.0
 NOT_ROUTED = "(not routed)"
+NOTE = "citywatch.route_note"
+"""The scope key under which :class:`RouteNote` leaves the route for :class:`RequestMetrics`."""
 
 HTTP_REQUESTS = Counter(
     "citywatch_center_http_requests", "HTTP requests answered, by route template, method and status.",
@@ -56,15 +58,16 @@ FEED_CUT_OFF = Counter(
 
 
 def route_of(scope: Scope) -> str:
-    """The template of the route that served ``scope`` (set on the scope by routing)."""
-    route = scope.get("route")
+    """The template of the route that serves ``scope``, as routing set it on the scope or,
+    where a middleware passed a copy of the scope on, as :class:`RouteNote` noted it."""
+    route = scope.get("route") or scope.get(NOTE, {}).get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else NOT_ROUTED
 
 
 class RequestMetrics:
-    """ASGI middleware counting each HTTP request when its response starts (outermost, so
-    the gate's refusals count too)."""
+    """ASGI middleware counting each HTTP request when its response starts. Outermost, so
+    the gate's refusals count too; the route comes from :class:`RouteNote`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -75,6 +78,7 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         answered = False
+        scope[NOTE] = {}  # shared by the copies of the scope middlewares pass on
 
         async def counting_send(message: Message) -> None:
             nonlocal answered
@@ -88,6 +92,27 @@ class RequestMetrics:
         finally:
             if not answered:  # an exception with no answer: the server answers 500
                 record(scope, 500, time.perf_counter() - started)
+
+
+class RouteNote:
+    """ASGI middleware just outside the routes: notes which route answered, for
+    :class:`RequestMetrics` (the gate passes a copy of the scope on, which routing fills)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        note = scope.get(NOTE)
+        if note is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def noting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                note["route"] = scope.get("route")
+            await send(message)
+
+        await self.app(scope, receive, noting_send)
 
 
 def record(scope: Scope, status: int, seconds: float) -> None:

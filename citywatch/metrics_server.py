@@ -27,7 +27,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -41,6 +41,8 @@ from prometheus_client import (
     disable_created_metrics,
     make_wsgi_app,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 __all__ = [
     "Health",
@@ -60,16 +62,6 @@ Probe = Callable[[], str | None]
 """``None`` when the probed part is fine, else why it is not (one line, for a person)."""
 
 StartResponse = Callable[[str, list[tuple[str, str]]], object]
-
-
-def component_registry() -> CollectorRegistry:
-    """A registry for one component's metrics, with the process's CPU, memory, file
-    descriptors and garbage collector beside them (what ``prometheus_client`` puts in its
-    global registry; each component keeps its own so a process shows only its metrics)."""
-    registry = CollectorRegistry()
-    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-        registry.register(collector)
-    return registry
 
 
 class Heartbeat:
@@ -118,6 +110,42 @@ class Health:
             checks[name] = {"ok": reason is None, "reason": reason}
         ok = all(check["ok"] for check in checks.values())
         return ok, {"status": "ok" if ok else "failing", "checks": checks}
+
+
+class HealthCollector(Collector):
+    """The probes' states as a gauge, so Prometheus (and an alert) sees what ``/healthz``
+    and ``/readyz`` answer: ``citywatch_health_check{probe, kind}`` is 1 or 0."""
+
+    def __init__(self, health: Health) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "citywatch_health_check",
+            "1 while a liveness or readiness probe of this process passes, else 0.",
+            labels=["probe", "kind"],
+        )
+        for kind, probes in (
+            ("liveness", self.health.liveness),
+            ("readiness", self.health.readiness),
+        ):
+            _, answer = self.health.report(probes)
+            for name, check in answer["checks"].items():
+                family.add_metric([name, kind], 1 if check["ok"] else 0)
+        yield family
+
+
+def component_registry(health: Health | None = None) -> CollectorRegistry:
+    """A registry for one component's metrics, with the process's CPU, memory, file
+    descriptors and garbage collector beside them (what ``prometheus_client`` puts in its
+    global registry; each component keeps its own so a process shows only its metrics), and
+    the states of ``health``'s probes."""
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    if health is not None:
+        registry.register(HealthCollector(health))
+    return registry
 
 
 class MetricsPortError(OSError):

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from citywatch.edge.camera.agent import CameraGateway
     from citywatch.edge.session import EdgeSession
 
-EDGE_REGISTRY = component_registry()
 EDGE_HEALTH = Health()
+EDGE_REGISTRY = component_registry(EDGE_HEALTH)
 
 PUMP_SILENT_MAX_S = 60.0
 """A session whose pump thread has not gone round for this long is reported dead (it goes

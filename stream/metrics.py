@@ -31,10 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WORKER_REGISTRY = component_registry()
 WORKER_HEALTH = Health()
-BRIDGE_REGISTRY = component_registry()
+WORKER_REGISTRY = component_registry(WORKER_HEALTH)
 BRIDGE_HEALTH = Health()
+BRIDGE_REGISTRY = component_registry(BRIDGE_HEALTH)
 
 HEARTBEAT_S = 5.0
 """How often the worker's and the bridge's loops beat, and the worker measures its lag."""
