@@ -82,7 +82,6 @@ def create_app(settings: CenterSettings) -> FastAPI:
         feed = Broadcaster(pool, settings.database_url)
         await feed.start()
         watch = CenterWatch(pool).start()
-        watch = CenterWatch(pool).start()
         limits = center.limits
         app.state.center = CenterState(
             settings, pool, Authenticator(pool, limits),
@@ -121,7 +120,6 @@ def create_app(settings: CenterSettings) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )  # fmt: skip
     app.add_middleware(SecurityHeaders, csp=content_security_policy(center))
-    app.add_middleware(RequestMetrics)  # outermost: the gate's refusals count too
     app.add_middleware(RequestMetrics)  # outermost: the gate's refusals count too
     add_error_answers(app)
 
