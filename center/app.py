@@ -29,6 +29,7 @@ from citywatch.center import (
     routes_feed,
     routes_ingest,
     routes_insight,
+    routes_truth,
     routes_workorders,
 )
 from citywatch.center.auth import sync_config_users
@@ -43,6 +44,7 @@ from citywatch.center.hardening import (
 from citywatch.center.metrics import CenterWatch, RequestMetrics, RouteNote
 from citywatch.center.settings import CenterSettings
 from citywatch.center.throttle import Admission
+from citywatch.center.webhooks import Webhooks
 from citywatch.config.center import CenterLimits
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,8 @@ def create_app(settings: CenterSettings) -> FastAPI:
             await sync_config_users(conn, settings.config_tokens())
         feed = Broadcaster(pool, settings.database_url)
         await feed.start()
+        notifier = Webhooks(center.webhooks, feed, settings.tz, settings.secrets_dir)
+        notifier.start()  # new-order notices to other systems, off the feed's path
         watch = CenterWatch(pool).start()
         limits = center.limits
         app.state.center = CenterState(
@@ -92,6 +96,7 @@ def create_app(settings: CenterSettings) -> FastAPI:
             yield
         finally:
             await watch.stop()
+            await notifier.stop()
             await feed.stop()
             await pool.close()
 
@@ -150,5 +155,6 @@ def create_app(settings: CenterSettings) -> FastAPI:
     app.include_router(routes_insight.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_ingest.router)
+    app.include_router(routes_truth.router)
     app.include_router(console.router)
     return app

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citywatch import __version__
+from citywatch.cli import truth_cmds  # noqa: F401  (registers `center export-truth`)
 from citywatch.cli.broker_cmds import broker_app
 from citywatch.cli.camera_cmds import edge_camera, edge_detect, edge_replay, edge_suite, sim_camera
 from citywatch.cli.center_cmds import center_app
