@@ -28,7 +28,7 @@ export async function loadDevices(slot, placeName) {
         .map((k) => h("th", {}, t(k))))),
     h("tbody", {}, devices.map((d) =>
       h("tr", { "data-device": d.id, "data-state": d.state },
-        h("td", {}, h("span", { class: `dot ${d.state === "online" ? "ok" : d.state === "offline" ? "bad" : ""}` }), t(d.state || "unknown")),
+        h("td", { title: d.state_reason || "" }, h("span", { class: `dot ${d.state === "online" ? "ok" : d.state === "offline" ? "bad" : ""}` }), t(d.state || "unknown")),
         h("td", {}, h("div", {}, d.id), h("div", { class: "muted small" }, d.name || "")),
         h("td", {}, t(d.kind)),
         h("td", {}, [d.district, d.street, d.community].filter(Boolean).map(placeName).join(" / ")),
