@@ -46,6 +46,7 @@ from citywatch.center.settings import CenterSettings
 from citywatch.center.throttle import Admission
 from citywatch.center.webhooks import Webhooks
 from citywatch.config.center import CenterLimits
+from citywatch.storage.workorders import record_numbering_site
 
 log = logging.getLogger(__name__)
 API_VERSION = "1"
@@ -81,6 +82,7 @@ def create_app(settings: CenterSettings) -> FastAPI:
         await pool.open(wait=True, timeout=30)
         async with pool.connection() as conn:
             await sync_config_users(conn, settings.config_tokens())
+            await record_numbering_site(conn, settings.config.site.id, settings.config.site.timezone)
         feed = Broadcaster(pool, settings.database_url)
         await feed.start()
         notifier = Webhooks(center.webhooks, feed, settings.tz, settings.secrets_dir)

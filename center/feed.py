@@ -47,7 +47,7 @@ SELECT e.feed_id, e.id, e.work_order_id, e.seq, e.event, e.from_state, e.to_stat
        e.time, e.reason, e.data,
        w.kind, w.category_code, w.category_name, w.department, w.priority, w.state, w.due_at,
        w.opened_at, w.district, w.street, w.community, w.lat, w.lon, w.escalation_level,
-       w.alert_count
+       w.alert_count, w.number
 FROM workorder_events e JOIN work_orders w ON w.id = e.work_order_id
 WHERE e.feed_id > %s ORDER BY e.feed_id LIMIT %s
 """
@@ -91,7 +91,7 @@ def feed_event(row: Mapping[str, Any]) -> FeedEvent:
     order_keys = (
         "kind", "category_code", "category_name", "department", "priority", "state", "due_at",
         "opened_at", "district", "street", "community", "lat", "lon", "escalation_level",
-        "alert_count",
+        "alert_count", "number",
     )  # fmt: skip
     body = {
         "feed_id": row["feed_id"],

@@ -263,6 +263,14 @@ async def report(
     )
 
 
+def report_table(report: KpiReport) -> tuple[list[str], list[list[object]]]:
+    """The report as a table for CSV: one row per group, then the totals; rates as
+    fractions (0–1), empty when there is nothing to divide by."""
+    header = ["key", "label", *(n for n in KpiRow.model_fields if n not in ("key", "label"))]
+    rows = [[getattr(row, name) for name in header] for row in [*report.rows, report.totals]]
+    return header, rows
+
+
 _SUMMARY = """
 SELECT state, escalation_level, count(*) AS orders,
        count(*) FILTER (WHERE due_at < %(now)s) AS past_due

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from citywatch.center import devices, evidence_files, evidence_upload, kpis, site_map
 from citywatch.center.deps import Db, State, Viewer
 from citywatch.center.params import checked_time
+from citywatch.center.workorder_queries import csv_text
 from citywatch.contracts.messages import EvidenceKind
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,9 @@ async def depth(
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
 
+ByQuery = Annotated[kpis.GroupBy, Query(description="group by owning department, kind or day")]
+
+
 @router.get("/kpis")
 async def kpi_report(
     db: Db,
@@ -126,9 +130,7 @@ async def kpi_report(
     user: Viewer,
     since: SinceQuery = None,
     until: UntilQuery = None,
-    by: Annotated[kpis.GroupBy, Query(description="group by owning department, kind or day")] = (
-        "department"
-    ),
+    by: ByQuery = "department",
 ) -> kpis.KpiReport:
     """三率 (response, handling, satisfaction*), closure and on-time rates of the orders
     opened in [since, until) (default: the last 7 local days). *Satisfaction is a proxy:
@@ -149,6 +151,28 @@ async def kpi_report(
         timezone=state.settings.config.site.timezone,
         workflow=state.settings.config.workflow,
     )
+
+
+@router.get("/kpis.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+async def kpi_csv(
+    db: Db,
+    state: State,
+    user: Viewer,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+    by: ByQuery = "department",
+) -> Response:
+    """The KPI report of `GET /kpis` (same range and grouping) as a CSV file, totals last."""
+    report = await kpi_report(db, state, user, since, until, by)
+    header, rows = kpis.report_table(report)
+    local = state.settings.tz
+    name = (
+        f"kpis-{by}-{report.since.astimezone(local):%Y%m%d}-{report.until.astimezone(local):%Y%m%d}"
+    )
+    return Response(
+        csv_text(header, rows), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )  # fmt: skip
 
 
 @router.get("/kpis/summary")

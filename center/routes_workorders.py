@@ -1,5 +1,6 @@
-"""Work orders: list and filter, one order in full, the actions of the work-order state
-machine, and photo attachments.
+"""Work orders: list and filter (and export as CSV), one order in full, the actions of the
+work-order state machine, photo attachments, and orders people open by hand (a 12345 call,
+a citizen's report), which join an open order of the same problem instead of doubling it.
 
 Actions run in one transaction: the order's row is locked (``FOR UPDATE``), rebuilt, the
 pure state machine (:mod:`citywatch.workorder.lifecycle`) applies the action — or refuses it
@@ -10,29 +11,36 @@ it saves, so a person's action is never overwritten by a worker's stale copy.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from citywatch.center.audit import record
 from citywatch.center.auth import allows
 from citywatch.center.deps import Acting, Db, Operator, State, Viewer
 from citywatch.center.evidence_files import evidence_url
+from citywatch.center.hotline import ManualReport, file_report
 from citywatch.center.params import Moment, Name, Text, checked_time
 from citywatch.center.params import bbox as parse_bbox
 from citywatch.center.workorder_queries import (
+    CSV_COLUMNS,
     MAX_LIMIT,
     BadCursor,
     Filters,
+    Sort,
+    csv_text,
+    export_rows,
     list_page,
     order_parts,
     order_row,
     summary,
 )
+from citywatch.config import CitywatchConfig
 from citywatch.config.base import Duration
 from citywatch.storage.workorders import UnknownTier, load_for_update, order_from_row, save_action
 from citywatch.workorder.lifecycle import (
@@ -52,10 +60,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@router.get("/work-orders")
-async def list_work_orders(
-    db: Db,
-    user: Viewer,
+def list_filters(
     state: Annotated[list[Name], Query(description="any of these states")] = [],  # noqa: B006
     open: Annotated[
         bool | None, Query(description="only open (true) or only finished (false)")
@@ -71,22 +76,54 @@ async def list_work_orders(
     bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
     overdue: Annotated[bool | None, Query(description="open and past due")] = None,
     escalated: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=1000, description="next_cursor of the previous page")
-    ] = None,
-) -> dict[str, Any]:
-    """Work orders, newest first, filtered; page on with `next_cursor`."""
-    filters = Filters(
+) -> Filters:
+    """The list's filters from the query (shared by the list and its CSV export)."""
+    return Filters(
         state=state, open=open, kind=kind, district=district, street=street, community=community,
         department=department, priority=priority, since=checked_time(since, "since"),
         until=checked_time(until, "until"), bbox=parse_bbox(bbox),
         overdue=overdue, escalated=escalated,
     )  # fmt: skip
+
+
+ListFilters = Annotated[Filters, Depends(list_filters)]
+SortQuery = Annotated[
+    Sort,
+    Query(description="newest first, or urgency: overdue, then priority 1→4, then least time left"),
+]
+
+
+@router.get("/work-orders")
+async def list_work_orders(
+    db: Db,
+    user: Viewer,
+    filters: ListFilters,
+    sort: SortQuery = "newest",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=1000, description="next_cursor of the previous page")
+    ] = None,
+) -> dict[str, Any]:
+    """Work orders, filtered, newest first or most urgent first; page on with `next_cursor`."""
     try:
-        return await list_page(db, filters, limit, cursor, _now())
+        return await list_page(db, filters, limit, cursor, _now(), sort)
     except BadCursor as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+
+
+@router.get("/work-orders.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}}})  # fmt: skip
+async def export_work_orders(
+    db: Db, user: Viewer, filters: ListFilters, sort: SortQuery = "newest"
+) -> Response:
+    """The list under the same filters as a CSV file (UTF-8 with BOM, at most 20,000 rows)."""
+    rows = await export_rows(db, filters, _now(), sort)
+    text = csv_text(CSV_COLUMNS, [[r.get(c) for c in CSV_COLUMNS] for r in rows])
+    stamp = _now().strftime("%Y%m%d-%H%M")
+    return Response(
+        text, media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="work-orders-{stamp}.csv"'},
+    )  # fmt: skip
 
 
 def _sla(row: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -130,6 +167,7 @@ async def _detail(db: Db, state: State, order_id: str, role: str) -> dict[str, A
             evidence.append({"alert_id": notice["alert_id"], "kind": notice["kind"],
                              "content_type": notice["content_type"],
                              "url": evidence_url(*key)})  # fmt: skip
+    registry = {d.id: (k, d.name) for k, d in state.settings.config.devices.all()}
     devices = sorted({(a["device_kind"], a["device_id"]) for a in alerts})
     actions: list[str] = []
     if allows(role, "operator"):
@@ -140,10 +178,16 @@ async def _detail(db: Db, state: State, order_id: str, role: str) -> dict[str, A
             actions = allowed_actions(order)
         except UnknownTier:
             actions = []
+    attributes = row["attributes"] or {}
     return summary(row, now) | {
+        "routed_department": routed_department(state.settings.config, row["kind"]),
+        "report": {k: attributes[k] for k in ("description", "contact") if k in attributes},
         "alerts": alerts,
         "evidence": evidence,
-        "devices": [{"kind": k, "id": i} for k, i in devices],
+        "devices": [
+            {"kind": k, "id": i, "name": registry.get(i, (k, ""))[1], "in_registry": i in registry}
+            for k, i in devices
+        ],
         "timeline": parts["timeline"],
         "sla": _sla(row, now),
         "allowed_actions": actions,
@@ -151,6 +195,11 @@ async def _detail(db: Db, state: State, order_id: str, role: str) -> dict[str, A
             a | {"url": f"/api/v1/attachments/{a['id']}"} for a in parts["attachments"]
         ],
     }
+
+
+def routed_department(config: CitywatchConfig, kind: str) -> str | None:
+    """The department the config routes ``kind`` to (what dispatch offers first)."""
+    return next((c.department for c in config.workflow.categories if c.kind.value == kind), None)
 
 
 @router.get("/work-orders/{order_id}")
@@ -196,7 +245,9 @@ ARGUMENTS: dict[Action, tuple[str, ...]] = {
 _DURATION: TypeAdapter[timedelta] = TypeAdapter(Duration)
 
 
-def _arguments(action: Action, body: ActionBody, departments: set[str]) -> dict[str, Any]:
+def _arguments(
+    action: Action, body: ActionBody, departments: set[str], routed: str | None
+) -> dict[str, Any]:
     given = body.model_dump(exclude_none=True, exclude={"expected_seq"})
     extra = sorted(set(given) - set(ARGUMENTS[action]))
     if extra:
@@ -207,6 +258,12 @@ def _arguments(action: Action, body: ActionBody, departments: set[str]) -> dict[
     if "department" in given and given["department"] not in departments:
         raise ActionArgumentError(
             f"unknown department {given['department']!r}; departments: {', '.join(sorted(departments))}"
+        )
+    if (action is Action.DISPATCH and routed is not None and given.get("department") != routed
+            and not (given.get("reason") or "").strip()):  # fmt: skip
+        raise ActionArgumentError(
+            f"dispatching to {given.get('department')!r} instead of the routed department"
+            f" {routed!r} needs a reason"
         )
     if action is Action.VERIFY and "passed" not in given:
         raise ActionArgumentError("verify needs passed: true or false")
@@ -236,11 +293,12 @@ async def act(
     settings = state.settings
     departments = {d.id for d in settings.config.workflow.departments}
     try:
-        args = _arguments(action, body, departments)
         async with db.transaction():
             order = await load_for_update(db, order_id, settings.config.workflow, settings.tz)
             if order is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no work order {order_id}")
+            routed = routed_department(settings.config, order.kind.value)
+            args = _arguments(action, body, departments, routed)
             if body.expected_seq is not None and body.expected_seq != order.seq:
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,
@@ -256,10 +314,15 @@ async def act(
                 if await found.fetchone() is None:
                     raise ActionArgumentError(f"no attachment {args['photo']} on {order_id}")
             transition = apply(order, action, actor=user.name, time=_now(), **args)
+            elsewhere = action is Action.DISPATCH and args["department"] != routed
+            if elsewhere and routed is not None:  # the timeline says what it was routed to
+                data = {**transition.data, "routed_department": routed}
+                transition = dataclasses.replace(transition, data=data)
             await save_action(db, order, [transition])
             await record(
                 db, acting, f"workorder.{action.value}", order_id,
                 **body.model_dump(mode="json", exclude_none=True),
+                **({"routed_department": routed} if elsewhere and routed else {}),
             )  # fmt: skip
     except TransitionRefused as exc:
         raise HTTPException(
@@ -271,6 +334,35 @@ async def act(
     except ActionArgumentError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     return await _detail(db, state, order_id, user.role)
+
+
+@router.post("/work-orders", status_code=status.HTTP_201_CREATED)
+async def open_by_hand(
+    report: ManualReport, response: Response, db: Db, state: State, user: Operator,
+    acting: Acting,
+) -> dict[str, Any]:  # fmt: skip
+    """Open a work order from a 12345 call or a citizen's report (attach its photo after, by
+    `POST /work-orders/{id}/attachments`). A report at the spot of an open order of the same
+    kind — within the kind's dedup radius — joins that order as a `complaint` event instead
+    (200, `joined: true`)."""
+    settings = state.settings
+    try:
+        async with db.transaction():
+            filed = await file_report(
+                db, report, settings.config, settings.tz, actor=user.name, now=_now()
+            )
+            await record(
+                db, acting, "workorder.complaint" if filed.joined else "workorder.opened",
+                filed.order_id, **report.model_dump(mode="json", exclude_none=True),
+            )  # fmt: skip
+    except ActionArgumentError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    except UnknownTier as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, {"message": str(exc)}) from None
+    if filed.joined:
+        response.status_code = status.HTTP_200_OK
+    detail = await _detail(db, state, filed.order_id, user.role)
+    return {"joined": filed.joined, "distance_m": filed.distance_m, "work_order": detail}
 
 
 @router.post("/work-orders/{order_id}/attachments", status_code=status.HTTP_201_CREATED)

@@ -1,19 +1,24 @@
 """Reading work orders: the list with its filters and keyset pagination, and one order with
 its alerts, evidence, timeline and SLA state.
 
-The list is ordered newest first by ``(opened_at, id)`` and pages by keyset (the cursor is
-the last row's key), so page 1,000 costs what page 1 costs; see benchmarks/center.py.
+The list is ordered newest first by ``(opened_at, id)``, or by urgency (what a duty officer
+takes first: overdue orders, then priority 1 → 4, then the least time left) and pages by
+keyset (the cursor is the last row's key), so page 1,000 costs what page 1 costs; see
+benchmarks/center.py. An urgency cursor also carries the moment of its first page, so a
+row that falls overdue while someone pages does not jump between pages.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import csv
+import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -25,10 +30,13 @@ SUMMARY_COLUMNS = (
     "id", "kind", "category_code", "category_name", "department", "priority", "state",
     "opened_at", "due_at", "resolved_at", "closed_at", "escalation_level", "district", "street",
     "community", "lat", "lon", "alert_count", "max_confidence", "reopen_count", "seq",
-    "updated_at", "escalated_levels", "clock_started_at", "sla_tier",
+    "updated_at", "escalated_levels", "clock_started_at", "sla_tier", "number", "attributes",
 )  # fmt: skip
+HIDDEN = ("clock_started_at", "sla_tier", "attributes")
+"""Columns read for the detail and the workflow, not shown in the list."""
 _SELECT = ", ".join(f"w.{c}" for c in SUMMARY_COLUMNS)
 MAX_LIMIT = 500
+Sort = Literal["newest", "urgency"]
 
 
 class BadCursor(ValueError):
@@ -54,30 +62,91 @@ class Filters:
     escalated: bool | None = None
 
 
+@dataclass(frozen=True)
+class UrgencyKey:
+    """Where an urgency page ends: the moment the paging began and the last row's key."""
+
+    now: datetime
+    rank: int  # 0 overdue, 1 not
+    priority: int
+    due_at: datetime | None
+    id: str
+
+
+def _encode(parts: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
 def encode_cursor(opened_at: datetime, order_id: str) -> str:
-    raw = json.dumps([opened_at.isoformat(), order_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return _encode([opened_at.isoformat(), order_id])
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The position a cursor of :func:`encode_cursor` names; :class:`BadCursor` for any other
-    text (a forged one must not reach the database as a naive time or a NUL)."""
+def encode_urgency_cursor(key: UrgencyKey) -> str:
+    due = key.due_at.isoformat() if key.due_at else None
+    return _encode(["u", key.now.isoformat(), key.rank, key.priority, due, key.id])
+
+
+def _aware_time(text: object) -> datetime:
+    if not isinstance(text, str):
+        raise ValueError("not a time")
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError("not a cursor")
+    value.astimezone(UTC)  # an offset that leaves the calendar raises here
+    return value
+
+
+def _plain_id(value: object) -> str:
+    if not isinstance(value, str) or "\x00" in value:
+        raise ValueError("not a cursor")
+    return value
+
+
+def decode_any_cursor(cursor: str) -> tuple[datetime, str] | UrgencyKey:
+    """The position a cursor of :func:`encode_cursor` or :func:`encode_urgency_cursor`
+    names; :class:`BadCursor` for any other text (a forged one must not reach the database
+    as a naive time or a NUL)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        opened_at, order_id = json.loads(raw)
-        position = datetime.fromisoformat(opened_at)
-        if position.tzinfo is None or not isinstance(order_id, str) or "\x00" in order_id:
-            raise ValueError("not a cursor")
-        position.astimezone(UTC)  # an offset that leaves the calendar raises here
-        return position, order_id
+        parts = json.loads(raw)
+        if isinstance(parts, list) and len(parts) == 6 and parts[0] == "u":
+            _, now, rank, priority, due, order_id = parts
+            if rank not in (0, 1) or not isinstance(priority, int) or isinstance(priority, bool):
+                raise ValueError("not a cursor")
+            return UrgencyKey(
+                _aware_time(now), rank, priority, None if due is None else _aware_time(due),
+                _plain_id(order_id),
+            )  # fmt: skip
+        opened_at, order_id = parts
+        return _aware_time(opened_at), _plain_id(order_id)
     except (ValueError, TypeError, OverflowError, binascii.Error) as exc:
         raise BadCursor(f"cursor {cursor[:80]!r} is not one this API handed out") from exc
 
 
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position of a newest-first cursor (:func:`decode_any_cursor`)."""
+    position = decode_any_cursor(cursor)
+    if isinstance(position, UrgencyKey):
+        raise BadCursor(f"cursor {cursor[:80]!r} pages the urgency order, not the newest")
+    return position
+
+
+def urgency_rank(row: Mapping[str, Any], now: datetime) -> int:
+    """0 for an open order past due, 1 otherwise (the first key of the urgency order)."""
+    return 0 if row["state"] in OPEN and row["due_at"] is not None and row["due_at"] < now else 1
+
+
+_RANK = "(CASE WHEN w.state = ANY(%s) AND w.due_at < %s THEN 0 ELSE 1 END)"
+_DUE = "coalesce(w.due_at, 'infinity'::timestamptz)"
+
+
 def list_query(
-    filters: Filters, limit: int, cursor: tuple[datetime, str] | None, now: datetime
-) -> tuple[str, list[Any]]:
+    filters: Filters, limit: int, cursor: tuple[datetime, str] | UrgencyKey | None,
+    now: datetime, sort: Sort = "newest",
+) -> tuple[str, list[Any]]:  # fmt: skip
     """The SQL and parameters of one list page (``limit + 1`` rows, to know if more follow)."""
+    if isinstance(cursor, UrgencyKey):
+        now = cursor.now
     where: list[str] = []
     params: list[Any] = []
 
@@ -115,14 +184,38 @@ def list_query(
         add(overdue if filters.overdue else f"NOT {overdue}", OPEN, now)
     if filters.escalated is not None:
         add("w.escalation_level IS NOT NULL" if filters.escalated else "w.escalation_level IS NULL")
-    if cursor is not None:
-        add("(w.opened_at, w.id) < (%s, %s)", *cursor)
+    if sort == "urgency":
+        if isinstance(cursor, UrgencyKey):
+            add(
+                f"({_RANK}, w.priority, {_DUE}, w.id)"
+                " > (%s, %s, coalesce(%s::timestamptz, 'infinity'::timestamptz), %s)",
+                OPEN, now, cursor.rank, cursor.priority, cursor.due_at, cursor.id,
+            )  # fmt: skip
+        elif cursor is not None:
+            raise BadCursor("that cursor pages the newest-first order; ask with sort=newest")
+        order = f" ORDER BY {_RANK}, w.priority, {_DUE}, w.id LIMIT %s"
+        order_params: list[Any] = [OPEN, now]
+    else:
+        if isinstance(cursor, UrgencyKey):
+            raise BadCursor("that cursor pages the urgency order; ask with sort=urgency")
+        if cursor is not None:
+            add("(w.opened_at, w.id) < (%s, %s)", *cursor)
+        order, order_params = " ORDER BY w.opened_at DESC, w.id DESC LIMIT %s", []
     sql = f"SELECT {_SELECT} FROM work_orders w"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY w.opened_at DESC, w.id DESC LIMIT %s"
-    params.append(limit + 1)
+    sql += order
+    params.extend([*order_params, limit + 1])
     return sql, params
+
+
+def reported_via(attributes: Mapping[str, Any] | None) -> str:
+    """Who reported the order: machine (an alert), hotline or citizen (a person opened it)."""
+    via = (attributes or {}).get("reported_via")
+    return via if via in MANUAL_SOURCES else "machine"
+
+
+MANUAL_SOURCES = ("hotline", "citizen")
 
 
 def summary(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -130,27 +223,44 @@ def summary(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     is_open = row["state"] in OPEN
     due = row["due_at"]
     return {
-        **{c: row[c] for c in SUMMARY_COLUMNS if c not in ("clock_started_at", "sla_tier")},
+        **{c: row[c] for c in SUMMARY_COLUMNS if c not in HIDDEN},
+        "reported_via": reported_via(row.get("attributes")),
         "open": is_open,
         "overdue": bool(is_open and due is not None and due < now),
     }
 
 
+def next_cursor(last: Mapping[str, Any], sort: Sort, now: datetime) -> str:
+    if sort == "newest":
+        return encode_cursor(last["opened_at"], last["id"])
+    key = UrgencyKey(now, urgency_rank(last, now), last["priority"], last["due_at"], last["id"])
+    return encode_urgency_cursor(key)
+
+
 async def list_page(
-    conn: AsyncConnection, filters: Filters, limit: int, cursor: str | None, now: datetime
-) -> dict[str, Any]:
-    position = decode_cursor(cursor) if cursor else None
-    sql, params = list_query(filters, limit, position, now)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql, params)
-        rows = await cur.fetchall()
+    conn: AsyncConnection, filters: Filters, limit: int, cursor: str | None, now: datetime,
+    sort: Sort = "newest",
+) -> dict[str, Any]:  # fmt: skip
+    position = decode_any_cursor(cursor) if cursor else None
+    if isinstance(position, UrgencyKey):
+        now = position.now
+    sql, params = list_query(filters, limit, position, now, sort)
+    rows = await fetch_rows(conn, sql, params)
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if rows else None
     return {
         "items": [summary(r, now) for r in rows],
-        "next_cursor": encode_cursor(last["opened_at"], last["id"]) if more and last else None,
+        "next_cursor": next_cursor(last, sort, now) if more and last else None,
     }
+
+
+async def fetch_rows(
+    conn: AsyncConnection, sql: str, params: Sequence[Any]
+) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, params)
+        return await cur.fetchall()
 
 
 async def order_row(conn: AsyncConnection, order_id: str) -> dict[str, Any] | None:
@@ -194,3 +304,43 @@ async def order_parts(conn: AsyncConnection, order_id: str) -> dict[str, list[di
         )
         attachments = await cur.fetchall()
     return {"alerts": alerts, "notices": notices, "timeline": timeline, "attachments": attachments}
+
+
+EXPORT_LIMIT = 20_000
+"""Rows in one CSV export of the list (a month of a busy district's orders)."""
+CSV_COLUMNS = (
+    "number", "id", "kind", "category_code", "category_name", "department", "priority", "state",
+    "overdue", "opened_at", "due_at", "resolved_at", "closed_at", "escalation_level", "district",
+    "street", "community", "lat", "lon", "alert_count", "reported_via",
+)  # fmt: skip
+
+
+def csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """CSV with a UTF-8 byte-order mark, so a spreadsheet opened by double-click reads the
+    Chinese names right; times in ISO 8601; cells that a spreadsheet would run as a formula
+    are quoted with a leading apostrophe."""
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for values in rows:
+        writer.writerow([_cell(v) for v in values])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+async def export_rows(
+    conn: AsyncConnection, filters: Filters, now: datetime, sort: Sort = "newest"
+) -> list[dict[str, Any]]:
+    """The list's rows under ``filters`` for an export (at most :data:`EXPORT_LIMIT`)."""
+    sql, params = list_query(filters, EXPORT_LIMIT - 1, None, now, sort)
+    return [summary(r, now) for r in await fetch_rows(conn, sql, params)]

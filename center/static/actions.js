@@ -9,7 +9,7 @@ import { t } from "./i18n.js";
 const LEVELS = ["community", "street", "district"];
 
 /** The form fields of one action; each returns [label, input] and a way to read it. */
-function fieldsFor(action, departments) {
+function fieldsFor(action, departments, detail) {
   const text = (name, labelKey, { required = false, multiline = false, value = "" } = {}) => {
     const input = multiline
       ? h("textarea", { name, rows: 2, required, "data-testid": `field-${name}` })
@@ -18,11 +18,26 @@ function fieldsFor(action, departments) {
   };
   switch (action) {
     case "dispatch": {
+      // The routed department is preselected; another one needs a reason (the API refuses
+      // it without one), kept on the timeline and in the audit trail.
+      const routed = detail.routed_department;
       const select = h("select", { name: "department", "data-testid": "field-department" },
-        departments.map((d) => h("option", { value: d.id }, d.name)));  // prettier-ignore
+        departments.map((d) => h("option", { value: d.id, "data-routed": d.id === routed ? "true" : null },
+          d.id === routed ? `${d.name} ${t("field.routed_suffix")}` : d.name)));  // prettier-ignore
+      if (routed && departments.some((d) => d.id === routed)) select.value = routed;
+      const reason = text("reason", "field.reason");
+      const input = reason.node.querySelector("input");
+      const hint = h("div", { class: "hint warn small", "data-testid": "reason-hint" }, t("field.reason_required"));
+      const sync = () => {
+        const elsewhere = Boolean(routed) && select.value !== routed;
+        input.required = elsewhere;
+        hint.hidden = !elsewhere;
+      };
+      select.addEventListener("change", sync);
+      sync();
       return [
         { name: "department", node: h("label", {}, t("field.department"), select), read: () => select.value },
-        text("reason", "field.reason"),
+        { ...reason, node: h("div", { class: "field-group" }, reason.node, hint) },
       ];
     }
     case "return":
@@ -75,7 +90,7 @@ export function actionsPanel(detail, departments, onDone) {
 
   function openForm(action) {
     for (const b of buttons) b.classList.toggle("active", b.dataset.testid === `action-${action}`);
-    const fields = fieldsFor(action, departments);
+    const fields = fieldsFor(action, departments, detail);
     const error = h("div", { class: "error", "data-testid": "action-error", role: "alert" });
     const submit = h("button", { type: "submit", class: "primary", "data-testid": "action-submit" }, t("submit"));
     const cancel = h("button", { type: "button", onclick: () => { formSlot.replaceChildren(); for (const b of buttons) b.classList.remove("active"); } }, t("cancel"));  // prettier-ignore

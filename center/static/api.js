@@ -78,22 +78,26 @@ export function uploadPhoto(orderId, file) {
   });
 }
 
+/** GET a file with the token; an ApiError with the API's message when it is refused. */
+async function fetchOk(path) {
+  const response = await request(path);
+  if (response.ok) return response;
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    /* not JSON: the status says enough */
+  }
+  throw new ApiError(response.status, errorMessage(response.status, data), data);
+}
+
 const blobCache = new Map();
 
 /** An object URL for an authenticated file (evidence, attachments): <img src> cannot send
  * the token itself. Cached per URL for the page's life. */
 export async function blobUrl(path) {
   if (blobCache.has(path)) return blobCache.get(path);
-  const response = await request(path);
-  if (!response.ok) {
-    let data = null;
-    try {
-      data = await response.json();
-    } catch {
-      /* not JSON: the status says enough */
-    }
-    throw new ApiError(response.status, errorMessage(response.status, data), data);
-  }
+  const response = await fetchOk(path);
   const url = URL.createObjectURL(await response.blob());
   blobCache.set(path, url);
   return url;
@@ -102,4 +106,21 @@ export async function blobUrl(path) {
 export function forgetBlobs() {
   for (const url of blobCache.values()) URL.revokeObjectURL(url);
   blobCache.clear();
+}
+
+/** Save what an authenticated GET returns (a CSV export) as a file: fetched with the token,
+ * handed to the browser as a blob under the name the API gives. Returns the file name. */
+export async function download(path, fallbackName) {
+  const response = await fetchOk(path);
+  const disposition = response.headers.get("Content-Disposition") || "";
+  const name = /filename="([^"]+)"/.exec(disposition)?.[1] || fallbackName;
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  return name;
 }

@@ -1,13 +1,21 @@
-// The console's entry point: sign-in, the work-order list kept current by the live feed,
-// filters, the map, the detail panel, and the devices and KPI tabs.
+// The console's entry point: sign-in, the triage list (most urgent first, with a live
+// countdown) kept current by the live feed, filters and the KPI tiles that set them, the
+// map, the detail panel, orders opened by hand, the P1 alarm, and the devices and KPI tabs.
 
-import { api, forgetBlobs, setToken, token } from "./api.js";
+import { alertsOn, announceP1, setAlerts } from "./alerting.js";
+import { api, download, forgetBlobs, setToken, token } from "./api.js";
 import { renderDetail, stateBadge } from "./detail.js";
 import { clear, fmtTime, h, setSiteZone } from "./dom.js";
 import { openFeed } from "./feed.js";
-import { KINDS, STATES, applyStatic, onLangChange, t, toggleLang } from "./i18n.js";
-import { isOverdue, listQuery, matches } from "./orders.js";
-import { loadDevices, loadKpis, loadSummary } from "./panels.js";
+import { hotlineForm } from "./hotline.js";
+import {
+  KINDS, STATES, applyStatic, fill, fmtSpan, kindLabel, onLangChange, roleLabel, setCategories, t,
+  toggleLang,
+} from "./i18n.js";
+import { kindIcon } from "./icons.js";
+import { exportKpis, loadKpis } from "./kpis.js";
+import { byUrgency, isOpen, isOverdue, listQuery, matches, secondsLeft } from "./orders.js";
+import { loadDevices, loadSummary } from "./panels.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -26,6 +34,10 @@ const state = {
   map: null,
   tab: "orders",
   timers: [],
+  tile: "open", // the KPI tile whose filter the list shows
+  overdueIds: new Set(), // rows drawn as overdue (a change re-sorts the list)
+  focusDevice: null, // the device to highlight once the devices tab has loaded
+  announced: new Set(), // new P1 orders the alarm already rang for
 };
 
 const placeName = (id) => state.places.get(id) || id;
@@ -70,8 +82,10 @@ async function startConsole() {
   $("login").hidden = true;
   $("app").hidden = false;
   $("user-name").textContent = state.user.display_name || state.user.name;
-  $("user-role").textContent = state.user.role;
+  $("user-role").textContent = roleLabel(state.user.role);
   $("user-role").dataset.role = state.user.role;
+  $("new-order").hidden = state.user.role === "viewer";
+  showAlertsToggle();
   try {
     state.site = await api("/api/v1/site");
   } catch (err) {
@@ -79,6 +93,7 @@ async function startConsole() {
     state.site = { departments: [], districts: [], boundary: null, tiles: null };
   }
   setSiteZone(state.site.timezone);
+  setCategories(state.site.categories);
   $("site-name").textContent = state.site.name || "";
   indexPlaces(state.site.districts || []);
   fillFilterOptions();
@@ -86,10 +101,25 @@ async function startConsole() {
   state.feed?.close();
   state.feed = openFeed({ onEvent: onFeedEvent, onStatus: showFeedStatus, onResync: reloadOrders });
   await reloadOrders();
-  loadSummary($("kpi-strip"));
-  state.timers.push(setInterval(() => loadSummary($("kpi-strip")), 30_000));
+  refreshSummary();
+  state.timers.push(setInterval(refreshSummary, 30_000));
   state.timers.push(setInterval(refreshTab, 15_000));
-  state.timers.push(setInterval(() => renderRows(), 30_000)); // overdue marks move with time
+  state.timers.push(setInterval(tickCountdowns, 1000));
+}
+
+function refreshSummary() {
+  return loadSummary($("kpi-strip"), { active: state.tile, onPick: pickTile });
+}
+
+/** A KPI tile sets the filters to what it counts (open, overdue, escalated). */
+function pickTile(tile) {
+  state.tile = tile;
+  $("filter-state").value = "";
+  $("filter-overdue").checked = tile === "overdue";
+  $("filter-escalated").checked = tile === "escalated";
+  refreshSummary();
+  if (state.tab !== "orders") showTab("orders");
+  reloadOrders();
 }
 
 function indexPlaces(districts) {
@@ -135,7 +165,7 @@ function fillFilterOptions() {
   const kindSel = $("filter-kind");
   const v2 = keep(kindSel);
   const kinds = state.site?.categories?.length ? state.site.categories.map((c) => c.kind) : KINDS;
-  clear(kindSel, option("", t("filter.any")), kinds.map((k) => option(k, t(k))));
+  clear(kindSel, option("", t("filter.any")), kinds.map((k) => option(k, kindLabel(k))));
   kindSel.value = v2;
   const deptSel = $("filter-department");
   const v3 = keep(deptSel);
@@ -154,6 +184,7 @@ function readFilters() {
     department: $("filter-department").value || null,
     district: $("filter-district").value || null,
     overdue: $("filter-overdue").checked,
+    escalated: $("filter-escalated").checked,
   };
 }
 
@@ -194,30 +225,62 @@ function upsert(order) {
   return true;
 }
 
+/** The countdown text of an order: time left, overdue by, or stopped once handled. */
+function countdown(order, now = Date.now()) {
+  const left = secondsLeft(order, now);
+  if (!isOpen(order)) return { text: t("left.stopped"), tone: "stopped" };
+  if (left === null) return { text: "—", tone: "" };
+  if (left < 0) return { text: `${t("left.overdue")} ${fmtSpan(left)}`, tone: "overdue" };
+  return { text: `${t("left.left")} ${fmtSpan(left)}`, tone: left < 3600 ? "soon" : "" };
+}
+
 function rowFor(order, { flash = false } = {}) {
-  const overdue = isOverdue(order);
   const stale = !matches(order, state.filters);
   const place = [order.community, order.street, order.district].find(Boolean);
+  const left = countdown(order);
   return h("tr", {
-    class: ["order-row", flash && "flash", stale && "stale", order.id === state.selected && "selected"].filter(Boolean).join(" "),
+    class: ["order-row", flash && "flash", stale && "stale", order.id === state.selected && "selected",
+      isOverdue(order) && "is-overdue"].filter(Boolean).join(" "),
     "data-testid": "order-row", "data-id": order.id, "data-state": order.state,
+    "data-priority": order.priority, "data-number": order.number || "",
     onclick: () => select(order.id),
   },
-    h("td", {}, h("span", { class: `prio p${order.priority}`, title: t(`p${order.priority}`) }, order.priority)),
-    h("td", {}, h("div", { class: "kind" }, order.category_name || t(order.kind)),
-      h("div", { class: "muted small mono" }, order.id)),
-    h("td", { "data-testid": "order-state" }, stateBadge(order.state)),
-    h("td", { class: "place" }, place ? placeName(place) : "—"),
-    h("td", { class: "small" }, fmtTime(order.opened_at)),
-    h("td", { class: `small ${overdue ? "overdue" : ""}` }, fmtTime(order.due_at)));  // prettier-ignore
+    h("td", { class: "c-prio" }, h("span", { class: `prio p${order.priority}`, title: t(`p${order.priority}`) }, `P${order.priority}`)),
+    h("td", { class: "c-kind" },
+      h("div", { class: "kind" }, kindIcon(order.kind, { size: 15 }),
+        h("span", { "data-testid": "order-kind" }, kindLabel(order.kind)),
+        order.reported_via && order.reported_via !== "machine" ? kindIcon("hotline", { size: 12, title: t(`via.${order.reported_via}`) }) : null),
+      h("div", { class: "muted small mono", "data-testid": "order-number", title: order.id }, order.number || order.id)),
+    h("td", { class: "c-state", "data-testid": "order-state" }, stateBadge(order.state)),
+    h("td", { class: "c-place place", title: place ? placeName(place) : "" }, place ? placeName(place) : "—"),
+    h("td", { class: `c-due small countdown ${left.tone}`, "data-testid": "order-countdown", "data-id": order.id,
+      title: `${t("col.due")} ${fmtTime(order.due_at)}` }, left.text));  // prettier-ignore
 }
 
 function renderRows(flashIds = new Set()) {
   const list = $("order-rows");
+  const now = new Date();
+  state.order.sort((a, b) => byUrgency(state.orders.get(a), state.orders.get(b), now));
+  state.overdueIds = new Set(state.order.filter((id) => isOverdue(state.orders.get(id), now)));
   const rows = state.order.map((id) => rowFor(state.orders.get(id), { flash: flashIds.has(id) }));
-  clear(list, rows.length ? rows : h("tr", {}, h("td", { colspan: 6, class: "muted empty" }, t("list.empty"))));
+  clear(list, rows.length ? rows : h("tr", {}, h("td", { colspan: 5, class: "muted empty" }, t("list.empty"))));
   $("list-count").textContent = String(state.order.filter((id) => matches(state.orders.get(id), state.filters)).length);
   $("list-more").hidden = !state.cursor;
+}
+
+/** Every second: the countdowns tick; an order that just fell overdue moves up. */
+function tickCountdowns() {
+  const now = Date.now();
+  let moved = false;
+  for (const cell of document.querySelectorAll("td.countdown")) {
+    const order = state.orders.get(cell.dataset.id);
+    if (!order) continue;
+    const left = countdown(order, now);
+    cell.textContent = left.text;
+    cell.className = `c-due small countdown ${left.tone}`;
+    if (isOverdue(order, new Date(now)) !== state.overdueIds.has(order.id)) moved = true;
+  }
+  if (moved) renderRows();
 }
 
 // ---- the live feed -------------------------------------------------------------------
@@ -235,6 +298,14 @@ function onFeedEvent(event) {
   if (!wo) return;
   const incoming = { ...wo, seq: event.seq, updated_at: event.time };
   const known = state.orders.has(wo.id);
+  const opening = event.event === "reported" || event.event === "filed";
+  if (!known && opening && wo.priority === 1 && isOpen(incoming) && !state.announced.has(wo.id)) {
+    state.announced.add(wo.id);
+    announceP1(incoming, `${incoming.number || wo.id} · ${kindLabel(incoming.kind)}`, () => {
+      showTab("orders");
+      select(wo.id);
+    });
+  }
   if (!known && !matches(incoming, state.filters)) return;
   if (!upsert(incoming)) return;
   if (!known) state.order.unshift(wo.id);
@@ -245,7 +316,7 @@ function onFeedEvent(event) {
   }
   if (wo.id === state.selected && (state.detail?.seq ?? -1) < event.seq) refreshDetail();
   clearTimeout(summaryTimer);
-  summaryTimer = setTimeout(() => loadSummary($("kpi-strip")), 300);
+  summaryTimer = setTimeout(refreshSummary, 300);
 }
 
 // ---- detail --------------------------------------------------------------------------
@@ -277,7 +348,71 @@ function showDetail(detail) {
       showDetail(updated);
     },
     onClose: closeDetail,
+    onDevice: showDevice,
   });
+}
+
+/** The devices tab with one device's row picked out (the detail's device link). */
+function showDevice(id) {
+  state.focusDevice = id;
+  showTab("devices");
+}
+
+function highlightDevice() {
+  const id = state.focusDevice;
+  if (!id) return;
+  const row = document.querySelector(`#devices-slot tr[data-device="${CSS.escape(id)}"]`);
+  if (!row) return;
+  for (const other of document.querySelectorAll("#devices-slot tr.highlight")) other.classList.remove("highlight");
+  row.classList.add("highlight");
+  row.scrollIntoView({ block: "center" });
+}
+
+// ---- orders opened by hand (12345 hotline, citizens) -------------------------------------
+
+function openHotline() {
+  state.stopDetail();
+  state.selected = null;
+  state.detail = null;
+  const panel = $("detail");
+  clear(panel, hotlineForm({
+    site: state.site, map: state.map, onCancel: closeDetail,
+    onDone: async (result) => {
+      const order = result.work_order;
+      if (upsert(order) && !state.order.includes(order.id)) state.order.push(order.id);
+      renderRows(new Set([order.id]));
+      await select(order.id);
+      const note = fill(result.joined ? "hotline.joined" : "hotline.created", { number: order.number || order.id });
+      $("detail").prepend(h("div", { class: `notice ${result.joined ? "warn" : ""}`, "data-testid": "hotline-result",
+        "data-joined": String(result.joined) }, note));  // prettier-ignore
+    },
+  }));
+}
+
+// ---- the P1 alarm and exports ----------------------------------------------------------
+
+function showAlertsToggle() {
+  const on = alertsOn();
+  const button = $("alerts-toggle");
+  button.textContent = t(on ? "alerts.on" : "alerts.off");
+  button.setAttribute("aria-pressed", String(on));
+  button.classList.toggle("on", on);
+}
+
+async function toggleAlerts() {
+  const permission = await setAlerts(!alertsOn());
+  showAlertsToggle();
+  if (permission === "denied") $("alerts-toggle").title = t("alerts.denied");
+}
+
+async function exportOrders() {
+  const q = new URLSearchParams(listQuery(state.filters, null));
+  q.delete("limit");
+  try {
+    await download(`/api/v1/work-orders.csv?${q}`, "work-orders.csv");
+  } catch (err) {
+    $("list-error").textContent = `${t("csv.failed")}: ${err.message}`;
+  }
 }
 
 function closeDetail() {
@@ -322,10 +457,21 @@ function showTab(tab) {
 function refreshTab() {
   if (!state.user) return;
   if (state.tab === "devices") {
-    loadDevices($("devices-slot"), placeName).then((devices) => state.map?.setDevices(devices));
+    loadDevices($("devices-slot"), placeName).then((devices) => {
+      state.map?.setDevices(devices);
+      highlightDevice();
+    });
   } else if (state.tab === "kpis") {
-    loadKpis($("kpis-slot"), $("kpis-by").value);
+    loadKpis($("kpis-slot"), kpiRange(), kpiRowLabel);
   }
+}
+
+function kpiRange() {
+  return { since: $("kpis-since").value || null, until: $("kpis-until").value || null, by: $("kpis-by").value };
+}
+
+function kpiRowLabel(row, by) {
+  return by === "kind" ? kindLabel(row.key) : row.label || row.key;
 }
 
 // ---- wiring --------------------------------------------------------------------------
@@ -339,9 +485,24 @@ function wire() {
   $("filters").addEventListener("submit", (ev) => ev.preventDefault()); // filters apply on change
   $("logout").addEventListener("click", signOut);
   $("lang-toggle").addEventListener("click", toggleLang);
-  for (const id of ["filter-state", "filter-kind", "filter-department", "filter-district", "filter-overdue"]) {
-    $(id).addEventListener("change", reloadOrders);
+  for (const id of ["filter-state", "filter-kind", "filter-department", "filter-district", "filter-overdue", "filter-escalated"]) {
+    $(id).addEventListener("change", () => {
+      const f = readFilters();
+      state.tile = f.overdue ? "overdue" : f.escalated ? "escalated" : !f.state && !f.kind && !f.department && !f.district ? "open" : null;
+      refreshSummary();
+      reloadOrders();
+    });
   }
+  $("alerts-toggle").addEventListener("click", toggleAlerts);
+  $("export-orders").addEventListener("click", exportOrders);
+  $("new-order").addEventListener("click", openHotline);
+  $("kpis-range").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    refreshTab();
+  });
+  $("kpis-export").addEventListener("click", () => exportKpis(kpiRange()).catch((err) => {
+    $("kpis-error").textContent = `${t("csv.failed")}: ${err.message}`;
+  }));
   $("list-more").addEventListener("click", loadPage);
   for (const button of document.querySelectorAll("[data-tab]")) {
     button.addEventListener("click", () => showTab(button.dataset.tab));
@@ -349,11 +510,15 @@ function wire() {
   $("kpis-by").addEventListener("change", refreshTab);
   onLangChange(() => {
     if (!state.user) return;
+    $("user-role").textContent = roleLabel(state.user.role);
+    showAlertsToggle();
     fillFilterOptions();
     renderRows();
+    state.map?.refreshLegend();
+    state.map?.redraw();
     showFeedStatus($("feed-status").dataset.state || "connecting");
     if (state.detail) showDetail(state.detail);
-    loadSummary($("kpi-strip"));
+    refreshSummary();
     refreshTab();
   });
 }

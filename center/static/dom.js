@@ -54,18 +54,20 @@ export function fmtTime(iso, { date = true } = {}) {
   return new Intl.DateTimeFormat("zh-CN", opts).format(d);
 }
 
+/** A duration's two largest units: 3725 → [[1, "h"], [2, "m"]]; 59 → [[59, "s"]]; 90000 →
+ * [[1, "d"], [1, "h"]] (always positive: the caller says overdue or left). */
+export function durationParts(seconds) {
+  const s = Math.max(0, Math.round(Math.abs(seconds)));
+  const units = [[Math.floor(s / 86400), "d"], [Math.floor((s % 86400) / 3600), "h"],
+    [Math.floor((s % 3600) / 60), "m"], [s % 60, "s"]];  // prettier-ignore
+  const first = units.findIndex(([n]) => n > 0);
+  if (first === -1 || first === 3) return [units[3]];
+  return units.slice(first, first + 2);
+}
+
 /** 3725 → "1h 02m"; 59 → "59s"; 90000 → "1d 01h". */
 export function fmtDuration(seconds) {
-  const s = Math.max(0, Math.round(Math.abs(seconds)));
-  const d = Math.floor(s / 86400);
-  const hh = Math.floor((s % 86400) / 3600);
-  const mm = Math.floor((s % 3600) / 60);
-  const ss = s % 60;
-  const p = (n) => String(n).padStart(2, "0");
-  if (d) return `${d}d ${p(hh)}h`;
-  if (hh) return `${hh}h ${p(mm)}m`;
-  if (mm) return `${mm}m ${p(ss)}s`;
-  return `${ss}s`;
+  return durationParts(seconds).map(([n, u], i) => `${i ? String(n).padStart(2, "0") : n}${u}`).join(" ");
 }
 
 export function fmtAgo(iso) {

@@ -1,5 +1,6 @@
 // What the console knows about work orders without asking the API: which states are open,
-// the colour of a state, whether an order is overdue, whether it passes the list filters.
+// the colour of a state, whether an order is overdue, whether it passes the list filters,
+// and the triage order (the API's sort=urgency, kept as the feed adds and changes rows).
 
 export const OPEN_STATES = new Set([
   "reported", "filed", "dispatched", "signed", "in_progress", "returned", "rework",
@@ -43,6 +44,8 @@ export function listQuery(filters, cursor) {
   if (filters.department) q.set("department", filters.department);
   if (filters.district) q.set("district", filters.district);
   if (filters.overdue) q.set("overdue", "true");
+  if (filters.escalated) q.set("escalated", "true");
+  q.set("sort", "urgency");
   q.set("limit", "200");
   if (cursor) q.set("cursor", cursor);
   return q.toString();
@@ -56,5 +59,21 @@ export function matches(order, filters) {
   if (filters.department && order.department !== filters.department) return false;
   if (filters.district && order.district !== filters.district) return false;
   if (filters.overdue && !isOverdue(order)) return false;
+  if (filters.escalated && !order.escalation_level) return false;
   return true;
+}
+
+/** The duty officer's order: overdue first (most overdue first), then priority 1 → 4,
+ * then the least time left; finished orders last. The same keys as the API's
+ * sort=urgency, so rows the feed adds fall where a reload would put them. */
+export function byUrgency(a, b, now = new Date()) {
+  const rank = (o) => (isOverdue(o, now) ? 0 : isOpen(o) ? 1 : 2);
+  const due = (o) => (o.due_at ? new Date(o.due_at).getTime() : Infinity);
+  return rank(a) - rank(b) || (a.priority ?? 4) - (b.priority ?? 4) || due(a) - due(b)
+    || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/** Seconds until due (negative: overdue), or null without a due time. */
+export function secondsLeft(order, now = Date.now()) {
+  return order.due_at ? (new Date(order.due_at).getTime() - now) / 1000 : null;
 }

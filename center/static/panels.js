@@ -1,5 +1,5 @@
-// The devices panel (online/offline, last seen, fps, latency) and the KPI panel (the
-// center's counts and its 三率 / closure / on-time rates by department, kind or day).
+// The devices panel (online/offline, last seen, fps, latency) and the KPI tiles of the
+// header (open, overdue, escalated — each one a filter of the list).
 
 import { api } from "./api.js";
 import { clear, fmtAgo, fmtNumber, fmtTime, h } from "./dom.js";
@@ -38,68 +38,28 @@ export async function loadDevices(slot, placeName) {
   return devices;
 }
 
-function card(labelKey, value, testid, tone = "") {
-  return h("div", { class: `card ${tone}`, "data-testid": testid },
-    h("div", { class: "card-value" }, fmtNumber(value, 0)), h("div", { class: "card-label" }, t(labelKey)));  // prettier-ignore
+function card(labelKey, value, testid, filter, active, tone = "") {
+  return h("button", {
+    type: "button", class: `card ${tone}${active ? " active" : ""}`, "data-testid": testid,
+    "data-filter": filter, "aria-pressed": active ? "true" : "false", title: t("kpis.tile_hint"),
+  }, h("div", { class: "card-value" }, fmtNumber(value, 0)), h("div", { class: "card-label" }, t(labelKey)));  // prettier-ignore
 }
 
-/** The KPI counts shown in the header strip (always visible). */
-export async function loadSummary(slot) {
+/** The KPI tiles in the header strip (always visible); a click on one filters the list to
+ * what it counts (`onPick(filter)`; the active tile is `active`). */
+export async function loadSummary(slot, { active = "open", onPick = () => {} } = {}) {
   try {
     const s = await api("/api/v1/kpis/summary");
     clear(slot,
-      card("kpis.open", s.open, "kpi-open"),
-      card("kpis.overdue", s.overdue, "kpi-overdue", s.overdue ? "bad" : ""),
-      card("kpis.escalated", s.escalated, "kpi-escalated", s.escalated ? "warn" : ""));  // prettier-ignore
+      card("kpis.open", s.open, "kpi-open", "open", active === "open"),
+      card("kpis.overdue", s.overdue, "kpi-overdue", "overdue", active === "overdue", s.overdue ? "bad" : ""),
+      card("kpis.escalated", s.escalated, "kpi-escalated", "escalated", active === "escalated", s.escalated ? "warn" : ""));  // prettier-ignore
+    for (const tile of slot.querySelectorAll("[data-filter]")) {
+      tile.addEventListener("click", () => onPick(tile.dataset.filter));
+    }
     return s;
   } catch (err) {
     clear(slot, h("span", { class: "muted small" }, `KPI ${t("error.unavailable")}`));
     return null;
   }
-}
-
-function fmtCell(key, value) {
-  if (typeof value === "number" && key.endsWith("rate")) return `${(value * 100).toFixed(1)}%`;
-  if (value && typeof value === "object") return JSON.stringify(value);
-  return fmtNumber(value);
-}
-
-function kpiLabel(column) {
-  const key = `kpi.${column}`;
-  const label = t(key);
-  return label === key ? column.replaceAll("_", " ") : label;
-}
-
-function kpiRow(row, label, columns) {
-  return h("tr", {}, h("td", {}, label), columns.map((c) => h("td", { class: "num" }, fmtCell(c, row[c]))));
-}
-
-export async function loadKpis(slot, by) {
-  let report;
-  let summary;
-  try {
-    [report, summary] = await Promise.all([
-      api(`/api/v1/kpis?by=${encodeURIComponent(by)}`),
-      api("/api/v1/kpis/summary").catch(() => null),
-    ]);
-  } catch (err) {
-    failed(slot, t("kpis.title"), err);
-    return;
-  }
-  const rows = report.rows || [];
-  const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))].filter((k) => k !== "key" && k !== "label");
-  const byState = summary?.by_state
-    ? h("div", { class: "by-state" }, h("h3", {}, t("kpis.by_state")),
-        h("div", { class: "chips" }, Object.entries(summary.by_state).map(([state, n]) =>
-          h("span", { class: "chip" }, `${t(state)} ${n}`))))  // prettier-ignore
-    : null;
-  clear(slot,
-    h("p", { class: "muted small" }, `${fmtTime(report.since)} — ${fmtTime(report.until)}`),
-    rows.length
-      ? h("table", { class: "grid", "data-testid": "kpi-table" },
-          h("thead", {}, h("tr", {}, h("th", {}, t(`kpis.by.${by}`)), columns.map((c) => h("th", { class: "num" }, kpiLabel(c))))),
-          h("tbody", {}, rows.map((r) => kpiRow(r, r.label || r.key, columns))),
-          report.totals ? h("tfoot", {}, kpiRow(report.totals, t("kpis.totals"), columns)) : null)
-      : h("p", { class: "muted" }, "—"),
-    byState);  // prettier-ignore
 }

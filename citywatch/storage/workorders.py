@@ -11,6 +11,7 @@ acted in between (:class:`StaleWorkOrders`).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import tzinfo
 from typing import Any
@@ -134,3 +135,84 @@ async def save_action(
             ),
         )  # fmt: skip
         await insert_events(cursor, events)
+
+
+async def record_numbering_site(conn: AsyncConnection, site: str, timezone: str) -> None:
+    """Tell the database which site and time zone its work-order numbers are for
+    (``DEMO-20261206-0042``: migration 0008 numbers every new row by them)."""
+    await conn.execute(
+        """INSERT INTO work_order_numbering (singleton, site, timezone) VALUES (true, %s, %s)
+           ON CONFLICT (singleton) DO UPDATE SET site = EXCLUDED.site, timezone = EXCLUDED.timezone
+           WHERE (work_order_numbering.site, work_order_numbering.timezone)
+                 IS DISTINCT FROM (EXCLUDED.site, EXCLUDED.timezone)""",
+        (site, timezone),
+    )
+
+
+EARTH_RADIUS_M = 6_371_000.0
+
+_NEAREST_OPEN = """
+SELECT id, distance_m FROM (
+    SELECT w.id, 2 * %(r)s * asin(sqrt(
+               power(sin(radians(w.lat - %(lat)s) / 2), 2)
+               + cos(radians(%(lat)s)) * cos(radians(w.lat))
+                 * power(sin(radians(w.lon - %(lon)s) / 2), 2))) AS distance_m
+    FROM work_orders w
+    WHERE w.kind = %(kind)s AND w.state = ANY(%(open)s)
+          AND w.lat BETWEEN %(lat)s - %(dlat)s AND %(lat)s + %(dlat)s
+          AND w.lon BETWEEN %(lon)s - %(dlon)s AND %(lon)s + %(dlon)s
+) near
+WHERE distance_m <= %(radius)s
+ORDER BY distance_m, id
+LIMIT 1
+"""
+
+
+async def nearest_open_order(
+    conn: AsyncConnection, kind: str, lat: float, lon: float, radius_m: float,
+    open_states: Sequence[str],
+) -> tuple[str, float] | None:  # fmt: skip
+    """The open work order of ``kind`` nearest to ``(lat, lon)`` within ``radius_m`` (great-
+    circle distance), with its distance; the bounding box lets the (lat, lon) index help."""
+
+    dlat = math.degrees(radius_m / EARTH_RADIUS_M)
+    dlon = dlat / max(math.cos(math.radians(lat)), 1e-6)
+    cursor = await conn.execute(
+        _NEAREST_OPEN,
+        {"r": EARTH_RADIUS_M, "lat": lat, "lon": lon, "kind": kind, "open": list(open_states),
+         "dlat": dlat, "dlon": dlon, "radius": radius_m},
+    )  # fmt: skip
+    row = await cursor.fetchone()
+    return None if row is None else (str(row[0]), float(row[1]))
+
+
+_INSERT_MANUAL = """
+INSERT INTO work_orders (id, kind, category_code, category_name, department, priority, state,
+    sla_tier, opened_at, due_at, clock_started_at, escalated_levels, district, street,
+    community, lat, lon, incident_state, incident_closed_at, last_activity, alert_count,
+    max_confidence, attributes, seq)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '[]', %s, %s, %s, %s, %s, 'closed', NULL,
+        %s, 0, 0, %s, %s)
+RETURNING number
+"""
+
+
+async def insert_manual_order(
+    conn: AsyncConnection, order: WorkOrder, *, lat: float | None, lon: float | None,
+    attributes: Mapping[str, object],
+) -> str:  # fmt: skip
+    """Store a work order a person opened (a 12345 call, a citizen's report) and its events;
+    returns the number the database gave it. Its incident is stored closed with no close
+    time, so the stream tier never loads it as a machine incident of its own."""
+    async with conn.cursor() as cursor:
+        await cursor.execute(
+            _INSERT_MANUAL,
+            (order.id, order.kind.value, order.category_code, order.category_name,
+             order.department, order.priority, order.state.value, order.sla_tier,
+             order.opened_at, order.due_at, order.clock_started_at, order.district,
+             order.street, order.community, lat, lon, order.opened_at,
+             json.dumps(dict(attributes), default=str), order.seq),
+        )  # fmt: skip
+        row = await cursor.fetchone()
+        await insert_events(cursor, order.events)
+    return str(row[0]) if row else ""

@@ -31,7 +31,7 @@ def test_a_worker_never_overwrites_a_persons_action(client, center_db, demo_conf
             assert processor.orders[order.id].state.value == "filed"
             # meanwhile, in the command center:
             dispatched = client.post(f"/api/v1/work-orders/{order.id}/actions/dispatch",
-                                     json={"department": "traffic-police"}, headers=auth("operator"))  # fmt: skip
+                                     json={"department": "traffic-police", "reason": "carriageway"}, headers=auth("operator"))  # fmt: skip
             assert dispatched.status_code == 200
             with pytest.raises(StaleWorkOrders) as stale:
                 async with conn.transaction():

@@ -186,7 +186,8 @@ def test_detail_has_alerts_evidence_devices_timeline_and_sla(client, order) -> N
     detail = client.get(f"/api/v1/work-orders/{order.id}", headers=auth("operator")).json()
     assert detail["id"] == order.id and detail["state"] == "filed" and detail["open"] is True
     assert len(detail["alerts"]) == 2
-    assert detail["devices"] == [{"kind": "camera", "id": "cam-renmin-101"}]
+    assert detail["devices"] == [{"kind": "camera", "id": "cam-renmin-101", "in_registry": True,
+                                  "name": "人民路与建设路口 Renmin/Jianshe crossing"}]  # fmt: skip
     urls = {e["url"] for e in detail["evidence"]}
     assert urls == {f"/api/v1/alerts/{a}/evidence/snapshot" for a in order.alert_ids}
     assert [e["event"] for e in detail["timeline"]] == ["reported", "filed"]
