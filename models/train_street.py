@@ -13,10 +13,12 @@ checking for updates (``YOLO_OFFLINE=1``, ``plots=False``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +29,51 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 STREET_DIR = Path(__file__).resolve().parent / "street"
 ARCHITECTURE = STREET_DIR / "citywatch-street.yaml"
 WEIGHTS_STEM = "citywatch-street"
+WEAK_MAP50 = 0.05
+"""Below this mAP50 on its validation split a trained model detects next to nothing."""
+
+Progress = Callable[[int, int], None]
+"""Told (batches done, batches in all) as training goes, for a bar with the time left."""
+
+
+class OutputExists(FileExistsError):
+    """Training would overwrite weights that are already there (the bundled ones, say)."""
+
+
+def next_model_dir(base: Path = STREET_DIR) -> Path:
+    """A new directory beside ``base`` for a training run: ``street-v2``, ``street-v3``, …
+
+    The bundled model in ``models/street`` is what the demo, the tests and the benchmarks
+    use: a retraining writes next to it, never over it, unless asked to.
+    """
+    version = 2
+    while (base.parent / f"{base.name}-v{version}").exists():
+        version += 1
+    return base.parent / f"{base.name}-v{version}"
+
+
+def check_output(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to write over existing weights unless ``overwrite``."""
+    taken = [
+        p for p in (out_dir / f"{WEIGHTS_STEM}.pt", out_dir / f"{WEIGHTS_STEM}.onnx") if p.exists()
+    ]
+    if taken and not overwrite:
+        raise OutputExists(
+            f"{out_dir} already holds {taken[0].name}: pass --overwrite to replace it, or"
+            " choose another --output (without --output a new models/street-vN is used)"
+        )
+
+
+def weak_model_warning(metrics: dict[str, float]) -> str | None:
+    """What to tell the operator when the trained model detects next to nothing."""
+    map50 = metrics.get("mAP50", 0.0)
+    if map50 >= WEAK_MAP50:
+        return None
+    return (
+        f"mAP50 {map50:.3f} on the validation split: this model detects next to nothing;"
+        " train longer (--epochs), on more images (--train), or at a larger --imgsz"
+        " before pointing a camera's detector.weights at it"
+    )
 
 
 @dataclass(frozen=True)
@@ -67,12 +114,18 @@ def train(
     out_dir: Path = STREET_DIR,
     work_dir: Path = Path(".cache/street-train"),
     settings: TrainSettings = TrainSettings(),
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Render, train, export and evaluate; write ``citywatch-street.{pt,onnx}`` and the card."""
     import torch
     from ultralytics import YOLO
 
     from citywatch.models.street_dataset import DATASET_VERSION, render_dataset
+
+    # ultralytics logs its settings, the layer table and a bar per epoch at INFO (above INFO
+    # its bars are off too), and warns of the architecture file's missing scale. Our own
+    # progress (``progress``) says how far it is.
+    logging.getLogger("ultralytics").setLevel(logging.ERROR)
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     work_dir = work_dir.resolve()
@@ -88,6 +141,8 @@ def train(
     render_s = time.perf_counter() - started
 
     model = YOLO(str(ARCHITECTURE), task="detect")
+    if progress is not None:
+        _report_batches(model, settings.epochs, progress)
     started = time.perf_counter()
     model.train(
         data=str(data_yaml),
@@ -133,6 +188,18 @@ def train(
     evaluate(result, data_yaml)
     write_card(result, out_dir / "MODEL_CARD.md")
     return result
+
+
+def _report_batches(model: Any, epochs: int, progress: Progress) -> None:
+    """Call ``progress`` after every training batch (ultralytics' own bars are off)."""
+    done = 0
+
+    def batch_end(trainer: Any) -> None:
+        nonlocal done
+        done += 1
+        progress(done, epochs * len(trainer.train_loader))
+
+    model.add_callback("on_train_batch_end", batch_end)
 
 
 def evaluate(result: TrainResult, data_yaml: Path) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from citywatch.cli.options import (
     DEFAULT_CONFIG,
@@ -131,7 +132,11 @@ def edge_replay(
         str, typer.Option(help="Frame size WxH of a detection file's video.")
     ] = "1280x720",
     start: Annotated[
-        str | None, typer.Option(help="ISO 8601 wall-clock time of frame 1 (for schedules).")
+        str | None,
+        typer.Option(
+            help="ISO 8601 wall-clock time of frame 1, for schedules (default: the recording's"
+            " own start where the source knows it, as synthetic scenes do; else now)."
+        ),
     ] = None,
     truth: Annotated[
         Path | None, typer.Option(help="Expected alerts (JSON lines) to score the run against.")
@@ -162,7 +167,7 @@ def edge_replay(
     from citywatch.edge.camera.evaluation.truth_file import read_truth
     from citywatch.edge.camera.evidence import EvidenceStore
     from citywatch.edge.camera.pipeline import CameraPipeline
-    from citywatch.hardware.camera.video_source import VideoSourceError
+    from citywatch.hardware.camera.video_source import VideoSourceError, recorded_start
     from citywatch.models.detector_factory import DetectorError
 
     if (video is None) == (detections is None):
@@ -170,7 +175,8 @@ def edge_replay(
     cfg = load_config_or_exit(config)
     cam = _camera(cfg, camera)
     expected = read_truth(truth) if truth is not None else None  # a wrong file fails first
-    started = start_of(start, datetime.now(UTC))
+    known = recorded_start(str(video)) if video is not None else None
+    started = start_of(start, known or datetime.now(UTC))
     detector = None
     try:
         if video is not None:
@@ -208,7 +214,7 @@ def edge_replay(
     )
     duration_s = result.frames / cam.source.detect_fps
     for gap in schedule_gaps(cam, cfg.site.timezone, started, duration_s):
-        note = " (--start was not given: it defaults to now)" if start is None else ""
+        note = " (--start was not given: it defaults to now)" if start is None and not known else ""
         err.print(f"[yellow]![/] {gap.message()}{note}", highlight=False, soft_wrap=True)
     if expected is None:
         return
@@ -234,8 +240,6 @@ def edge_detect(
 ) -> None:
     """Detect once, back-test many times: the camera's detector over a recording at its
     detection rate, written as a detection file for `citywatch edge replay --detections`."""
-    from rich.progress import Progress
-
     from citywatch.edge.camera.camera_detectors import camera_detector
     from citywatch.edge.camera.evaluation.detection_file import write_detections
     from citywatch.hardware.camera.video_source import VideoSource
@@ -246,14 +250,40 @@ def edge_detect(
     rows = []
     with (
         VideoSource(str(video), detect_fps=cam.source.detect_fps) as source,
-        Progress(console=console) as progress,
+        _counting() as progress,
     ):
-        task = progress.add_task(f"detecting in {video.name}", total=None)
+        task = progress.add_task(
+            f"detecting in {video.name}: frames",
+            total=_frames_due(video, cam.source.detect_fps),
+        )
         for frame in source:
             rows.append((frame.index + 1, detector.detect(frame.image), None))
             progress.advance(task)
     count = write_detections(out, rows)
     console.print(f"{len(rows)} frames, {count} detections written to {out}")
+
+
+def _counting() -> Progress:
+    """A bar that counts (done/total) and says the time left."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=console,
+    )  # fmt: skip
+
+
+def _frames_due(video: Path, detect_fps: float | None) -> int | None:
+    """How many frames of a video file the detector will see (None when it cannot tell)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    try:
+        count, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    if not count or count <= 0 or not fps or fps <= 0:
+        return None
+    share = min(1.0, detect_fps / fps) if detect_fps else 1.0
+    return max(1, round(count * share))
 
 
 def sim_camera(
@@ -300,6 +330,7 @@ def edge_suite(
     from citywatch.edge.camera.evaluation.backtest_report import render_report, render_suite
     from citywatch.edge.camera.evaluation.scenario_suite import (
         SuiteRun,
+        frames_due,
         run_live,
         run_replay,
         suite_cases,
@@ -318,11 +349,21 @@ def edge_suite(
                 case.scenario, case.camera.source.detect_fps
             )
     else:
-        with console.status(f"running {len(cases)} scenarios through the camera agent…"):
-            live = run_live(cfg, cases, evidence_dir=work / "evidence")
+        with _counting() as count:
+            task = count.add_task(
+                f"{len(cases)} scenarios through the camera agent: frames",
+                total=sum(frames_due(case) for case in cases),
+            )
+            live = run_live(
+                cfg, cases, evidence_dir=work / "evidence", on_frame=lambda: count.advance(task)
+            )
         console.print("[bold]live agent path[/]")
         render_report(render_suite(live.reports, console), console, details=False)
-    replayed = run_replay(cfg, cases, live, work / "detections")
+    with _counting() as count:
+        task = count.add_task("replaying the detection files: scenarios", total=len(cases))
+        replayed = run_replay(
+            cfg, cases, live, work / "detections", on_case=lambda: count.advance(task)
+        )
     console.print("[bold]replay --detections[/]" + (" (perfect detector)" if oracle else ""))
     merged = render_suite(replayed.reports, console)
     render_report(merged, console, details=False)

@@ -125,6 +125,7 @@ EXPECTED: tuple[Expected, ...] = (
     Expected("citywatch.hardware.camera.video_source", "VideoSourceError", 2),
     Expected("citywatch.edge.camera.evaluation.truth_file", "TruthFileError", 2, _truth_file),
     Expected("citywatch.cli.errors", "PortInUse", 1),
+    Expected("citywatch.models.train_street", "OutputExists", 2),
     Expected("psycopg", "OperationalError", 1, _database),
     Expected("aiokafka.errors", "KafkaConnectionError", 1, _kafka),
     Expected(

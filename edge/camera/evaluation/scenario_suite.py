@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -107,12 +107,19 @@ def video_start(alerts: Sequence[Alert], fallback: datetime) -> datetime:
     return fallback
 
 
+def frames_due(case: SuiteCase) -> int:
+    """How many frames the agent detects on over the case's scene (for a progress count)."""
+    return round(case.scenario.duration_s * case.camera.source.detect_fps)
+
+
 def run_live(
     config: CitywatchConfig,
     cases: Sequence[SuiteCase],
     evidence_dir: Path | None = None,
+    on_frame: Callable[[], None] | None = None,
 ) -> SuiteRun:
-    """Run every case's camera through the camera agent at once (one thread per camera)."""
+    """Run every case's camera through the camera agent at once (one thread per camera);
+    ``on_frame`` is called (from the camera threads) after each detected frame."""
     wanted = {c.camera.id for c in cases}
     gateway_ids = {c.camera.gateway for c in cases}
     if len(gateway_ids) != 1:
@@ -130,6 +137,8 @@ def run_live(
     def record(camera_id: str, frame: Frame, detections: Detections) -> None:
         with lock:
             run.detections[camera_id].append((frame.index + 1, detections, None))
+        if on_frame is not None:
+            on_frame()
 
     agent = CameraGateway(
         fast,
@@ -150,9 +159,11 @@ def run_replay(
     cases: Sequence[SuiteCase],
     live: SuiteRun,
     work_dir: Path,
+    on_case: Callable[[], None] | None = None,
 ) -> SuiteRun:
     """Replay each case from the detections ``live`` recorded, written as files (a live
-    run's, or :func:`truth_detections`'s), with the live run's start times."""
+    run's, or :func:`truth_detections`'s), with the live run's start times; ``on_case`` is
+    called after each."""
     run = SuiteRun()
     work_dir.mkdir(parents=True, exist_ok=True)
     for case in cases:
@@ -172,6 +183,8 @@ def run_replay(
         )
         run.alerts[camera.id] = result.alerts
         run.reports.append(_score(case, result.alerts, start))
+        if on_case is not None:
+            on_case()
     return run
 
 
