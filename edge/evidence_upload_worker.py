@@ -13,6 +13,7 @@ the MQTT session.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -64,7 +65,15 @@ class EvidenceUploader:
         self._thread: threading.Thread | None = None
 
     def enqueue(self, refs: Sequence[EvidenceRef]) -> None:
-        if self.queue.add(refs, self._clock()):
+        """Queue files for upload; a queue that cannot be written (disk full, closed) is
+        logged and never fails the publishing of the alert that named them."""
+        try:
+            added = self.queue.add(refs, self._clock())
+        except (sqlite3.Error, OSError) as exc:
+            log.error("evidence upload queue %s: %s; %d file(s) not queued for upload (they"
+                      " stay on this gateway)", self.queue.path, exc, len(refs))  # fmt: skip
+            return
+        if added:
             self._wake.set()
 
     def enqueue_from(self, messages: Sequence[WireModel]) -> None:

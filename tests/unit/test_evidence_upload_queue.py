@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from citywatch.contracts.messages import EvidenceKind, EvidenceRef
+from citywatch.edge.backoff import Backoff
 from citywatch.edge.evidence_upload import UploadQueue
+from citywatch.edge.evidence_upload_client import CenterUploadClient
+from citywatch.edge.evidence_upload_worker import EvidenceUploader
 
 
 def evidence(tmp_path: Path, name: str, kind: EvidenceKind, size: int) -> EvidenceRef:
@@ -65,3 +68,16 @@ def test_over_budget_the_oldest_clips_go_first_then_the_oldest_images(
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 4 and all("will not be uploaded" in m for m in messages)
     assert "clip1.mp4" in messages[0] and "snap1.jpg" in messages[3]
+
+
+def test_a_queue_that_cannot_be_written_never_fails_the_publisher(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the queue closed (the session stopping), queuing logs an error and returns."""
+    queue = UploadQueue(tmp_path / "q.sqlite", budget_bytes=1000)
+    client = CenterUploadClient("http://127.0.0.1:9", "gw", lambda: "pw")
+    uploader = EvidenceUploader(queue, client, Backoff(0.1, 1))
+    queue.close()
+    with caplog.at_level(logging.ERROR, logger="citywatch.edge.evidence_upload_worker"):
+        uploader.enqueue([evidence(tmp_path, "late.jpg", EvidenceKind.SNAPSHOT, 10)])
+    assert "not queued for upload" in caplog.text
