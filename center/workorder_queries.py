@@ -30,11 +30,14 @@ SUMMARY_COLUMNS = (
     "id", "kind", "category_code", "category_name", "department", "priority", "state",
     "opened_at", "due_at", "resolved_at", "closed_at", "escalation_level", "district", "street",
     "community", "lat", "lon", "alert_count", "max_confidence", "reopen_count", "seq",
-    "updated_at", "escalated_levels", "clock_started_at", "sla_tier", "number", "attributes",
+    "updated_at", "escalated_levels", "clock_started_at", "sla_tier", "number",
 )  # fmt: skip
-HIDDEN = ("clock_started_at", "sla_tier", "attributes")
+HIDDEN = ("clock_started_at", "sla_tier")
 """Columns read for the detail and the workflow, not shown in the list."""
-_SELECT = ", ".join(f"w.{c}" for c in SUMMARY_COLUMNS)
+_SELECT = ", ".join(f"w.{c}" for c in SUMMARY_COLUMNS) + (
+    ", w.attributes->>'reported_via' AS reported_via"
+)
+"""The list's columns, and who reported the order (not the whole attributes document)."""
 MAX_LIMIT = 500
 Sort = Literal["newest", "urgency"]
 
@@ -209,22 +212,18 @@ def list_query(
     return sql, params
 
 
-def reported_via(attributes: Mapping[str, Any] | None) -> str:
-    """Who reported the order: machine (an alert), hotline or citizen (a person opened it)."""
-    via = (attributes or {}).get("reported_via")
-    return via if via in MANUAL_SOURCES else "machine"
-
-
 MANUAL_SOURCES = ("hotline", "citizen")
+"""Who reports an order a person opened; any other order is a machine's."""
 
 
 def summary(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """The list's view of one work order (what the console's table and map show)."""
     is_open = row["state"] in OPEN
     due = row["due_at"]
+    via = row.get("reported_via")
     return {
         **{c: row[c] for c in SUMMARY_COLUMNS if c not in HIDDEN},
-        "reported_via": reported_via(row.get("attributes")),
+        "reported_via": via if via in MANUAL_SOURCES else "machine",
         "open": is_open,
         "overdue": bool(is_open and due is not None and due < now),
     }
@@ -265,7 +264,9 @@ async def fetch_rows(
 
 async def order_row(conn: AsyncConnection, order_id: str) -> dict[str, Any] | None:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {_SELECT} FROM work_orders w WHERE w.id = %s", (order_id,))
+        await cur.execute(
+            f"SELECT {_SELECT}, w.attributes FROM work_orders w WHERE w.id = %s", (order_id,)
+        )
         return await cur.fetchone()
 
 

@@ -191,7 +191,7 @@ export function renderDetail(panel, detail, ctx) {
       devicesView(detail, ctx),
       detail.alert_count ? [h("dt", {}, t("detail.alerts")), h("dd", {}, `${detail.alert_count}`,
         detail.max_confidence ? ` · ${t("detail.max_conf")} ${Math.round(detail.max_confidence * 100)}%` : "")] : null,
-      detail.escalation_level ? [h("dt", {}, t("action.escalate")), h("dd", { class: "warn" }, t(detail.escalation_level))] : null),
+      detail.escalation_level ? [h("dt", {}, t("detail.escalated_to")), h("dd", { class: "warn" }, t(detail.escalation_level))] : null),
     actionsPanel(detail, departments, ctx.onChanged),
     imagesView(detail, alerts),
     clipsView(detail, alerts),

@@ -55,7 +55,8 @@ export function fmtTime(iso, { date = true } = {}) {
 }
 
 /** A duration's two largest units: 3725 → [[1, "h"], [2, "m"]]; 59 → [[59, "s"]]; 90000 →
- * [[1, "d"], [1, "h"]] (always positive: the caller says overdue or left). */
+ * [[1, "d"], [1, "h"]] (always positive: the caller says overdue or left). i18n's fmtSpan
+ * names the units in the reader's language. */
 export function durationParts(seconds) {
   const s = Math.max(0, Math.round(Math.abs(seconds)));
   const units = [[Math.floor(s / 86400), "d"], [Math.floor((s % 86400) / 3600), "h"],
@@ -63,16 +64,6 @@ export function durationParts(seconds) {
   const first = units.findIndex(([n]) => n > 0);
   if (first === -1 || first === 3) return [units[3]];
   return units.slice(first, first + 2);
-}
-
-/** 3725 → "1h 02m"; 59 → "59s"; 90000 → "1d 01h". */
-export function fmtDuration(seconds) {
-  return durationParts(seconds).map(([n, u], i) => `${i ? String(n).padStart(2, "0") : n}${u}`).join(" ");
-}
-
-export function fmtAgo(iso) {
-  if (!iso) return "—";
-  return `${fmtDuration((Date.now() - new Date(iso).getTime()) / 1000)}`;
 }
 
 export function fmtNumber(value, digits = 1) {

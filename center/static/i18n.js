@@ -132,6 +132,7 @@ const TABLE = {
     "alerts.title": "新的特急工单", "alerts.toast": "新的特急工单",
     "kpis.tile_hint": "点击筛选列表",
     // detail
+    "devices.ago": "{span}前", "detail.escalated_to": "已提级至",
     "detail.number": "工单号", "detail.machine_id": "系统编号", "detail.devices": "感知设备",
     "detail.device_link": "查看设备", "detail.not_registered": "未登记",
     "detail.clips": "现场视频", "detail.max_conf": "最高置信度",
@@ -296,6 +297,7 @@ const TABLE = {
     "alerts.denied": "The browser refused desktop notifications; sound only",
     "alerts.title": "New P1 work order", "alerts.toast": "New P1 work order",
     "kpis.tile_hint": "Click to filter the list",
+    "devices.ago": "{span} ago", "detail.escalated_to": "Escalated to",
     "detail.number": "Number", "detail.machine_id": "System id", "detail.devices": "Devices",
     "detail.device_link": "Show device", "detail.not_registered": "not in the registry",
     "detail.clips": "Video clips", "detail.max_conf": "max confidence",

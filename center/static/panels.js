@@ -2,8 +2,10 @@
 // header (open, overdue, escalated — each one a filter of the list).
 
 import { api } from "./api.js";
-import { clear, fmtAgo, fmtNumber, fmtTime, h } from "./dom.js";
-import { t } from "./i18n.js";
+import { clear, fmtNumber, fmtTime, h } from "./dom.js";
+import { fill, fmtSpan, t } from "./i18n.js";
+
+const ageSeconds = (iso) => (Date.now() - new Date(iso).getTime()) / 1000;
 
 function failed(slot, what, err) {
   clear(slot, h("p", { class: "error" }, `${what}: ${err.message || t("error.unavailable")}`));
@@ -32,7 +34,7 @@ export async function loadDevices(slot, placeName) {
         h("td", {}, h("div", {}, d.id), h("div", { class: "muted small" }, d.name || "")),
         h("td", {}, t(d.kind)),
         h("td", {}, [d.district, d.street, d.community].filter(Boolean).map(placeName).join(" / ")),
-        h("td", { title: fmtTime(d.last_seen) }, d.last_seen ? `${fmtAgo(d.last_seen)}` : "—"),
+        h("td", { title: fmtTime(d.last_seen) }, d.last_seen ? fill("devices.ago", { span: fmtSpan(ageSeconds(d.last_seen)) }) : "—"),
         h("td", { class: "num" }, fmtNumber(d.metrics?.fps)),
         h("td", { class: "num" }, fmtNumber(latency(d.metrics), 0)))))));  // prettier-ignore
   return devices;
