@@ -167,8 +167,7 @@ def edge_replay(
     from citywatch.edge.camera.evaluation.truth_file import read_truth
     from citywatch.edge.camera.evidence import EvidenceStore
     from citywatch.edge.camera.pipeline import CameraPipeline
-    from citywatch.hardware.camera.video_source import VideoSourceError, recorded_start
-    from citywatch.models.detector_factory import DetectorError
+    from citywatch.hardware.camera.video_source import recorded_start
 
     if (video is None) == (detections is None):
         raise typer.BadParameter("give exactly one of --video and --detections")
@@ -176,33 +175,36 @@ def edge_replay(
     cam = _camera(cfg, camera)
     expected = read_truth(truth) if truth is not None else None  # a wrong file fails first
     known = recorded_start(str(video)) if video is not None else None
-    started = start_of(start, known or datetime.now(UTC))
-    detector = None
     try:
-        if video is not None:
-            from citywatch.edge.camera.camera_detectors import load_camera_detectors
+        started = start_of(start, known or datetime.now(UTC))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{start!r} is not an ISO 8601 time: write e.g. 2026-05-12T09:00:00+08:00",
+            param_hint="--start",
+        ) from None
+    width, height = _frame_size(size)
+    detector = None
+    # Missing weights, an unreadable video or a bad detection file: cli/errors.py words them.
+    if video is not None:
+        from citywatch.edge.camera.camera_detectors import load_camera_detectors
 
-            detector = load_camera_detectors(cam)
-        pipeline = CameraPipeline(
-            site_id=cfg.site.id,
-            camera=cam,
-            tz=cfg.site.timezone,
-            start_time=started,
-            detector=detector,
-            evidence=EvidenceStore(evidence, cam.id) if evidence else None,
-        )
-        with console.status(f"replaying {video or detections} through {cam.id}…"):
-            if video is not None:
-                result = replay_video(pipeline, video)
-            else:
-                assert detections is not None
-                width, height = (int(v) for v in size.lower().split("x"))
-                result = replay_detections(
-                    pipeline, detections, video_fps=fps or 25.0, frame_size=(width, height)
-                )
-    except (DetectorError, VideoSourceError, ValueError, OSError) as exc:
-        err.print(f"[red]✗[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        detector = load_camera_detectors(cam)
+    pipeline = CameraPipeline(
+        site_id=cfg.site.id,
+        camera=cam,
+        tz=cfg.site.timezone,
+        start_time=started,
+        detector=detector,
+        evidence=EvidenceStore(evidence, cam.id) if evidence else None,
+    )
+    with console.status(f"replaying {video or detections} through {cam.id}…"):
+        if video is not None:
+            result = replay_video(pipeline, video)
+        else:
+            assert detections is not None
+            result = replay_detections(
+                pipeline, detections, video_fps=fps or 25.0, frame_size=(width, height)
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("wb") as fh:
         for alert in result.alerts:
@@ -261,6 +263,17 @@ def edge_detect(
             progress.advance(task)
     count = write_detections(out, rows)
     console.print(f"{len(rows)} frames, {count} detections written to {out}")
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    """``--size WxH`` as (width, height)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a frame size: write WIDTHxHEIGHT, e.g. 1280x720", param_hint="--size"
+        ) from None
+    return width, height
 
 
 def _counting() -> Progress:

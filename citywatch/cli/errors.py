@@ -124,6 +124,8 @@ EXPECTED: tuple[Expected, ...] = (
     Expected("citywatch.models.detector_factory", "DetectorError", 2),
     Expected("citywatch.hardware.camera.video_source", "VideoSourceError", 2),
     Expected("citywatch.edge.camera.evaluation.truth_file", "TruthFileError", 2, _truth_file),
+    Expected("citywatch.edge.camera.evaluation.detection_file", "DetectionFileError", 2),
+    Expected("citywatch.hardware.camera.street.scenario", "ScenarioError", 2, str),
     Expected("citywatch.cli.errors", "PortInUse", 1),
     Expected("citywatch.models.train_street", "OutputExists", 2),
     Expected("psycopg", "OperationalError", 1, _database),
@@ -171,6 +173,13 @@ class CliGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click.Context
         try:
             return super().invoke(ctx)
+        except typer.BadParameter as exc:  # a wrong or missing option: one line too
+            if ctx.meta.get(DEBUG_KEY):
+                raise
+            where = getattr(exc.ctx, "command_path", None) or ctx.command_path
+            line = f"{exc.format_message()} (see `{where} --help`)"
+            err.print(Text.assemble(("✗ ", "red"), line), highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, TyperException):
             raise
         except KeyboardInterrupt as exc:

@@ -237,3 +237,55 @@ def test_replay_warns_when_start_puts_a_rule_outside_its_schedule(tmp_path: Path
     )
     day = CliRunner().invoke(app, [*args, "--start", "2026-05-12T12:00:00+08:00"])
     assert day.exit_code == 0 and not day.stderr
+
+
+def test_unknown_scenario_lists_the_known_ones() -> None:
+    """`sim camera` with a scenario that does not exist: one line listing those that do."""
+    result = CliRunner().invoke(app, ["sim", "camera", "no-such-scene", "--out", "/tmp/x"])
+    assert result.exit_code == 2
+    line = one_line(result.stderr)
+    assert "no-such-scene.yaml: no such scenario file (known scenarios: brief-stop," in line
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--start", "yesterday"],
+         "✗ Invalid value for --start: 'yesterday' is not an ISO 8601 time: write e.g."
+         " 2026-05-12T09:00:00+08:00 (see `citywatch edge replay --help`)"),
+        (["--size", "12"],
+         "✗ Invalid value for --size: '12' is not a frame size: write WIDTHxHEIGHT, e.g."
+         " 1280x720 (see `citywatch edge replay --help`)"),
+    ],
+    ids=["start", "size"],
+)  # fmt: skip
+def test_replay_option_mistakes_are_one_line(
+    tmp_path: Path, extra: list[str], expected: str
+) -> None:
+    """A malformed --start or --size: one line naming the option and the form it takes."""
+    detections = tmp_path / "det.csv"
+    detections.write_text("1,1,100,400,200,100,0.9,car\n")
+    result = CliRunner().invoke(
+        app,
+        ["edge", "replay", "--config", str(DEMO), "--camera", "cam-renmin-101",
+         "--detections", str(detections), "--out", str(tmp_path / "out.jsonl"), *extra],
+        prog_name="citywatch",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert one_line(result.stderr) == expected
+
+
+def test_replay_of_a_malformed_detection_file_names_its_line(tmp_path: Path) -> None:
+    """A detection file row with too few columns: file:line and the columns it needs."""
+    detections = tmp_path / "det.csv"
+    detections.write_text("1,1,100\n")
+    result = CliRunner().invoke(
+        app,
+        ["edge", "replay", "--config", str(DEMO), "--camera", "cam-renmin-101",
+         "--detections", str(detections), "--out", str(tmp_path / "out.jsonl")],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert one_line(result.stderr) == (
+        f"✗ {detections}:1: 3 columns, need 8 or 9"
+        " (expected frame,id,left,top,width,height,conf,class[,visibility])"
+    )
