@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 GATEWAY = "gw-sensors-east"
 EMBEDDED_DB = "database: {url: embedded}"
+GATEWAY_LINE = f"    - id: {GATEWAY}"
 HEBIN = "{start_after: 5s, rise: 25s, plateau: 10s, drain: 20s, peak_depth_cm: 18, noise_cm: 0.5}"
 FAST_HEBIN = (
     "{start_after: 0s, rise: 2s, plateau: 120s, drain: 20s, peak_depth_cm: 18, noise_cm: 0.2}"
@@ -49,7 +50,11 @@ def site_config(directory: Path, prefix: str, database_url: str) -> Path:
     devices = directory / "demo-district" / "devices.yaml"
     text = devices.read_text(encoding="utf-8")
     assert text.count(HEBIN) == 1, "the demo's Hebin Rd rain changed: update this test"
-    devices.write_text(text.replace(HEBIN, FAST_HEBIN), encoding="utf-8")
+    assert text.count(GATEWAY_LINE) == 1, "the demo's sensor gateway changed: update this test"
+    text = text.replace(HEBIN, FAST_HEBIN).replace(  # an outbox no other test has written to
+        GATEWAY_LINE, f"{GATEWAY_LINE}\n      outbox_path: {directory / 'outbox.sqlite'}"
+    )
+    devices.write_text(text, encoding="utf-8")
     site = directory / "site.yaml"
     site.write_text(
         "include:\n  - demo-district.yaml\n"
