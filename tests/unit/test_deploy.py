@@ -449,14 +449,19 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, site: CitywatchConfig) ->
         pytest.skip("prepare.sh needs openssl")
     root = tmp_path_factory.mktemp("deploy-copy")
     shutil.copytree(DEPLOY, root / "deploy")
+    prepare(root, site, "gw-nanhu-sensors")
+    return root / "deploy" / "compose"
+
+
+def prepare(root: Path, site: CitywatchConfig, *gateways: str) -> None:
+    """Run deploy/scripts/prepare.sh in ``root`` with the example config's broker name."""
     mqtt_host = urlsplit(site.services.mqtt.url).hostname or ""
     run = subprocess.run(
-        ["bash", "deploy/scripts/prepare.sh", "cw.example.org", mqtt_host, "gw-nanhu-sensors"],
+        ["bash", "deploy/scripts/prepare.sh", "cw.example.org", mqtt_host, *gateways],
         cwd=root, env={"PATH": "/usr/bin:/bin", "CITYWATCH": str(REPO / ".venv/bin/citywatch")},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
-    return root / "deploy" / "compose"
 
 
 @pytest.mark.service
@@ -603,3 +608,26 @@ def test_mosquitto_runs_the_deploy_config_with_the_exported_accounts(
 MQTT_CONNECT_ANONYMOUS = bytes.fromhex("100c00044d5154540402003c0000")
 """An MQTT 3.1.1 CONNECT with an empty client id and no login: answered by a CONNACK
 (refused, as allow_anonymous is false) once the TLS handshake went through."""
+
+
+@pytest.mark.service
+def test_prepare_again_keeps_the_ca_secrets_and_env_and_adds_a_gateway(
+    prepared: Path, site: CitywatchConfig
+) -> None:
+    """Adding a district runs prepare.sh again: the CA, every secret, every server
+    certificate and .env stay as they were (running services keep trusting each other); the
+    new gateway gets a client certificate of the same CA, and the broker files are rewritten."""
+    kept = [prepared / ".env", prepared / "tls/ca/ca.crt", prepared / "tls/kafka-1/server.pem"]
+    kept += sorted((prepared / "secrets").iterdir())
+    before = {path: path.read_bytes() for path in kept}
+    prepare(prepared.parents[1], site, "gw-nanhu-sensors", "gw-nanhu-cam")
+    assert {path: path.read_bytes() for path in kept} == before
+    gateway = prepared / "tls" / "gateways" / "gw-nanhu-cam"
+    device = client_context(
+        str(gateway / "ca.crt"), str(gateway / "client.crt"), str(gateway / "client.key")
+    )
+    tls = prepared / "tls"
+    server = server_context(
+        tls / "mosquitto/server.crt", tls / "mosquitto/server.key", tls / "ca/ca.crt"
+    )
+    handshake(server, device, urlsplit(site.services.mqtt.url).hostname or "")
