@@ -205,3 +205,31 @@ def test_health_states_are_exported_as_a_gauge() -> None:
     health.readiness["database"] = lambda: "unreachable"
     assert value(registry, "citywatch_health_check", probe="loop", kind="liveness") == 1
     assert value(registry, "citywatch_health_check", probe="database", kind="readiness") == 0
+
+
+@pytest.mark.slow
+def test_a_camera_gateways_frames_and_inference_are_counted() -> None:
+    """The demo's cameras run a moment: frames per camera, and one inference time per frame."""
+    from citywatch.config import load_config
+    from citywatch.edge.camera.agent import CameraGateway
+    from citywatch.edge.metrics import watch_cameras
+
+    class Dropped:
+        def publish_many(self, messages: object) -> None:
+            """The alerts are not under test."""
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "demo-district.yaml")
+    before = value(EDGE_REGISTRY, "citywatch_camera_inference_seconds_count") or 0
+    gateway = CameraGateway(
+        config, "gw-cam-renmin", Dropped(), telemetry_interval_s=3600, clip_thread=False
+    )  # type: ignore[arg-type]
+    watch_cameras(gateway)
+    gateway.run(duration_s=2.5)
+    frames = {
+        camera: value(EDGE_REGISTRY, "citywatch_camera_frames_total", camera=camera) or 0
+        for camera in gateway.workers
+    }
+    assert all(count >= 1 for count in frames.values()), frames
+    inferred = (value(EDGE_REGISTRY, "citywatch_camera_inference_seconds_count") or 0) - before
+    assert inferred == sum(frames.values())
+    assert value(EDGE_REGISTRY, "citywatch_camera_detect_fps", camera="cam-renmin-101") == 4
