@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from citywatch.config.problem_wording import did_you_mean
 from citywatch.config.tree import CitywatchConfig
 from citywatch.contracts.messages import AlertKind
 
@@ -61,7 +62,11 @@ def verify_devices_reference_known_gateways(config: CitywatchConfig) -> list[Con
         path: Path = ("devices", section, index, "gateway")
         if gateway not in gateways:
             issues.append(
-                ConfigIssue(path, f"unknown gateway {gateway!r}; declared: {sorted(gateways)}")
+                ConfigIssue(
+                    path,
+                    f"unknown gateway {gateway!r} (declared: {', '.join(sorted(gateways))})"
+                    f"{did_you_mean(gateway, sorted(gateways))}",
+                )
             )
         elif gateways[gateway] != kind:
             issues.append(
@@ -87,7 +92,8 @@ def verify_placements_in_grid(config: CitywatchConfig) -> list[ConfigIssue]:
             issues.append(
                 ConfigIssue(
                     (*base, "district"),
-                    f"unknown district {place.district!r}; known: {sorted(streets)}",
+                    f"unknown district {place.district!r} (known: {', '.join(sorted(streets))})"
+                    f"{did_you_mean(place.district, sorted(streets))}",
                 )
             )
             continue
@@ -95,7 +101,8 @@ def verify_placements_in_grid(config: CitywatchConfig) -> list[ConfigIssue]:
             issues.append(
                 ConfigIssue(
                     (*base, "street"),
-                    f"street {place.street!r} is not in district {place.district!r}",
+                    f"street {place.street!r} is not in district {place.district!r}"
+                    f"{did_you_mean(place.street, sorted(streets[place.district]))}",
                 )
             )
             continue
@@ -122,13 +129,17 @@ def verify_categories_reference_departments_and_tiers(config: CitywatchConfig) -
             issues.append(
                 ConfigIssue(
                     (*base, "department"),
-                    f"unknown department {category.department!r}; declared: {sorted(departments)}",
+                    f"unknown department {category.department!r}"
+                    f" (declared: {', '.join(sorted(departments))})"
+                    f"{did_you_mean(category.department, sorted(departments))}",
                 )
             )
         if category.sla not in tiers:
             issues.append(
                 ConfigIssue(
-                    (*base, "sla"), f"unknown SLA tier {category.sla!r}; declared: {sorted(tiers)}"
+                    (*base, "sla"),
+                    f"unknown SLA tier {category.sla!r} (declared: {', '.join(sorted(tiers))})"
+                    f"{did_you_mean(category.sla, sorted(tiers))}",
                 )
             )
     return issues

@@ -134,6 +134,24 @@ def _description_at(root: type[BaseModel], data: object, loc: Loc) -> str | None
     return None
 
 
+def _tags_at(root: type[BaseModel], data: object, loc: Loc, field: str) -> list[str]:
+    """The values a discriminated union at ``loc`` takes in its ``field`` (its kinds)."""
+    tp: Any = root
+    value = data
+    for part in loc:
+        tp = _child_type(tp, part, value)
+        if tp is None:
+            return []
+        value = _child(value, part)
+    tags: list[str] = []
+    for alt in _unwrap(tp):
+        if isinstance(alt, type) and issubclass(alt, BaseModel) and field in alt.model_fields:
+            annotation = alt.model_fields[field].annotation
+            if get_origin(annotation) is Literal:
+                tags += [str(tag) for tag in get_args(annotation)]
+    return tags
+
+
 def _child(value: object, part: str | int) -> object:
     if isinstance(value, Mapping):
         return value.get(part)
@@ -168,7 +186,9 @@ def reword(error: ErrorDetails, root: type[BaseModel], data: object) -> str:
         )
     if kind == "union_tag_not_found":
         field = str(ctx.get("discriminator", "type")).strip("'")
-        return f"says nothing of its {field}: add `{field}:` to say which kind of entry this is"
+        tags = _tags_at(root, data, loc, field)
+        choices = f" ({', '.join(tags)})" if tags else ""
+        return f"has no {field}: add `{field}:` to say which kind of entry this is{choices}"
     if kind in ("literal_error", "enum"):
         allowed = _QUOTED.findall(str(ctx.get("expected", "")))
         return (

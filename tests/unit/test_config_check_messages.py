@@ -158,3 +158,28 @@ def test_field_names_follow_the_discriminated_union_of_rules() -> None:
     smoke = field_names_at(CitywatchConfig, data, ("devices", "cameras", 0, "rules", 0))
     parking = field_names_at(CitywatchConfig, data, ("devices", "cameras", 0, "rules", 1))
     assert "window" in smoke and "window" not in parking and "dwell" in parking
+
+
+def test_rule_without_a_type_lists_the_types(site: Path) -> None:
+    """A rule with no `type:` says to add one and which there are."""
+    devices = devices_of(site)
+    old = "{type: smoke, name: open-burning, zones: [sidewalk], window: 6s, min_fraction: 0.5}"
+    edit(devices, old, "{name: open-burning, zones: [sidewalk], window: 6s, min_fraction: 0.5}")
+    code, lines = check(site)
+    assert code == 1
+    assert len(lines) == 1 and lines[0].endswith(
+        "devices.cameras[1].rules[0]: has no type: add `type:` to say which kind of entry this"
+        " is (illegal_parking, street_vending, smoke)"
+    )
+
+
+def test_reference_to_an_undeclared_gateway_suggests_the_nearest(site: Path) -> None:
+    """A cross-section check (a device's gateway) lists what is declared and the near miss."""
+    devices = devices_of(site)
+    edit(devices, "gateway: gw-cam-hebin\n", "gateway: gw-cam-hebn\n")
+    code, lines = check(site)
+    assert code == 1
+    assert len(lines) == 1 and lines[0].endswith(
+        "devices.cameras[2].gateway: unknown gateway 'gw-cam-hebn' (declared: gw-cam-hebin,"
+        " gw-cam-renmin, gw-dock-01, gw-sensors-east): did you mean 'gw-cam-hebin'?"
+    )
