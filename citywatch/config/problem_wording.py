@@ -98,34 +98,31 @@ def _child_type(tp: Any, part: str | int, value: object) -> Any:
     return None
 
 
-def field_names_at(root: type[BaseModel], data: object, loc: Loc) -> list[str]:
-    """The setting names the model accepts at ``loc`` (empty where no model is declared)."""
+def _type_at(root: type[BaseModel], data: object, loc: Loc) -> tuple[Any, object] | None:
+    """The declared type at ``loc`` and the value there, or None where it cannot be told."""
     tp: Any = root
     value = data
     for part in loc:
         tp = _child_type(tp, part, value)
         if tp is None:
-            return []
+            return None
         value = _child(value, part)
-    model = _model_of(tp, value)
+    return tp, value
+
+
+def field_names_at(root: type[BaseModel], data: object, loc: Loc) -> list[str]:
+    """The setting names the model accepts at ``loc`` (empty where no model is declared)."""
+    found = _type_at(root, data, loc)
+    model = _model_of(*found) if found else None
     if model is None:
         return []
-    names = {field.alias or name for name, field in model.model_fields.items()}
-    return sorted(names)
+    return sorted({field.alias or name for name, field in model.model_fields.items()})
 
 
 def _description_at(root: type[BaseModel], data: object, loc: Loc) -> str | None:
     """The description of the field at ``loc`` (what its value should look like)."""
-    if not loc or not isinstance(loc[-1], str):
-        return None
-    tp: Any = root
-    value = data
-    for part in loc[:-1]:
-        tp = _child_type(tp, part, value)
-        if tp is None:
-            return None
-        value = _child(value, part)
-    model = _model_of(tp, value)
+    found = _type_at(root, data, loc[:-1]) if loc and isinstance(loc[-1], str) else None
+    model = _model_of(*found) if found else None
     if model is None:
         return None
     for name, field in model.model_fields.items():
@@ -136,15 +133,9 @@ def _description_at(root: type[BaseModel], data: object, loc: Loc) -> str | None
 
 def _tags_at(root: type[BaseModel], data: object, loc: Loc, field: str) -> list[str]:
     """The values a discriminated union at ``loc`` takes in its ``field`` (its kinds)."""
-    tp: Any = root
-    value = data
-    for part in loc:
-        tp = _child_type(tp, part, value)
-        if tp is None:
-            return []
-        value = _child(value, part)
+    found = _type_at(root, data, loc)
     tags: list[str] = []
-    for alt in _unwrap(tp):
+    for alt in _unwrap(found[0]) if found else []:
         if isinstance(alt, type) and issubclass(alt, BaseModel) and field in alt.model_fields:
             annotation = alt.model_fields[field].annotation
             if get_origin(annotation) is Literal:

@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from citywatch.cli.errors import explain
 from citywatch.cli.main import app
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "configs" / "demo-district.yaml"
+ROW = "1,1,100,400,200,100,0.9,car\n"
 
 
 def citywatch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -34,6 +35,19 @@ def one_line(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert lines[0].startswith("✗ ") and "Traceback" not in stderr, stderr
     return lines[0]
+
+
+def replay(tmp_path: Path, rows: str, *extra: str) -> tuple[Path, Result]:
+    """`edge replay` of cam-renmin-101 over a detection file holding ``rows``."""
+    detections = tmp_path / "det.csv"
+    detections.write_text(rows)
+    result = CliRunner().invoke(
+        app,
+        ["edge", "replay", "--config", str(DEMO), "--camera", "cam-renmin-101",
+         "--detections", str(detections), "--out", str(tmp_path / "out.jsonl"), *extra],
+        prog_name="citywatch",
+    )  # fmt: skip
+    return detections, result
 
 
 def free_port() -> int:
@@ -120,14 +134,7 @@ def test_center_serve_on_a_taken_port_fails_before_saying_ready(
 def test_replay_with_a_truth_file_that_is_not_json_lines(tmp_path: Path) -> None:
     """A wrong --truth file (here a detection CSV) names file:line and what a truth file is,
     before any replay runs."""
-    detections = tmp_path / "det.csv"
-    detections.write_text("1,1,100,400,200,100,0.9,car\n")
-    result = CliRunner().invoke(
-        app,
-        ["edge", "replay", "--config", str(DEMO), "--camera", "cam-renmin-101",
-         "--detections", str(detections), "--out", str(tmp_path / "out.jsonl"),
-         "--truth", str(detections)],
-    )  # fmt: skip
+    detections, result = replay(tmp_path, ROW, "--truth", str(tmp_path / "det.csv"))
     assert result.exit_code == 2
     assert one_line(result.stderr) == (
         f"✗ {detections}:1: not valid JSON: Extra data (a truth file holds one JSON event per"
@@ -138,15 +145,8 @@ def test_replay_with_a_truth_file_that_is_not_json_lines(tmp_path: Path) -> None
 
 def test_replay_with_a_missing_truth_file(tmp_path: Path) -> None:
     """A --truth path that does not exist: the path and 'no such file', exit 2."""
-    detections = tmp_path / "det.csv"
-    detections.write_text("1,1,100,400,200,100,0.9,car\n")
     missing = tmp_path / "truth.jsonl"
-    result = CliRunner().invoke(
-        app,
-        ["edge", "replay", "--config", str(DEMO), "--camera", "cam-renmin-101",
-         "--detections", str(detections), "--out", str(tmp_path / "out.jsonl"),
-         "--truth", str(missing)],
-    )  # fmt: skip
+    _, result = replay(tmp_path, ROW, "--truth", str(missing))
     assert result.exit_code == 2
     assert one_line(result.stderr) == f"✗ {missing}: no such file or directory (check the path)"
 
@@ -263,27 +263,14 @@ def test_replay_option_mistakes_are_one_line(
     tmp_path: Path, extra: list[str], expected: str
 ) -> None:
     """A malformed --start or --size: one line naming the option and the form it takes."""
-    detections = tmp_path / "det.csv"
-    detections.write_text("1,1,100,400,200,100,0.9,car\n")
-    result = CliRunner().invoke(
-        app,
-        ["edge", "replay", "--config", str(DEMO), "--camera", "cam-renmin-101",
-         "--detections", str(detections), "--out", str(tmp_path / "out.jsonl"), *extra],
-        prog_name="citywatch",
-    )  # fmt: skip
+    _, result = replay(tmp_path, ROW, *extra)
     assert result.exit_code == 2
     assert one_line(result.stderr) == expected
 
 
 def test_replay_of_a_malformed_detection_file_names_its_line(tmp_path: Path) -> None:
     """A detection file row with too few columns: file:line and the columns it needs."""
-    detections = tmp_path / "det.csv"
-    detections.write_text("1,1,100\n")
-    result = CliRunner().invoke(
-        app,
-        ["edge", "replay", "--config", str(DEMO), "--camera", "cam-renmin-101",
-         "--detections", str(detections), "--out", str(tmp_path / "out.jsonl")],
-    )  # fmt: skip
+    detections, result = replay(tmp_path, "1,1,100\n")
     assert result.exit_code == 2
     assert one_line(result.stderr) == (
         f"✗ {detections}:1: 3 columns, need 8 or 9"
