@@ -111,10 +111,11 @@ function refreshSummary() {
   return loadSummary($("kpi-strip"), { active: state.tile, onPick: pickTile });
 }
 
-/** A KPI tile sets the filters to what it counts (open, overdue, escalated). */
+/** A KPI tile sets the filters to what it counts (open, overdue, escalated: site-wide, so
+ * the other filters are cleared and the list holds what the tile counted). */
 function pickTile(tile) {
   state.tile = tile;
-  $("filter-state").value = "";
+  for (const id of ["filter-state", "filter-kind", "filter-department", "filter-district"]) $(id).value = "";
   $("filter-overdue").checked = tile === "overdue";
   $("filter-escalated").checked = tile === "escalated";
   refreshSummary();

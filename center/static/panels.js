@@ -61,7 +61,7 @@ export async function loadSummary(slot, { active = "open", onPick = () => {} } =
     }
     return s;
   } catch (err) {
-    clear(slot, h("span", { class: "muted small" }, `KPI ${t("error.unavailable")}`));
+    clear(slot, h("span", { class: "muted small" }, `${t("kpis.title")}: ${t("error.unavailable")}`));
     return null;
   }
 }

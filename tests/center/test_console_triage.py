@@ -268,13 +268,17 @@ def test_triage_view_ranks_counts_down_explains_and_fits_1366_in_both_languages(
         page.locator(f'[data-testid="map-order"][data-id="{order.id}"]').wait_for(timeout=STEP_MS)
     shots.take(page, "zh-map-cluster-opened")
 
-    page.get_by_test_id("kpi-overdue").click()
-    page.wait_for_function(
-        "() => document.querySelectorAll('tr.order-row').length === 1", timeout=STEP_MS
+    only = (
+        "ids => { const r = [...document.querySelectorAll('tr.order-row')];"
+        " return r.length === ids.length && r.every((row, i) => row.dataset.id === ids[i]); }"
     )
-    assert row_ids(page) == [parking.id]
+    page.get_by_test_id("filter-kind").select_option("smoke")
+    page.wait_for_function(only, arg=[smoke.id], timeout=STEP_MS)
+    page.get_by_test_id("kpi-overdue").click()  # site-wide: the kind filter goes
+    page.wait_for_function(only, arg=[parking.id], timeout=STEP_MS)
     assert page.get_by_test_id("kpi-overdue").get_attribute("aria-pressed") == "true"
     assert page.get_by_test_id("filter-overdue").is_checked()
+    assert page.get_by_test_id("filter-kind").input_value() == ""
     shots.take(page, "zh-tile-overdue")
     page.get_by_test_id("kpi-open").click()
     page.wait_for_function(
