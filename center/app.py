@@ -90,7 +90,7 @@ def create_app(settings: CenterSettings) -> FastAPI:
         watch = CenterWatch(pool).start()
         limits = center.limits
         app.state.center = CenterState(
-            settings, pool, Authenticator(pool, limits),
+            settings, pool, Authenticator(pool, limits, settings.url_signer()),
             Admission(limits.concurrent_requests, limits.admission_wait_s), feed,
         )  # fmt: skip
         log.info("command center ready (site %s)", settings.config.site.id)

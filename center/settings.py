@@ -7,6 +7,7 @@ from datetime import tzinfo
 from pathlib import Path
 
 from citywatch.center.auth import hash_token
+from citywatch.center.signed_urls import Signer
 from citywatch.config import CitywatchConfig
 from citywatch.config.secrets import resolve_secret
 from citywatch.workorder.sla import site_zone
@@ -27,6 +28,14 @@ class CenterSettings:
     def tz(self) -> tzinfo:
         """The site's zone, for SLA clocks and days in KPIs."""
         return site_zone(self.config.site.timezone)
+
+    def url_signer(self) -> Signer:
+        """The signer of feed and evidence URLs: the configured shared key, else a fresh one."""
+        center = self.config.center
+        lifetime = center.limits.signed_url_s
+        if center.url_signing_key is None:
+            return Signer.fresh(lifetime)
+        return Signer.shared(resolve_secret(center.url_signing_key, self.secrets_dir), lifetime)
 
     def config_tokens(self) -> list[tuple[str, str, str, str]]:
         """(name, role, display name, token SHA-256) of every user the config lists."""

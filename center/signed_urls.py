@@ -2,11 +2,12 @@
 the live feed (``EventSource``) and evidence or attachments in ``<img>``/``<video>``.
 
 An authenticated call mints one (``POST /api/v1/signed-urls``): the path, the user, their
-role and an expiry, signed with HMAC-SHA256 under a key the process makes at start. The URL
-opens only that path, only with GET, and only until it expires (a live feed, once open, stays
-open); it carries no token, so a leaked URL or log line gives nothing lasting away. URLs do
-not survive a restart of the center (a new key): the console mints a new one when its feed
-reconnects.
+role and an expiry, signed with HMAC-SHA256 under the key of ``center.url_signing_key`` (shared by every center
+process behind a load balancer), or else a key the process makes at start. The URL opens
+only that path, only with GET, and only until it expires (a live feed, once open, stays
+open); it carries no token, so a leaked URL or log line gives nothing lasting away. With a
+per-process key, URLs do not survive a restart of the center: the console mints a new one
+when its feed reconnects.
 """
 
 from __future__ import annotations
@@ -49,7 +50,16 @@ class Signer:
 
     @classmethod
     def fresh(cls, lifetime_s: float) -> Signer:
+        """A key of this process alone: its URLs open nowhere else, and not after a restart."""
         return cls(secrets.token_bytes(32), lifetime_s)
+
+    @classmethod
+    def shared(cls, secret: str, lifetime_s: float) -> Signer:
+        """The key every center process derives from ``center.url_signing_key``, so a URL
+        one process minted opens at any other (behind a load balancer) and after a restart."""
+        return cls(
+            hashlib.sha256(b"citywatch signed URLs\n" + secret.encode()).digest(), lifetime_s
+        )
 
     def _mac(self, path: str, name: str, role: str, expires: int) -> str:
         message = f"{path}\n{name}\n{role}\n{expires}".encode()

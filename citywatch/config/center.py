@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyAddress, model_validator
+from pydantic import Field, IPvAnyAddress, IPvAnyNetwork, model_validator
 
 from citywatch.config.base import ConfigModel, Identifier
 from citywatch.config.device_status import DeviceStatusPolicy
@@ -167,10 +167,19 @@ class CenterConfig(ConfigModel):
             " loopback or behind a reverse proxy that terminates TLS (see trusted_proxies)"
         ),
     )  # fmt: skip
-    trusted_proxies: tuple[IPvAnyAddress, ...] = Field(
+    url_signing_key: SecretRef | None = Field(
+        default=None, title="Signed URL key",
+        description=(
+            "secret every center process signs feed and evidence URLs with (env:, file: or"
+            " secret:), so that behind a load balancer a URL one process minted opens at"
+            " another and survives a restart; none: a fresh key per process (one process)"
+        ),
+    )  # fmt: skip
+    trusted_proxies: tuple[IPvAnyAddress | IPvAnyNetwork, ...] = Field(
         default=(), title="Trusted reverse proxies",
         description=(
-            "addresses of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are"
+            "addresses or networks (CIDR, e.g. an ingress controller's pod range) of reverse"
+            " proxies whose X-Forwarded-For and X-Forwarded-Proto are"
             " believed, so rate limits and the audit see the real client; none by default:"
             " a client cannot pose as another address by sending the header"
         ),

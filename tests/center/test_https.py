@@ -89,6 +89,17 @@ def test_proxy_headers_are_believed_only_from_configured_proxies() -> None:
     assert behind["proxy_headers"] is True and behind["forwarded_allow_ips"] == "10.0.0.5,10.0.0.6"
 
 
+def test_an_ingress_network_can_be_trusted_as_a_whole() -> None:
+    """On Kubernetes the ingress controller's pods change address: a CIDR names them all,
+    and uvicorn is handed the network as it is."""
+    from citywatch.center.serving import uvicorn_options
+
+    options = uvicorn_options(CenterConfig(trusted_proxies=("10.42.0.0/16", "192.0.2.7")))
+    assert options["forwarded_allow_ips"] == "10.42.0.0/16,192.0.2.7"
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        CenterConfig(trusted_proxies=("10.42.0.0/33",))
+
+
 def test_missing_certificate_files_are_named() -> None:
     """A wrong path in center.tls says which file and what to do."""
     from citywatch.center.serving import uvicorn_options
