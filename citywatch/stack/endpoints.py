@@ -59,6 +59,8 @@ def secret_refs(config: CitywatchConfig) -> list[str]:
     if config.services.database.password:
         refs.append(config.services.database.password)
     refs += [user.token for user in config.center.users if user.token]
+    if config.center.url_signing_key:
+        refs.append(config.center.url_signing_key)
     return refs
 
 

@@ -316,7 +316,8 @@ def test_each_service_gets_the_secrets_its_config_references(
         "migrate": {database},
         "worker": {database},
         "bridge-1": {site.services.mqtt.bridge.password},
-        "center": {database} | {u.token for u in site.center.users if u.token},
+        "center": {database, site.center.url_signing_key}
+        | {u.token for u in site.center.users if u.token},
     }
     for name, refs in needs.items():
         assert {secret_name(r) for r in refs} <= set(services[name]["secrets"]), name
