@@ -23,7 +23,7 @@ from citywatch.metrics_server import Health, Heartbeat, component_registry
 
 log = logging.getLogger(__name__)
 
-CENTER_HEALTH = Health()
+CENTER_HEALTH = Health(starting="database")
 CENTER_REGISTRY = component_registry(CENTER_HEALTH)
 
 WATCH_S = 5.0

@@ -93,10 +93,19 @@ class Heartbeat:
 @dataclass
 class Health:
     """The liveness and readiness probes of one process, by name (a probe added again under
-    its name replaces the old one: a component rebuilt in the same process)."""
+    its name replaces the old one: a component rebuilt in the same process).
 
+    ``starting`` names the readiness probe that says "not yet" until the component puts its
+    own probe under that name: the port may open before the component is built, and no
+    probe at all would read as ready."""
+
+    starting: str | None = None
     liveness: dict[str, Probe] = field(default_factory=dict)
     readiness: dict[str, Probe] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.starting is not None:
+            self.readiness[self.starting] = lambda: "starting"
 
     def report(self, probes: dict[str, Probe]) -> tuple[bool, dict[str, Any]]:
         """Whether every probe passes, and the JSON answer naming each one's state. A probe

@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WORKER_HEALTH = Health()
+WORKER_HEALTH = Health(starting="partitions")
 WORKER_REGISTRY = component_registry(WORKER_HEALTH)
-BRIDGE_HEALTH = Health()
+BRIDGE_HEALTH = Health(starting="mqtt")
 BRIDGE_REGISTRY = component_registry(BRIDGE_HEALTH)
 
 HEARTBEAT_S = 5.0

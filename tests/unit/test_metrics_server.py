@@ -108,3 +108,13 @@ def test_heartbeat_fails_after_its_silence_limit() -> None:
     assert heartbeat.probe() == "no heartbeat for 31 s (limit 30 s)"
     heartbeat.beat()
     assert heartbeat.probe() is None
+
+
+def test_a_component_not_built_yet_is_not_ready() -> None:
+    """Until the component puts its own probe in, the starting probe says not yet."""
+    health = Health(starting="database")
+    assert health.report(health.readiness) == (
+        False, {"status": "failing", "checks": {"database": {"ok": False, "reason": "starting"}}}
+    )  # fmt: skip
+    health.readiness["database"] = lambda: None
+    assert health.report(health.readiness)[0]
