@@ -9,7 +9,7 @@ import logging
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -123,30 +123,35 @@ async def depth(
 ByQuery = Annotated[kpis.GroupBy, Query(description="group by owning department, kind or day")]
 
 
+def kpi_range(
+    state: State, since: SinceQuery = None, until: UntilQuery = None
+) -> tuple[datetime, datetime]:
+    """The KPI range asked for: [since, until), by default the last 7 local days to now."""
+    tz = state.settings.tz
+    end = _aware(until, tz, "until") or datetime.now(UTC)
+    if since is None:
+        today = end.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        since = today - timedelta(days=DEFAULT_KPI_DAYS - 1)
+    start = _aware(since, tz, "since")
+    assert start is not None
+    _check_range(start, end)
+    return start, end
+
+
+KpiRange = Annotated[tuple[datetime, datetime], Depends(kpi_range)]
+
+
 @router.get("/kpis")
 async def kpi_report(
-    db: Db,
-    state: State,
-    user: Viewer,
-    since: SinceQuery = None,
-    until: UntilQuery = None,
-    by: ByQuery = "department",
+    db: Db, state: State, user: Viewer, span: KpiRange, by: ByQuery = "department"
 ) -> kpis.KpiReport:
     """三率 (response, handling, satisfaction*), closure and on-time rates of the orders
     opened in [since, until) (default: the last 7 local days). *Satisfaction is a proxy:
     the share of verifications that passed, as there is no call-back data."""
-    tz = state.settings.tz
-    until = _aware(until, tz, "until") or datetime.now(UTC)
-    if since is None:
-        today = until.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-        since = today - timedelta(days=DEFAULT_KPI_DAYS - 1)
-    since = _aware(since, tz, "since")
-    assert since is not None
-    _check_range(since, until)
     return await kpis.report(
         db,
-        since=since,
-        until=until,
+        since=span[0],
+        until=span[1],
         by=by,
         timezone=state.settings.config.site.timezone,
         workflow=state.settings.config.workflow,
@@ -155,20 +160,13 @@ async def kpi_report(
 
 @router.get("/kpis.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
 async def kpi_csv(
-    db: Db,
-    state: State,
-    user: Viewer,
-    since: SinceQuery = None,
-    until: UntilQuery = None,
-    by: ByQuery = "department",
+    db: Db, state: State, user: Viewer, span: KpiRange, by: ByQuery = "department"
 ) -> Response:
     """The KPI report of `GET /kpis` (same range and grouping) as a CSV file, totals last."""
-    report = await kpi_report(db, state, user, since, until, by)
+    report = await kpi_report(db, state, user, span, by)
     header, rows = kpis.report_table(report)
     local = state.settings.tz
-    name = (
-        f"kpis-{by}-{report.since.astimezone(local):%Y%m%d}-{report.until.astimezone(local):%Y%m%d}"
-    )
+    name = f"kpis-{by}-{span[0].astimezone(local):%Y%m%d}-{span[1].astimezone(local):%Y%m%d}"
     return Response(
         csv_text(header, rows), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},

@@ -179,6 +179,19 @@ def add_notice(conn: psycopg.Connection, alert_id: str, ref: dict[str, str]) -> 
     conn.commit()
 
 
+def new_order(page: Any, **fields: str) -> Any:
+    """Open the hotline form and fill it: selects (via, kind) and text fields by name."""
+    page.get_by_test_id("new-order").click()
+    form = page.get_by_test_id("hotline-form")
+    for name, value in fields.items():
+        field = form.get_by_test_id(f"hotline-{name}")
+        if name in ("via", "kind"):
+            field.select_option(value)
+        else:
+            field.fill(value)
+    return form
+
+
 def downloaded_csv(page: Any, button: str) -> tuple[list[dict[str, str]], str]:
     """Click an export button; the rows of the CSV file it saves (with a byte-order mark,
     for spreadsheets) and the file's name."""
@@ -368,12 +381,8 @@ def test_operator_dispatches_with_a_reason_files_hotline_orders_hears_p1_and_exp
     assert "占用机动车道 blocks the lane" in timeline and "默认部门: 城管执法局" in timeline
     shots.take(page, "zh-dispatched-elsewhere")
 
-    page.get_by_test_id("new-order").click()
-    hotline = page.get_by_test_id("hotline-form")
-    hotline.get_by_test_id("hotline-kind").select_option("street_vending")
-    hotline.get_by_test_id("hotline-description").fill("烧烤摊又出摊了, 占用人行道")
-    hotline.get_by_test_id("hotline-lat").fill("31.43712")
-    hotline.get_by_test_id("hotline-lon").fill("119.46885")
+    hotline = new_order(page, kind="street_vending", description="烧烤摊又出摊了, 占用人行道",
+                        lat="31.43712", lon="119.46885")  # fmt: skip
     shots.take(page, "zh-hotline-form")
     hotline.get_by_test_id("hotline-submit").click()
     result = page.get_by_test_id("hotline-result")
@@ -387,12 +396,8 @@ def test_operator_dispatches_with_a_reason_files_hotline_orders_hears_p1_and_exp
     import cv2
 
     assert cv2.imwrite(str(photo), np.full((120, 160, 3), (30, 120, 200), np.uint8))
-    page.get_by_test_id("new-order").click()
-    hotline = page.get_by_test_id("hotline-form")
-    hotline.get_by_test_id("hotline-via").select_option("citizen")
-    hotline.get_by_test_id("hotline-kind").select_option("illegal_parking")
-    hotline.get_by_test_id("hotline-description").fill("小区门口车辆堵住消防通道")
-    hotline.get_by_test_id("hotline-contact").fill("139-0000-0000")
+    hotline = new_order(page, via="citizen", kind="illegal_parking",
+                        description="小区门口车辆堵住消防通道", contact="139-0000-0000")  # fmt: skip
     hotline.get_by_test_id("hotline-pick").click()
     box = page.get_by_test_id("map").bounding_box()
     page.mouse.click(box["x"] + box["width"] - 60, box["y"] + box["height"] / 2)
