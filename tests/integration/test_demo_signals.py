@@ -28,14 +28,10 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.parametrize(
-    ("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["sigterm", "sigint"]
-)
-def test_demo_stops_every_process_it_started_on_a_signal(
-    data_dir: Path, sig: signal.Signals, code: int
-) -> None:
-    """Once the gateways run, SIGTERM (or SIGINT) to the demo alone leaves no process of the
-    stack, the stream tier, the center or the gateways running."""
+def test_demo_stops_every_process_it_started_on_sigterm(data_dir: Path) -> None:
+    """Once the gateways run, SIGTERM to the demo alone leaves no process of the stack, the
+    stream tier, the center or the gateways running (SIGINT takes the same clean-up path:
+    both raise in the main thread, and the clean-up ignores a second signal)."""
     demo = subprocess.Popen(
         [sys.executable, "-m", "citywatch.cli.main", "demo", "--data-dir", str(data_dir),
          "--duration", "300"],
@@ -53,9 +49,9 @@ def test_demo_stops_every_process_it_started_on_a_signal(
     time.sleep(1)  # the sensor gateways' threads start
     children = psutil.Process(demo.pid).children(recursive=True)
     assert len(children) >= 7, children  # 3 stack services, app, bridge, supervisor, center…
-    demo.send_signal(sig)
+    demo.send_signal(signal.SIGTERM)
     output, _ = demo.communicate(timeout=120)
-    assert demo.returncode == code, "".join(seen) + output
+    assert demo.returncode == 128 + signal.SIGTERM, "".join(seen) + output
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, [(p.pid, p.cmdline()) for p in alive]
-    assert "stack stopped" in output
+    assert "stack stopped" in output and "✗ stopped by SIGTERM" in output
