@@ -83,7 +83,7 @@ def built_keys() -> set[str]:
         *(f"feed.{s}" for s in ("open", "connecting", "closed")),
         *(f"kpis.by.{b}" for b in ("department", "kind", "day")),
         *(f"tier.{t}" for t in ("simple", "general", "hard", "waterlogging", "smoke")),
-        "camera", "sensor", "dock", "online", "offline", "unknown", "community", "street",
+        "camera", "sensor", "dock", "gateway", "online", "offline", "unknown", "community", "street",
         "district", "alerts.on", "alerts.off",
     }  # fmt: skip
 

@@ -327,6 +327,7 @@ def test_triage_view_ranks_counts_down_explains_and_fits_1366_in_both_languages(
     page.wait_for_selector(
         '#devices-slot tr.highlight[data-device="cam-renmin-101"]', timeout=STEP_MS
     )
+    assert "gateway" not in page.get_by_test_id("devices-panel").inner_text()  # 边缘网关
     shots.take(page, "zh-device-linked")
     assert page.errors == []  # type: ignore[attr-defined]
     page.context.close()
