@@ -75,7 +75,8 @@ def _database(exc: BaseException) -> str:
 
 def _kafka(exc: BaseException) -> str:
     return (
-        f"cannot reach Kafka ({_first_line(exc)}): start the stack with `citywatch stack up`,"
+        f"cannot reach Kafka ({_first_line(exc).removeprefix(type(exc).__name__ + ': ')}):"
+        " start the stack with `citywatch stack up`,"
         " or fix services.kafka.bootstrap"
     )
 
@@ -96,6 +97,13 @@ def _truth_file(exc: BaseException) -> str:
     return (
         f"{_first_line(exc)} (a truth file holds one JSON event per line, as"
         " `citywatch sim camera` writes them to *.truth.jsonl)"
+    )
+
+
+def _secret(exc: BaseException) -> str:
+    return (
+        f"{_first_line(exc)} (`citywatch stack up` writes the stack's secret: files; for"
+        " env: and file: references set the variable or create the file)"
     )
 
 
@@ -120,6 +128,7 @@ EXPECTED: tuple[Expected, ...] = (
     # More specific first: WeightsNotFound is both a DetectorError and a FileNotFoundError.
     Expected("citywatch.config.loader", "ConfigError", 2, _config),
     Expected("citywatch.stack.endpoints", "EndpointError", 1),
+    Expected("citywatch.config.secrets", "SecretError", 2, _secret),
     Expected("citywatch.stack.errors", "StackError", 1, str),
     Expected("citywatch.models.detector_factory", "DetectorError", 2),
     Expected("citywatch.hardware.camera.video_source", "VideoSourceError", 2),

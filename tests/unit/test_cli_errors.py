@@ -276,3 +276,49 @@ def test_replay_of_a_malformed_detection_file_names_its_line(tmp_path: Path) -> 
         f"✗ {detections}:1: 3 columns, need 8 or 9"
         " (expected frame,id,left,top,width,height,conf,class[,visibility])"
     )
+
+
+@pytest.fixture
+def external_site(tmp_path: Path) -> Path:
+    """The demo site pointed at services on closed loopback ports (nothing embedded)."""
+    shutil.copytree(REPO / "configs" / "demo-district", tmp_path / "demo-district")
+    text = DEMO.read_text(encoding="utf-8")
+    for old, new in (
+        ("mqtt: {url: embedded}", 'mqtt: {url: "mqtt://127.0.0.1:1"}'),
+        ("kafka: {bootstrap: embedded}", 'kafka: {bootstrap: "127.0.0.1:2"}'),
+        ("database: {url: embedded}", 'database: {url: "postgresql://citywatch@127.0.0.1:3/x"}'),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    (tmp_path / DEMO.name).write_text(text, encoding="utf-8")
+    return tmp_path / DEMO.name
+
+
+@pytest.mark.service
+def test_a_missing_secret_says_where_it_was_looked_for(external_site: Path) -> None:
+    """The bridge's MQTT password file is not there: one line with the path, exit 2."""
+    data_dir = external_site.parent / "data"
+    result = citywatch("stream", "bridge", "-c", str(external_site), "--data-dir", str(data_dir))
+    assert result.returncode == 2
+    assert one_line(result.stderr) == (
+        f"✗ cannot read secret 'secret:mqtt-bridge' from {data_dir}/secrets/mqtt-bridge: No"
+        " such file or directory (`citywatch stack up` writes the stack's secret: files; for"
+        " env: and file: references set the variable or create the file)"
+    )
+
+
+@pytest.mark.service
+def test_kafka_down_is_one_line(external_site: Path) -> None:
+    """The bridge with Kafka unreachable ends in one line naming services.kafka.bootstrap."""
+    data_dir = external_site.parent / "data"
+    (data_dir / "secrets").mkdir(parents=True)
+    (data_dir / "secrets" / "mqtt-bridge").write_text("pw")
+    result = citywatch("stream", "bridge", "-c", str(external_site), "--data-dir", str(data_dir))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("✗")]
+    assert errors == [
+        "✗ cannot reach Kafka (Unable to bootstrap from [('127.0.0.1', 2,"
+        " <AddressFamily.AF_INET: 2>)]): start the stack with `citywatch stack up`, or fix"
+        " services.kafka.bootstrap"
+    ]
+    assert "Traceback" not in result.stderr
