@@ -7,7 +7,14 @@ Targets (the camera-agent issue), on a rendered 1280×720 street video:
   plus the same backend's detector call and nothing else;
 - frames/s at imgsz 320 and 640 for both backends (onnx, ultralytics);
 - peak RSS of a one-camera agent process on the onnx backend ≤ 400 MB, and that process
-  never imports torch.
+  never imports torch;
+- (issue 20) frame-shaped input against the padded square, same backend and imgsz, bare
+  loops alternated: ≥ 1.3× frames/s on onnx, ≥ 1.2× on ultralytics, whose per-frame
+  pre- and post-processing in torch is a larger share (a 16:9 frame at 320 is 320×192,
+  60 % of the square's pixels; issue 20 measured 1.54× and 1.30×); the median of the
+  per-repeat ratios, and the ratio of the detector call's own ms per frame beside it;
+  and a camera running two models (:func:`~benchmarks.edge_runs.two_detectors`): its
+  frames/s against the one-model agent's, and its peak RSS beside the one-model process's.
 
 Method. Every figure is a ratio against a baseline measured in the same run, because the
 machine is shared. Per (backend, imgsz) and per repeat the runs alternate: bare loop, agent
@@ -19,12 +26,15 @@ first runs once, untimed, on a 1 s clip (the process's one-time imports and setu
 timed run then starts from a freshly loaded model (loading is not timed, the first
 inference is, in both loops). Baselines:
 
-- onnx: ``OnnxDetector.detect`` (letterbox, onnxruntime, decode, NMS): the detector call
-  the agent makes, alone with decode;
-- ultralytics: ``YOLO(pt).predict(frame, imgsz, conf, iou, rect=False, verbose=False)``,
-  the same call and arguments the agent's detector makes (``rect=False`` pads to the full
-  square; a default predict letterboxes 1280×720 to 640×384 and is faster for that reason
-  alone, shown for reference as "predict default").
+- onnx: ``OnnxDetector.detect`` (frame-shaped letterbox, onnxruntime, decode, NMS): the
+  detector call the agent makes, alone with decode;
+- ultralytics: ``YOLO(pt).predict(frame, imgsz, conf, iou, rect=True, verbose=False)``,
+  the same call and arguments the agent's detector makes (1280×720 goes in as 320×192 at
+  320); "bare, square input" is the same loop padded to imgsz × imgsz (``rect=False``, or
+  ``input_shape: square`` for onnx), as citywatch ran before issue 20.
+
+The ultralytics ``solutions.TrackZone`` peer row of issue 20 is not measured: TrackZone
+imports ``lap`` for its tracker, which is not installed here and cannot be fetched offline.
 
 The agent runs :class:`~citywatch.edge.camera.agent.CameraGateway` on one camera of
 ``configs/scenario-suite.yaml`` with the video file as source, ``detect_fps`` = the video's
@@ -61,6 +71,8 @@ from rich.progress import Progress
 
 from benchmarks.edge_runs import (
     INLINE,
+    SQUARE,
+    TWO_MODELS,
     Run,
     Tick,
     agent,
@@ -72,6 +84,7 @@ from benchmarks.edge_runs import (
     profile_agent,
     rendered_video,
     rss_child,
+    two_detectors,
 )
 from benchmarks.harness import (
     console,
@@ -91,6 +104,8 @@ from citywatch.models.detector_factory import MODELS_DIR
 
 RATIO_TARGET = 0.9
 RSS_TARGET_MB = 400.0
+SHAPE_TARGET = {"onnx": 1.3, "ultralytics": 1.2}
+"""Frame-shaped over square frames/s, bare loops (issue 20)."""
 NO_READ_AHEAD = "agent, decode on camera thread"
 """The agent with ``source.read_ahead: 0`` (``--no-read-ahead``): no reader thread."""
 WARMUP_S = 1.0
@@ -116,6 +131,13 @@ class Row:
 
     def ratio(self, kind: str = "agent") -> float | None:
         return ratio(self.median_fps(kind), self.median_fps("bare"))
+
+    def paired(self, kind: str, baseline: str) -> float | None:
+        """Median over the repeats of ``kind``'s frames/s over ``baseline``'s in the same
+        repeat: robust to the load of a shared machine drifting between repeats."""
+        pairs = zip(self.runs.get(kind, []), self.runs.get(baseline, []), strict=False)
+        ratios = [a.fps / b.fps for a, b in pairs if b.fps > 0]
+        return statistics.median(ratios) if ratios else None
 
     def breakdown(self) -> dict[str, float]:
         """ms per frame where the time goes (medians over repeats)."""
@@ -143,6 +165,8 @@ class Row:
             "ratio_agent_no_evidence": self.ratio("agent, no evidence"),
             "ratio_agent_inline_clips": self.ratio(INLINE),
             "ratio_agent_no_read_ahead": self.ratio(NO_READ_AHEAD), "target_ratio": RATIO_TARGET,
+            "ratio_frame_over_square": self.paired("bare", SQUARE),
+            "ratio_two_models_over_one": self.paired(TWO_MODELS, "agent"),
             "pass": (self.ratio() or 0.0) >= RATIO_TARGET if not self.skipped else None,
             "ms_per_frame": self.breakdown() if self.runs else {},
             "runs": {k: [asdict(r) | {"fps": r.fps} for r in v] for k, v in self.runs.items()},
@@ -159,27 +183,32 @@ def runners(row: Row, args: argparse.Namespace, work: Path) -> list[tuple[str, R
     detector = detector_config(backend, row.imgsz, args.pt)
     pt = args.pt or MODELS_DIR / "street" / "citywatch-street.pt"
 
-    def on_agent(evidence: bool, clip_thread: bool = True, read_ahead: int = 2) -> Runner:
+    def on_agent(
+        evidence: bool, clip_thread: bool = True, read_ahead: int = 2, models: int = 1
+    ) -> Runner:
+        chosen = two_detectors(detector, work) if models == 2 else detector
         return lambda video, fps, tick: agent(
-            bench_config(video, fps, detector, read_ahead=read_ahead), work, evidence, tick,
+            bench_config(video, fps, chosen, read_ahead=read_ahead), work, evidence, tick,
             clip_thread=clip_thread,
         )  # fmt: skip
 
     kinds: list[tuple[str, Runner]] = []
     if backend == "onnx":
         kinds.append(("bare", lambda video, fps, tick: bare_onnx(video, row.imgsz, tick)))
+        kinds.append((SQUARE, lambda video, fps, tick: bare_onnx(video, row.imgsz, tick, True)))
     else:
         kinds.append(("bare", lambda video, fps, tick: bare_predict(video, row.imgsz, pt, tick)))
+        kinds.append((SQUARE,
+                      lambda video, fps, tick: bare_predict(video, row.imgsz, pt, tick, False)))  # fmt: skip
     kinds.append(("agent", on_agent(True)))
+    if backend == "onnx" and not args.one_model:
+        kinds.append((TWO_MODELS, on_agent(True, models=2)))
     if args.inline_clips:
         kinds.append((INLINE, on_agent(True, clip_thread=False)))
     if args.no_read_ahead:
         kinds.append((NO_READ_AHEAD, on_agent(True, read_ahead=0)))
     if not args.quick:
         kinds.append(("agent, no evidence", on_agent(False)))
-        if backend == "ultralytics":
-            kinds.append(("predict default",
-                          lambda video, fps, tick: bare_predict(video, row.imgsz, pt, tick, True)))  # fmt: skip
     return kinds
 
 
@@ -239,7 +268,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="also run the agent decoding on the camera thread (source.read_ahead: 0)",
     )
+    add("--one-model", action="store_true", help="skip the two-model camera runs")
     add("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
+    add("--rss-models", type=int, default=1, help=argparse.SUPPRESS)
     add("--video", type=Path, help=argparse.SUPPRESS)
     add("--fps", type=float, help=argparse.SUPPRESS)
     add("--rss-imgsz", type=int, default=320, help=argparse.SUPPRESS)
@@ -257,7 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     if args.rss_child is not None:
         print(
-            json.dumps(rss_child(args.video, args.fps, args.rss_imgsz, args.rss_child, args.work))
+            json.dumps(
+                rss_child(
+                    args.video, args.fps, args.rss_imgsz, args.rss_child, args.work, args.rss_models
+                )
+            )
         )
         return 0
     command = reproduce("edge", argv, env="YOLO_OFFLINE=1")
@@ -284,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             what = f"{cameras} camera(s)" if cameras else "bare onnx loop"
             with console.status(f"peak RSS in a fresh process: {what}…"):
                 rss.append(measure_rss(video, fps, min(args.imgsz), cameras, work))
+        if not args.no_rss and not args.one_model:
+            with console.status("peak RSS in a fresh process: 1 camera, two models…"):
+                rss.append(measure_rss(video, fps, min(args.imgsz), 1, work, models=2))
         if args.profile:
             with console.status("profiling one onnx agent run…"):
                 profile = profile_agent(video, fps, min(args.imgsz), work, 25)
@@ -291,10 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run_facts("edge", command) | {
         "video": {"path": str(video), "frames": frames, "fps": fps, "scenario": args.scenario},
         "baselines": {
-            "onnx": "cv2.VideoCapture.read + OnnxDetector.detect (letterbox, onnxruntime, NMS)",
+            "onnx": "cv2.VideoCapture.read + OnnxDetector.detect (frame-shaped letterbox,"
+            " onnxruntime, NMS)",
             "ultralytics": "cv2.VideoCapture.read + YOLO(pt).predict(imgsz, conf, iou,"
-            " rect=False) as the agent's detector calls it",
+            " rect=True) as the agent's detector calls it",
         },
+        "peer_trackzone": "not measured: ultralytics.solutions.TrackZone needs lap, not"
+        " installed (offline)",
         "rows": [row.record() for row in rows],
         "rss": {"target_mb_one_camera": RSS_TARGET_MB, "runs": rss, "pass": rss_pass},
         "profile_top": profile or None,
@@ -346,25 +387,35 @@ def report(
     title = "where the time goes (ms per frame, median)"
     console.print(table(title, BREAKDOWN_COLUMNS, breakdown_rows(rows), left=("backend", "run")))
     for row in rows:
+        if SQUARE in row.runs:
+            shape, target = row.paired("bare", SQUARE) or 0.0, SHAPE_TARGET[row.backend]
+            ms = row.breakdown()
+            say(f"  {row.backend} {row.imgsz}: frame-shaped input"
+                f" ({row.imgsz}×{math.ceil(row.imgsz * 720 / 1280 / 32) * 32})"
+                f" {row.median_fps('bare'):.1f} fps vs square {row.median_fps(SQUARE):.1f}:"
+                f" {shape:.2f}× (median of repeats; target ≥ {target}) {mark(shape >= target)};"
+                f" detector call {ms['bare: detect']:.1f} vs {ms[f'{SQUARE}: detect']:.1f} ms")  # fmt: skip
+        if TWO_MODELS in row.runs:
+            two = row.paired(TWO_MODELS, "agent") or 0.0
+            say(f"  {row.backend} {row.imgsz}: a camera running two models"
+                f" {row.median_fps(TWO_MODELS):.1f} fps, {two:.2f} of the one-model agent's"
+                " (median of repeats)")  # fmt: skip
         if INLINE in row.runs:
             say(f"  {row.backend} {row.imgsz}: with clips recorded inline on the camera thread"
                 f" the agent runs {row.median_fps(INLINE):.1f} fps ({row.ratio(INLINE):.2f} of bare)")  # fmt: skip
-        if "predict default" in row.runs:
-            say(f"  {row.backend} {row.imgsz}: a default predict (rect=True: 1280×720 goes in as"
-                f" {row.imgsz}×{math.ceil(row.imgsz * 720 / 1280 / 32) * 32}) runs"
-                f" {row.median_fps('predict default'):.1f} fps, for reference")  # fmt: skip
     rss_pass: bool | None = None
     if rss:
-        one = next((r for r in rss if r["cameras"] == 1), None)
+        one = next((r for r in rss if r["cameras"] == 1 and r.get("models", 1) == 1), None)
         rss_pass = one is not None and one["peak_rss_mb"] <= RSS_TARGET_MB
         rss_pass = rss_pass and not any(r["torch_imported"] for r in rss)
         say(f"[bold]peak RSS, onnx imgsz {imgsz}, fresh process[/]"
             f" (target ≤ {RSS_TARGET_MB:g} MB for one camera, no torch):")  # fmt: skip
         for r in rss:
             what = f"agent, {r['cameras']} camera(s)" if r["cameras"] else "bare onnx loop"
+            what += ", two models each" if r.get("models", 1) == 2 else ""
             say(f"  {what}: {r['peak_rss_mb']:.0f} MB peak, {r['fps']:.1f} fps"
                 f" total, torch imported: {r['torch_imported']}")  # fmt: skip
-        by_cameras = {r["cameras"]: r["peak_rss_mb"] for r in rss}
+        by_cameras = {r["cameras"]: r["peak_rss_mb"] for r in rss if r.get("models", 1) == 1}
         if 1 in by_cameras and 4 in by_cameras:
             say(
                 f"  each further camera sharing the model: +{(by_cameras[4] - by_cameras[1]) / 3:.0f} MB"

@@ -34,7 +34,7 @@ from citywatch.contracts import DeviceKind, DeviceRef
 from citywatch.edge.camera.agent import CameraGateway
 from citywatch.edge.outbox import Outbox
 from citywatch.edge.session import EdgeSession
-from citywatch.models.detector_factory import load_detector
+from citywatch.models.detector_factory import MODELS_DIR, load_detector
 from citywatch.mqtt_client import BrokerSettings
 
 SUITE = REPO / "configs" / "scenario-suite.yaml"
@@ -44,6 +44,10 @@ TEMPLATE_CAMERA = "cam-parked-car"
 BENCH_DWELL = timedelta(seconds=2)
 INLINE = "agent, inline clips"
 """The agent with clips encoded and written on the camera thread (``--inline-clips``)."""
+SQUARE = "bare, square input"
+"""The bare loop with the frame padded to imgsz × imgsz (what citywatch did before issue 20)."""
+TWO_MODELS = "agent, two models"
+"""The agent with a camera running two detectors (two loads of the street model)."""
 
 Tick = Callable[..., object]
 """Reports progress: ``tick(completed=frames)``."""
@@ -89,10 +93,31 @@ def detector_config(backend: DetectorBackend, imgsz: int, pt: Path | None) -> De
     )
 
 
+def two_detectors(detector: DetectorConfig, work: Path) -> list[DetectorConfig]:
+    """A two-model camera: the street model for vehicles, people and stalls, and a second
+    load of it (a copy of the file, so the gateway loads it twice, as two different models)
+    for smoke: two inferences per frame and two models in memory."""
+    import shutil
+
+    weights = detector.weights_path(MODELS_DIR)
+    second = work / f"second-{weights.name}"
+    if not second.exists():
+        shutil.copy(weights, second)
+    first = detector.model_copy(
+        update={"classes": ("car", "truck", "bus", "person", "stall"), "corroborated_smoke": None}
+    )
+    return [first, detector.model_copy(update={"weights": second, "classes": ("smoke",)})]
+
+
 def bench_config(
-    video: Path, fps: float, detector: DetectorConfig, cameras: int = 1, read_ahead: int = 2
+    video: Path,
+    fps: float,
+    detector: DetectorConfig | list[DetectorConfig],
+    cameras: int = 1,
+    read_ahead: int = 2,
 ) -> CitywatchConfig:
-    """The suite's site with ``cameras`` copies of its first camera playing ``video``."""
+    """The suite's site with ``cameras`` copies of its first camera playing ``video``
+    (``detector`` a list: the camera runs each of them)."""
     suite, template = suite_config()
     rules = []
     for rule in template.model_dump()["rules"]:
@@ -102,10 +127,14 @@ def bench_config(
         rules.append(rule)
     source = {"url": str(video), "detect_fps": fps, "speed": 0, "loop": False,
               "read_ahead": read_ahead}  # fmt: skip
+    if isinstance(detector, list):
+        detectors = {"detectors": [d.model_dump() for d in detector]}
+    else:
+        detectors = {"detector": detector.model_dump()}
+    base = {k: v for k, v in template.model_dump().items() if k not in ("detector", "detectors")}
     copies = [
-        CameraConfig.model_validate(template.model_dump() | {
-            "id": f"cam-bench-{i}", "source": source, "detector": detector.model_dump(),
-            "rules": rules,
+        CameraConfig.model_validate(base | detectors | {
+            "id": f"cam-bench-{i}", "source": source, "rules": rules,
         })
         for i in range(cameras)
     ]  # fmt: skip
@@ -174,22 +203,23 @@ def bare_loop(kind: str, video: Path, detect: Callable[[Any], object], tick: Tic
     return Run(kind, frames, time.perf_counter() - started, detect_s)
 
 
-def bare_onnx(video: Path, imgsz: int, tick: Tick) -> Run:
-    """The onnx baseline: ``OnnxDetector.detect``, the call the agent makes (model loaded
-    before the clock starts)."""
-    detector = load_detector(DetectorConfig(backend="onnx", imgsz=imgsz))
-    return bare_loop("bare", video, detector.detect, tick)
+def bare_onnx(video: Path, imgsz: int, tick: Tick, square: bool = False) -> Run:
+    """The onnx baseline: the detector call the agent makes, frame-shaped input (model
+    loaded before the clock starts); ``square``: padded to imgsz × imgsz instead."""
+    shape = "square" if square else "frame"
+    detector = load_detector(DetectorConfig(backend="onnx", imgsz=imgsz, input_shape=shape))
+    return bare_loop(SQUARE if square else "bare", video, detector.detect, tick)
 
 
-def bare_predict(video: Path, imgsz: int, pt: Path, tick: Tick, rect: bool = False) -> Run:
-    """The ultralytics baseline: ``predict`` with the agent's arguments (``rect=True``: the
-    default predict, for reference)."""
+def bare_predict(video: Path, imgsz: int, pt: Path, tick: Tick, rect: bool = True) -> Run:
+    """The ultralytics baseline: ``predict`` with the agent's arguments (frame-shaped,
+    ``rect=True``); ``rect=False`` pads to the square, for the shape comparison."""
     from ultralytics import YOLO
 
     config = DetectorConfig(backend="ultralytics", imgsz=imgsz)
     model = YOLO(str(pt), task="detect")
     return bare_loop(
-        "predict default" if rect else "bare", video,
+        "bare" if rect else SQUARE, video,
         lambda image: model.predict(image, imgsz=imgsz, conf=config.confidence, iou=config.iou,
                                     device="cpu", rect=rect, verbose=False),
         tick,
@@ -256,15 +286,20 @@ def profile_agent(video: Path, fps: float, imgsz: int, work: Path, top: int) -> 
 
 
 # -- peak RSS in a fresh process ---------------------------------------------------------------
-def rss_child(video: Path, fps: float, imgsz: int, cameras: int, work: Path) -> dict[str, Any]:
-    """Run in the subprocess: the agent on ``cameras`` cameras (0: the bare onnx loop)."""
+def rss_child(
+    video: Path, fps: float, imgsz: int, cameras: int, work: Path, models: int = 1
+) -> dict[str, Any]:
+    """Run in the subprocess: the agent on ``cameras`` cameras (0: the bare onnx loop), each
+    running ``models`` detectors (1, or 2: :func:`two_detectors`)."""
     if cameras == 0:
         run = bare_onnx(video, imgsz, lambda **_: None)
     else:
-        config = bench_config(video, fps, detector_config("onnx", imgsz, None), cameras)
-        run = agent(config, work, True, lambda **_: None)
+        detector = detector_config("onnx", imgsz, None)
+        chosen = two_detectors(detector, work) if models == 2 else detector
+        run = agent(bench_config(video, fps, chosen, cameras), work, True, lambda **_: None)
     return {
         "cameras": cameras,
+        "models": models,
         "frames": run.frames,
         "fps": run.fps,
         "peak_rss_mb": peak_rss_mb(),
@@ -283,10 +318,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: no carry-over
 
 
-def measure_rss(video: Path, fps: float, imgsz: int, cameras: int, work: Path) -> dict[str, Any]:
+def measure_rss(
+    video: Path, fps: float, imgsz: int, cameras: int, work: Path, models: int = 1
+) -> dict[str, Any]:
     """Peak RSS and more of :func:`rss_child` in a fresh ``benchmarks.edge`` process."""
     command = [sys.executable, "-m", "benchmarks.edge", "--rss-child", str(cameras), "--video",
-               str(video), "--fps", str(fps), "--rss-imgsz", str(imgsz), "--work", str(work)]  # fmt: skip
+               str(video), "--fps", str(fps), "--rss-imgsz", str(imgsz), "--work", str(work),
+               "--rss-models", str(models)]  # fmt: skip
     done = subprocess.run(
         command, capture_output=True, text=True, check=False, timeout=1800, cwd=REPO
     )

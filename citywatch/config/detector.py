@@ -229,9 +229,10 @@ class DetectorConfig(ConfigModel):
         multiple_of=32,
         title="Inference size",
         description=(
-            "pixels of the square the image is letterboxed into; a multiple of 32 (the bundled"
-            " model was trained at 320; set your model's size). An ONNX model exported with a"
-            " fixed size uses its own size"
+            "pixels the frame's long side is scaled to (the short side follows, padded to the"
+            " model stride; see input_shape); a multiple of 32 (the bundled model was trained"
+            " at 320; set your model's size: `citywatch config check` warns below it). An ONNX"
+            " model exported with a fixed size uses its own size"
         ),
     )
     input_shape: Literal["frame", "square"] = Field(
