@@ -373,3 +373,24 @@ def test_models_are_shared_by_weights_backend_and_size(standins: dict[str, Path]
     assert len(pool) == 2
     found = first.detect(np.full((720, 1280, 3), 90, np.uint8))
     assert set(found.class_name) <= set(first.classes)
+
+
+@pytest.mark.slow
+def test_edge_detect_runs_every_detector_of_the_camera(standins: dict[str, Path]) -> None:
+    """`citywatch edge detect` writes what the live camera sees: both models' boxes, mapped,
+    the Fire/Smoke model's 'Smoke' as 'smoke', the COCO model kept to its classes filter."""
+    from citywatch.edge.camera.camera_detectors import camera_detector
+    from citywatch.models.detector_set import MergedDetectors
+
+    camera = _camera(
+        detectors=[
+            {"weights": str(standins["coco"]), "confidence": 0.0, "classes": ["car", "person"]},
+            {"weights": str(standins["fire.pt"]), "backend": "ultralytics", "confidence": 0.0},
+        ]
+    )
+    detector = camera_detector(camera)
+    assert isinstance(detector, MergedDetectors)
+    assert detector.classes == ("person", "car", "fire", "smoke")
+    found = detector.detect(np.random.default_rng(1).integers(0, 255, (360, 640, 3), np.uint8))
+    assert set(found.class_name) <= {"person", "car", "fire", "smoke"}
+    assert {"fire", "smoke"} & set(found.class_name)
