@@ -394,3 +394,16 @@ def test_edge_detect_runs_every_detector_of_the_camera(standins: dict[str, Path]
     found = detector.detect(np.random.default_rng(1).integers(0, 255, (360, 640, 3), np.uint8))
     assert set(found.class_name) <= {"person", "car", "fire", "smoke"}
     assert {"fire", "smoke"} & set(found.class_name)
+
+
+def test_a_fixed_size_export_at_another_imgsz_is_warned_about(tmp_path: Path) -> None:
+    """A model exported at a fixed 320×320 runs at that size whatever imgsz says: a warning
+    (not an error) on the entry's imgsz; its class_map is checked against its names."""
+    from citywatch.config.model_checks import camera_issues
+
+    weights = fake_yolo_onnx(tmp_path / "fixed.onnx")
+    camera = _camera(detector={"weights": str(weights), "imgsz": 640, "class_map": {"car": "x"}})
+    issues = camera_issues(camera, ("devices", "cameras", 0), tmp_path, {})
+    by_key = {loc[-1]: (message, fatal) for loc, message, fatal in issues}
+    assert "fixed 320×320" in by_key["imgsz"][0] and by_key["imgsz"][1] is False
+    assert "['car']" in by_key["class_map"][0] and by_key["class_map"][1] is True
