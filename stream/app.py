@@ -50,6 +50,7 @@ from citywatch.contracts.messages import Evidence
 from citywatch.stream.alert_handler import AlertHandler
 from citywatch.stream.batch_lane import BatchLane, attach
 from citywatch.stream.deadletter import DeadLetter
+from citywatch.stream.dedup_claim import PlaceClaims
 from citywatch.stream.device_data import DeviceDataHandler, upsert_statuses
 from citywatch.stream.faust_transport import StreamApp, kafka_producer, worker_options
 from citywatch.stream.intake import BatchHandler, Intake
@@ -103,10 +104,13 @@ def build_app(
     app = StreamApp(
         f"{settings.topic_prefix}-stream",
         on_lost_log=on_lost_log,
+        idempotent_producer=settings.kafka_idempotent,
         broker=[f"kafka://{server}" for server in settings.kafka_servers],
         broker_credentials=settings.kafka_security.faust_credentials(),
         **worker_options(
             partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            producer_acks=settings.producer_acks,
             session_timeout_s=settings.session_timeout_s,
             data_dir=settings.data_dir / "faust",
         ),
@@ -116,6 +120,7 @@ def build_app(
         open_pool(settings.database_url), processor,
         retry_max_s=config.services.database.retry_max.total_seconds(),
         health=DatabaseHealth(health_path(settings.data_dir)),
+        claims=PlaceClaims(processor, settings.geo_resolution) if settings.partitions > 1 else None,
     )  # fmt: skip
     outbound = Outbound(topics, kafka_sender(app))
     reject = Rejections(dead_letter_sender(raw_topic(app, topics.dead_letters)), outbound, counters)

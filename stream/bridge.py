@@ -1,8 +1,9 @@
 """The MQTT → Kafka bridge, and receipts back from Kafka to MQTT.
 
 Uplink: a shared subscription (``$share/{group}/...``) lets several bridges split the load;
-each MQTT message is produced to Kafka with ``acks=all`` and only then acknowledged to the
-broker (paho manual ack). The client id is fixed and the session persists
+each MQTT message is produced to Kafka with ``acks=all`` (``services.kafka.acks``) and only
+then acknowledged to the broker (paho manual ack), keyed by where it happened
+(:mod:`citywatch.stream.partitioning`). The client id is fixed and the session persists
 (``clean_start=False`` with an expiry), so a restarted bridge gets its unacknowledged
 messages again. Downlink: receipts from the stream are published to each device's
 ``receipts`` topic, and their Kafka offsets committed only after the broker took them.
@@ -153,7 +154,7 @@ class Bridge:
     async def _start_producer(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
             **self.settings.kafka_client_options,
-            acks="all",
+            acks=self.settings.acks,
             enable_idempotence=self.settings.kafka_idempotent,
             # Tansu hands a consumer one record batch per fetch: bigger producer batches
             # (a few ms of linger under load) multiply what the Faust app reads per round trip.
@@ -247,7 +248,9 @@ class Bridge:
             address = TopicAddress.parse(message.topic)
             return (
                 self.topics.for_channel(address.channel),
-                partition_key(address, bytes(message.payload), self.positions),
+                partition_key(
+                    address, bytes(message.payload), self.positions, self.settings.geo_resolution
+                ),
             )
         except ContractError as exc:
             # Not a citywatch topic shape: keep the bytes and the reason in the dead letters.

@@ -1,6 +1,6 @@
 """Faust's Kafka transport, tuned for a worker that must keep up with a city's alerts.
 
-Four changes, all inside the transport:
+Five changes, all inside the transport:
 
 **Fetch wait.** Faust creates its worker consumer with ``fetch_max_wait_ms=1500`` and no
 setting to change it. Tansu answers a fetch that finds nothing new only when that wait runs
@@ -23,6 +23,10 @@ stopped flow (:func:`_finish`). Offsets, gaps and commits are tracked as Faust d
 skip the conductor and go straight into the lane's buffer, tracked as unacknowledged like
 any record an agent takes (see that module for why and for what Faust still does).
 
+**An idempotent producer** when ``services.kafka.idempotent_producer`` is on (Faust
+enables it only in its exactly-once mode): receipts, events and dead letters are not
+duplicated by the producer's own retries.
+
 **A log that started again.** A record fetched below the committed offset means the
 broker lost its log (:func:`log_went_back`); Faust would skip such records silently, so
 the app's ``on_lost_log`` is told (the worker then starts again, see
@@ -32,7 +36,7 @@ the app's ``on_lost_log`` is told (the worker then starts again, see
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -192,8 +196,20 @@ def log_went_back(tp: Any, offset: int, committed: int | None) -> str | None:
     )
 
 
+class _Producer(faust_aiokafka.Producer):
+    """Faust's producer, idempotent when the app says so (Faust turns idempotence on only in
+    its exactly-once mode, which citywatch does not use)."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        extra = dict(super()._settings_extra())
+        if getattr(self.app, "idempotent_producer", False):
+            extra["enable_idempotence"] = True
+        return extra
+
+
 class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
+    Producer = _Producer
 
 
 def kafka_producer(app: faust.App) -> AIOKafkaProducer:
@@ -202,14 +218,21 @@ def kafka_producer(app: faust.App) -> AIOKafkaProducer:
     return producer
 
 
-def worker_options(*, partitions: int, session_timeout_s: float, data_dir: Path) -> dict[str, Any]:
+def worker_options(
+    *,
+    partitions: int,
+    session_timeout_s: float,
+    data_dir: Path,
+    replication_factor: int = 1,
+    producer_acks: int = -1,
+) -> dict[str, Any]:
     """The Faust settings of a citywatch stream worker (the app and its benchmark's reference
-    agent share them)."""
+    agent share them); partitions, replication and acks (-1: all) from ``services.kafka``."""
     return dict(
         processing_guarantee="at_least_once",
-        producer_acks=-1,
+        producer_acks=producer_acks,
         topic_partitions=partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=replication_factor,
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=False,
@@ -235,9 +258,14 @@ class StreamApp(faust.App):
     (:mod:`citywatch.stream.batch_lane`), by topic name."""
 
     def __init__(
-        self, *args: Any, on_lost_log: Callable[[str], None] | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        on_lost_log: Callable[[str], None] | None = None,
+        idempotent_producer: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.idempotent_producer = idempotent_producer  # read by the transport's producer
         self.batch_lanes: dict[str, BatchLane] = {}
         self.on_lost_log = on_lost_log
         self.lost_log_reported = on_lost_log is None  # nobody to tell: never report

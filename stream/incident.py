@@ -57,6 +57,9 @@ class Incident:
     attributes: dict[str, object] = field(default_factory=dict)
     recurrence_of: str | None = None
     merged_into: str | None = None
+    version: int = 0
+    """The stored ``incident_version`` this copy was read or last written at (0: never
+    stored); another worker's write moves the row on, and this copy is then stale."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,10 @@
 """The pipeline's Kafka topics, created where they are missing, and the check that tells a
 worker its broker lost its log.
 
+Topics are made as ``services.kafka`` says (partitions, replication factor, topic config
+``min.insync.replicas``); a replication factor above the cluster's broker count is refused
+here with what to change, before the broker answers with a bare error code.
+
 The bridge and the stream worker both call :func:`ensure_topics` before they start: the
 worker subscribes to its topics when it joins its group, and a topic that does not exist
 yet would only be picked up at the next metadata refresh (minutes). Creating a topic that
@@ -35,6 +39,31 @@ class TopicCreationRefused(RuntimeError):
     """The broker refused to create a pipeline topic for a reason other than its existing."""
 
 
+class ReplicationTooHigh(TopicCreationRefused):
+    """More copies of each partition were asked for than the cluster has brokers."""
+
+
+def verify_replication(settings: StreamSettings, brokers: int) -> None:
+    """``services.kafka.replication_factor`` fits a cluster of ``brokers`` (a broker
+    refuses the topic otherwise, with a code that does not say why)."""
+    if settings.replication_factor > brokers:
+        raise ReplicationTooHigh(
+            f"services.kafka.replication_factor is {settings.replication_factor} but the Kafka"
+            f" cluster at {settings.kafka_bootstrap} has {brokers} broker(s): lower it to at"
+            f" most {brokers} (and min_insync_replicas to at most that), or add brokers"
+        )
+
+
+def new_topic(settings: StreamSettings, name: str) -> NewTopic:
+    """A pipeline topic as ``services.kafka`` describes it: partitions, replicas, min ISR."""
+    return NewTopic(
+        name,
+        num_partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
+        topic_configs={"min.insync.replicas": str(settings.min_insync_replicas)},
+    )
+
+
 async def create_missing(
     admin: AIOKafkaAdminClient, settings: StreamSettings, names: list[str]
 ) -> list[str]:
@@ -47,12 +76,9 @@ async def create_missing(
     missing = [name for name in names if name not in existing]
     if not missing:
         return []
-    response = await admin.create_topics(
-        [
-            NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
-            for name in missing
-        ]
-    )
+    cluster = await admin.describe_cluster()
+    verify_replication(settings, len(cluster.get("brokers") or ()))
+    response = await admin.create_topics([new_topic(settings, name) for name in missing])
     created, refused = [], []
     for topic_error in response.topic_errors:
         name, code = topic_error[0], topic_error[1]
@@ -63,7 +89,9 @@ async def create_missing(
     if refused:
         raise TopicCreationRefused(
             f"the Kafka broker refused to create {', '.join(refused)}; create them by hand"
-            f" with {settings.partitions} partitions, or fix the broker's permissions"
+            f" with {settings.partitions} partitions, replication {settings.replication_factor}"
+            f" and min.insync.replicas {settings.min_insync_replicas}, or fix the broker's"
+            " permissions"
         )
     if created:
         log.info("created Kafka topics %s", created)

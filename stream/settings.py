@@ -9,6 +9,7 @@ from citywatch.config import CitywatchConfig
 from citywatch.config.secrets import resolve_secret
 from citywatch.stack.endpoints import data_dir_of, resolve_endpoints
 from citywatch.stream.kafka_security import PLAINTEXT, KafkaSecurity, kafka_security
+from citywatch.stream.partitioning import key_resolution
 
 FETCH_MAX_WAIT_MS = 100
 """How long a consumer's fetch may wait for records. Tansu answers a fetch that finds nothing
@@ -30,6 +31,13 @@ class StreamSettings:
     site: str = "demo"
     topic_prefix: str = "citywatch"
     partitions: int = 1
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    acks: str | int = "all"
+    """Producer acks of every producer of the stream tier (aiokafka's "all", or 1)."""
+    geo_resolution: int = 6
+    """H3 resolution of the Kafka keys: :func:`~citywatch.stream.partitioning.key_resolution`
+    of the site's dedup radii (6 for the demo's)."""
     share_group: str = "citywatch-bridge"
     bridge_id: str = "1"
     session_timeout_s: float = 10.0
@@ -39,6 +47,11 @@ class StreamSettings:
     mqtt_key_file: str | None = None
     kafka_security: KafkaSecurity = PLAINTEXT
     """Given to every Kafka client the stream tier builds (see ``kafka_security``)."""
+
+    @property
+    def producer_acks(self) -> int:
+        """:attr:`acks` as Faust's ``producer_acks`` (-1 is "all")."""
+        return -1 if self.acks == "all" else int(self.acks)
 
     @property
     def kafka_client_options(self) -> dict[str, object]:
@@ -70,6 +83,10 @@ def stream_settings(
         site=config.site.id,
         topic_prefix=config.services.kafka.topic_prefix,
         partitions=config.services.kafka.partitions,
+        replication_factor=config.services.kafka.replication_factor,
+        min_insync_replicas=config.services.kafka.min_insync_replicas,
+        acks=config.services.kafka.acks,
+        geo_resolution=key_resolution(config.workflow.dedup.values()),
         share_group=mqtt.share_group,
         bridge_id=bridge_id,
         mqtt_tls=endpoints.mqtt_tls,

@@ -5,7 +5,8 @@ Why one object: the processor's state (open work orders, the dedup engine) is a 
 what the database committed, shared by the alert lane and the SLA tick, and several events
 make it stale: a database outage (a failed transaction may have changed it), a person
 acting on the same work orders, partitions arriving from another worker with the orders it
-opened (:mod:`citywatch.stream.readiness` tracks that). Each step here runs in one
+opened (:mod:`citywatch.stream.readiness` tracks that), another worker extending an incident
+both hold near a cell border (its version moved: see :mod:`citywatch.stream.dedup_claim`). Each step here runs in one
 transaction through :class:`~citywatch.stream.db_retry.DatabaseRetry`, which reads the
 state again before a retry; the steps that touch the state hold one lock, so the lane and
 the tick never interleave.
@@ -27,6 +28,7 @@ from citywatch.contracts import WorkOrderEvent
 from citywatch.stream.center_relay import relay_once
 from citywatch.stream.clock import Clock, utc_now
 from citywatch.stream.db_retry import RETRY_FIRST_S, RETRY_MAX_S, DatabaseRetry
+from citywatch.stream.dedup_claim import PlaceClaims, refresh_moved
 from citywatch.stream.metrics import COMMIT_SECONDS
 from citywatch.stream.processor import AlertProcessor, Outcome
 from citywatch.stream.readiness import DatabaseHealth, Readiness
@@ -55,9 +57,11 @@ class WorkerDatabase:
         retry_first_s: float = RETRY_FIRST_S,
         retry_max_s: float = RETRY_MAX_S,
         health: DatabaseHealth | None = None,
+        claims: PlaceClaims | None = None,
     ) -> None:
         self.pool, self.processor, self.clock = pool, processor, clock
         self.health = health
+        self.claims = claims  # several partitions: alerts near a cell border claim their place
         self.state_lock = asyncio.Lock()  # the processor's state: the alert lane and the tick
         self._pool_open = False
         self._pool_failed = False  # an outage since the pool was opened
@@ -115,16 +119,28 @@ class WorkerDatabase:
             self.health.reached()
 
     async def store_alerts(self, rows: Sequence[AlertRow]) -> Outcome:
-        """The alert lane's store step: ``rows`` stored and folded into work orders."""
-        return await self._transact(
-            f"{len(rows)} alerts", lambda conn: self.processor.handle(conn, rows), state=True
-        )
+        """The alert lane's store step: ``rows`` stored and folded into work orders, after
+        the places of those near a cell border are claimed (:mod:`~citywatch.stream.dedup_claim`)."""
+        claims = self.claims
+
+        async def store(conn: AsyncConnection) -> Outcome:
+            if claims is not None:
+                await claims.claim(conn, rows, self.clock())
+            return await self.processor.handle(conn, rows)
+
+        return await self._transact(f"{len(rows)} alerts", store, state=True)
 
     async def tick(self) -> Outcome:
-        """Close quiet incidents and escalate overdue work orders, as of the clock's now."""
-        return await self._transact(
-            "the SLA tick", lambda conn: self.processor.tick(conn, self.clock()), state=True
-        )
+        """Close quiet incidents and escalate overdue work orders, as of the clock's now
+        (with several workers, after reading again what the others changed)."""
+        claims = self.claims
+
+        async def tick(conn: AsyncConnection) -> Outcome:
+            if claims is not None:
+                await refresh_moved(conn, self.processor)
+            return await self.processor.tick(conn, self.clock())
+
+        return await self._transact("the SLA tick", tick, state=True)
 
     async def store_batch(
         self,

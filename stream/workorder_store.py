@@ -4,6 +4,9 @@ them.
 A work order row also carries its incident's dedup state (episodes, sources, last activity,
 open/closed), so a worker that starts — or takes over partitions — rebuilds both the dedup
 engine and the work orders from the database alone. All writes are upserts keyed by id.
+Every write bumps the row's ``incident_version``, and a writer whose copy is older than the
+row is refused (:func:`check_incident_versions`): with several workers, one may hold an
+incident another extended since (see :mod:`citywatch.stream.dedup_claim`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from citywatch.stream.dedup import Incident, Position
 from citywatch.stream.sink import stage
 from citywatch.workorder.lifecycle import WorkOrder, WorkOrderTransition
 
-__all__ = ["StaleWorkOrders", "load", "save"]
+__all__ = ["StaleWorkOrders", "load", "load_ids", "load_near", "save", "stored_versions"]
 
 WORK_ORDER_COLUMNS = (
     "id", "kind", "category_code", "category_name", "department", "priority", "state",
@@ -39,6 +42,7 @@ WORK_ORDER_COLUMNS = (
     "closed_at", "escalation_level", "district", "street", "community", "lat", "lon",
     "incident_state", "incident_closed_at", "last_activity", "episodes", "open_episodes",
     "sources", "alert_count", "max_confidence", "reopen_count", "attributes", "seq",
+    "incident_version",
 )  # fmt: skip
 _COLUMNS = ", ".join(WORK_ORDER_COLUMNS)
 
@@ -55,7 +59,8 @@ ON CONFLICT (id) DO UPDATE SET
     open_episodes = EXCLUDED.open_episodes, sources = EXCLUDED.sources,
     alert_count = EXCLUDED.alert_count, max_confidence = EXCLUDED.max_confidence,
     reopen_count = EXCLUDED.reopen_count, attributes = EXCLUDED.attributes,
-    seq = GREATEST(work_orders.seq, EXCLUDED.seq), updated_at = now()
+    seq = GREATEST(work_orders.seq, EXCLUDED.seq), incident_version = EXCLUDED.incident_version,
+    updated_at = now()
 """
 # Feed positions are taken in this order (the order 0004_center.sql numbered old events in).
 _EVENTS = f"""
@@ -82,7 +87,7 @@ def _row(order: WorkOrder, incident: Incident) -> tuple[object, ...]:
         incident.closed_at, incident.last_activity, json.dumps(sorted(incident.episodes)),
         json.dumps(sorted(incident.open_episodes)), json.dumps(sorted(incident.sources)),
         len(incident.alert_ids), incident.max_confidence, incident.reopen_count,
-        json.dumps(stored_attributes(incident), default=str), order.seq,
+        json.dumps(stored_attributes(incident), default=str), order.seq, incident.version + 1,
     )  # fmt: skip
 
 
@@ -122,9 +127,12 @@ async def save(
     changed = list(changed)
     new_events = Counter(e.work_order_id for e in events)
     await lock_current(conn, {o.id: o.seq - new_events[o.id] for o, _ in changed})
+    await check_incident_versions(conn, {i.id: i.version for _, i in changed})
     if changed:
         await stage(conn, "work_orders", WORK_ORDER_COLUMNS, (_row(o, i) for o, i in changed))
         await conn.execute(_UPSERT)
+        for _, incident in changed:
+            incident.version += 1  # (a rollback after this marks the whole state stale)
     if events:
         await stage(conn, "workorder_events", EVENT_COLUMNS, map(event_values, events))
         await conn.execute(_EVENTS)
@@ -135,17 +143,75 @@ async def save(
         await conn.execute(_MOVE, (into, gone))
 
 
+async def check_incident_versions(conn: AsyncConnection, expected: dict[str, int]) -> None:
+    """:class:`StaleWorkOrders` for the incidents (id → version this worker read) that
+    another worker wrote since (rows already locked by ``lock_current``; new ones pass)."""
+    stored = await stored_versions(conn, list(expected))
+    stale = [i for i, version in stored.items() if version != expected[i]]
+    if stale:
+        raise StaleWorkOrders(stale)
+
+
+_LIVE = "(incident_state = 'open' OR incident_closed_at >= %s) AND state <> 'merged'"
+
+
 async def load(
     conn: AsyncConnection, workflow: Workflow, tz: tzinfo, closed_since: datetime
 ) -> list[tuple[WorkOrder, Incident]]:
     """Work orders whose incident is open or closed after ``closed_since`` (still reopenable)."""
+    return await _select(conn, workflow, tz, f"WHERE {_LIVE}", (closed_since,))
+
+
+async def load_near(
+    conn: AsyncConnection,
+    workflow: Workflow,
+    tz: tzinfo,
+    closed_since: datetime,
+    boxes: Sequence[tuple[str, float, float, float, float]],
+) -> list[tuple[WorkOrder, Incident]]:
+    """Like :func:`load`, for the incidents of a kind whose centre lies in one of ``boxes``
+    ``(kind, south, north, west, east)`` (degrees)."""
+    if not boxes:
+        return []
+    kinds, south, north, west, east = (list(column) for column in zip(*boxes, strict=True))
+    # One index scan (work_orders_geo_idx) per box, not a scan of every work order.
+    where = f"""WHERE w.id IN (
+        SELECT near.id FROM unnest(%s::text[], %s::float8[], %s::float8[], %s::float8[],
+                                   %s::float8[]) AS b(kind, south, north, west, east)
+        CROSS JOIN LATERAL (
+            SELECT id FROM work_orders n
+            WHERE n.lat BETWEEN b.south AND b.north AND n.lon BETWEEN b.west AND b.east
+              AND n.kind = b.kind) AS near)
+      AND {_LIVE}"""
+    return await _select(conn, workflow, tz, where, (kinds, south, north, west, east, closed_since))
+
+
+async def load_ids(
+    conn: AsyncConnection, workflow: Workflow, tz: tzinfo, ids: Sequence[str]
+) -> list[tuple[WorkOrder, Incident]]:
+    """The work orders of ``ids`` with their incidents, those not folded into another."""
+    if not ids:
+        return []
+    return await _select(
+        conn, workflow, tz, "WHERE w.id = ANY(%s) AND state <> 'merged'", (list(ids),)
+    )
+
+
+async def stored_versions(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, int]:
+    """The stored ``incident_version`` of each of ``ids`` that is stored."""
+    if not ids:
+        return {}
+    cursor = await conn.execute(
+        "SELECT id, incident_version FROM work_orders WHERE id = ANY(%s)", (list(ids),)
+    )
+    return dict(await cursor.fetchall())
+
+
+async def _select(
+    conn: AsyncConnection, workflow: Workflow, tz: tzinfo, where: str, params: Sequence[object]
+) -> list[tuple[WorkOrder, Incident]]:
     async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(
-            f"""SELECT w.*, {ALERT_IDS} FROM work_orders w
-                WHERE (incident_state = 'open' OR incident_closed_at >= %s)
-                  AND state <> 'merged'""",
-            (closed_since,),
-        )
+        await cursor.execute(f"SELECT w.*, {ALERT_IDS} FROM work_orders w {where}", params)
         records = await cursor.fetchall()
     restored = []
     for r in records:
@@ -164,6 +230,7 @@ async def load(
             reopen_count=r["reopen_count"], max_confidence=r["max_confidence"],
             level=level, attributes=attributes,
             recurrence_of=_text_or_none(attributes.pop("recurrence_of", None)),
+            version=r["incident_version"],
         )  # fmt: skip
         restored.append((order, incident))
     return restored
