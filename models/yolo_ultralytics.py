@@ -8,7 +8,6 @@ error here rather than a silent fetch from the internet at a street cabinet.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,14 +16,13 @@ import numpy as np
 from citywatch.models.detections import Image
 from citywatch.models.detector_factory import (
     BackendUnavailable,
-    MappedDetector,
     ModelClasses,
     ModelFormatError,
     RawBoxes,
     check_weights,
 )
 
-__all__ = ["UltralyticsDetector", "UltralyticsModel"]
+__all__ = ["UltralyticsModel"]
 
 
 def _import_yolo() -> Any:
@@ -99,32 +97,4 @@ class UltralyticsModel:
             boxes.xyxy.cpu().numpy().astype(np.float32),
             boxes.conf.cpu().numpy().astype(np.float32),
             boxes.cls.cpu().numpy().astype(np.intp),
-        )
-
-
-class UltralyticsDetector(MappedDetector):
-    """An ultralytics model with one detector entry's class map and floors (a camera alone)."""
-
-    def __init__(
-        self,
-        weights: Path,
-        *,
-        imgsz: int = 640,
-        input_shape: Literal["frame", "square"] = "frame",
-        confidence: float = 0.25,
-        class_confidence: Mapping[str, float] | None = None,
-        iou: float = 0.5,
-        class_map: Mapping[str, str] | None = None,
-        device: str = "cpu",
-        config_key: str = "detector.weights",
-    ) -> None:
-        model = UltralyticsModel(
-            weights, imgsz=imgsz, input_shape=input_shape, device=device, config_key=config_key
-        )
-        super().__init__(
-            model,
-            confidence=confidence,
-            class_confidence=class_confidence,
-            iou=iou,
-            class_map=class_map,
         )

@@ -322,14 +322,14 @@ def matched(reference: Detections, candidate: Detections, min_conf: float) -> li
 def test_onnx_backend_returns_the_ultralytics_boxes(yolo_pair: tuple[Path, Path, float]) -> None:
     """Same weights, same images: every box either backend reports clearly above the
     threshold has a same-class twin with IoU >= 0.9 in the other's output."""
-    from citywatch.models.yolo_ultralytics import UltralyticsDetector
+    from citywatch.models.yolo_ultralytics import UltralyticsModel
 
     pt, exported, confidence = yolo_pair
     onnx_backend = OnnxDetector(exported, confidence=confidence, iou=0.5)
     imgsz = onnx_backend.input_hw[0]
     references = {
-        "pt": UltralyticsDetector(pt, imgsz=imgsz, confidence=confidence, iou=0.5),
-        "onnx": UltralyticsDetector(exported, imgsz=imgsz, confidence=confidence, iou=0.5),
+        name: MappedDetector(UltralyticsModel(path, imgsz=imgsz), confidence=confidence, iou=0.5)
+        for name, path in (("pt", pt), ("onnx", exported))
     }
     compared = 0
     for image in street_like_images():
