@@ -195,7 +195,9 @@ def edge_replay(
         tz=cfg.site.timezone,
         start_time=started,
         detector=detector,
-        evidence=EvidenceStore(evidence, cam.id) if evidence else None,
+        evidence=EvidenceStore(evidence, cam.id, clip_format=cam.evidence.clip_format)
+        if evidence
+        else None,
     )
     with console.status(f"replaying {video or detections} through {cam.id}…"):
         if video is not None:

@@ -263,6 +263,12 @@ class EvidenceConfig(ConfigModel):
         le=30,
         description="frames per second kept for clips (at most the detection rate)",
     )
+    clip_format: Literal["webm", "mp4"] = Field(
+        default="webm",
+        description="webm (VP8) plays in every browser, the console included; mp4 (MPEG-4"
+        " part 2) takes about a seventh of the CPU to encode, but browsers cannot play it"
+        " (the console offers it as a download)",
+    )
     max_disk: int = Field(
         default=2_000_000_000,
         ge=10_000_000,

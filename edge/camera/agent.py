@@ -155,7 +155,7 @@ class CameraWorker:
                     tz=gateway.config.site.timezone,
                     start_time=frame_start_time(camera, opened),
                     detector=self.detector,
-                    evidence=gateway.evidence_store(camera.id),
+                    evidence=gateway.evidence_store(camera),
                     clips=ClipSettings.of(camera.evidence) if camera.evidence.clip else None,
                     on_detections=gateway.detection_hook(camera.id),
                     clip_thread=gateway.clip_thread,
@@ -359,8 +359,12 @@ class CameraGateway:
             return None
         return lambda frame, detections: record(camera_id, frame, detections)
 
-    def evidence_store(self, camera_id: str) -> EvidenceStore | None:
-        return EvidenceStore(self.evidence_dir, camera_id) if self.evidence_dir else None
+    def evidence_store(self, camera: CameraConfig) -> EvidenceStore | None:
+        if self.evidence_dir is None:
+            return None
+        return EvidenceStore(
+            self.evidence_dir, camera.id, clip_format=camera.evidence.clip_format
+        )
 
     # -- running -------------------------------------------------------------------------------
     def run(
@@ -408,7 +412,7 @@ class CameraGateway:
         for worker in self.workers.values():
             messages.append(worker.telemetry(now))
             messages.append(worker.status())
-            store = self.evidence_store(worker.camera.id)
+            store = self.evidence_store(worker.camera)
             if store is not None:
                 removed = store.prune(max_bytes=worker.camera.evidence.max_disk)
                 if removed:

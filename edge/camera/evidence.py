@@ -29,7 +29,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -75,6 +75,13 @@ def crop(image: Image, box: Box, margin: float = 0.15) -> Image:
 
 # --- files ---------------------------------------------------------------------------
 
+CLIP_FORMATS = (
+    (".webm", "VP80", "video/webm"),
+    (".mp4", "mp4v", "video/mp4"),
+    (".avi", "MJPG", "video/x-msvideo"),
+)
+"""(suffix, fourcc, content type) of the clip formats, in the order tried after the chosen one."""
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")
 
@@ -91,12 +98,20 @@ class EvidenceStore:
     """Writes a camera's evidence under ``root/camera_id/YYYYMMDD/`` (UTC date) and returns
     references to it. Files appear whole: each is written aside and renamed into place."""
 
-    def __init__(self, root: Path | str, camera_id: str, *, jpeg_quality: int = 90) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        camera_id: str,
+        *,
+        jpeg_quality: int = 90,
+        clip_format: Literal["webm", "mp4"] = "webm",
+    ) -> None:
         if not _SAFE_ID.match(camera_id):
             raise ValueError(f"camera id {camera_id!r} is not safe as a directory name")
         self.root = Path(root)
         self.camera_id = camera_id
         self.jpeg_quality = jpeg_quality
+        self.clip_format = clip_format
 
     @property
     def directory(self) -> Path:
@@ -141,7 +156,9 @@ class EvidenceStore:
         frames: Sequence[BufferedFrame],
         fallback_fps: float = 5.0,
     ) -> EvidenceRef:
-        """Write ``frames`` as MP4 (``mp4v``), or MJPEG AVI where MP4 cannot be written.
+        """Write ``frames`` in the store's ``clip_format`` (WebM VP8, which browsers play, or
+        MP4 ``mp4v``, cheaper to encode), else the other one, else MJPEG AVI: whichever
+        this machine's OpenCV can write first.
 
         The frame rate is taken from the frames' times, so the clip plays in real time
         whatever the detection rate was.
@@ -154,9 +171,8 @@ class EvidenceStore:
         # Decoded one at a time while writing: a clip of 5 s at 25 fps would take ~120 MB
         # as decoded frames, more than the rest of a camera's agent.
         height, width = frames[0].image().shape[:2]
-        for suffix, fourcc, content_type in (
-            (".mp4", "mp4v", "video/mp4"),
-            (".avi", "MJPG", "video/x-msvideo"),
+        for suffix, fourcc, content_type in sorted(
+            CLIP_FORMATS, key=lambda f: f[0] != f".{self.clip_format}"
         ):
             path = self.path_for(name, EvidenceKind.CLIP, event_time, suffix)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +200,7 @@ class EvidenceStore:
                     sha256=_sha256_of(path),
                 )
             partial.unlink(missing_ok=True)
-        raise EvidenceError(f"no video writer could write clip {name!r} (mp4v, MJPG)")
+        raise EvidenceError(f"no video writer could write clip {name!r} (VP80, mp4v, MJPG)")
 
     def prune(
         self,
