@@ -45,7 +45,7 @@ def order_row(
         lat, lon, "open" if incident_closed_at is None else "closed", incident_closed_at,
         last_activity, json.dumps(sorted(episodes)), json.dumps(sorted(open_episodes)),
         json.dumps(list(sources)), alert_count, max_confidence, order.reopen_count, "{}",
-        order.seq, updated_at,
+        order.seq, 1, updated_at,  # incident_version: written once by one worker
     )  # fmt: skip
 
 
