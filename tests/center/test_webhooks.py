@@ -107,7 +107,9 @@ def test_new_orders_are_posted_per_target_format_priority_and_retry(
     sent = receiver.to("/json")[0].body
     assert sent["event"] == "workorder.opened" and sent["work_order"]["priority"] == 1
     [wecom] = receiver.to("/wecom")
-    assert wecom.body["msgtype"] == "markdown" and urgent.id in wecom.body["markdown"]["content"]
+    number = sent["work_order"]["number"]  # the short number duty officers read (DEMO-…)
+    assert number and number.startswith(settings.config.site.id.upper())
+    assert wecom.body["msgtype"] == "markdown" and number in wecom.body["markdown"]["content"]
     [ding] = receiver.to("/dingtalk")
     assert ding.body["markdown"]["title"].startswith("P1") and ding.query["access_token"] == ["t1"]
     stamp = ding.query["timestamp"][0]
