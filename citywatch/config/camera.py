@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from citywatch.config.base import ConfigModel, Duration, Identifier
+from citywatch.config.camera_evidence import EvidenceConfig
 from citywatch.config.detector import DetectorConfig
 from citywatch.config.site import Placement
 
@@ -241,38 +242,6 @@ class CameraSource(ConfigModel):
         le=16,
         description="frames decoded ahead on a reader thread while the detector works on the"
         " current one (decoding and inference overlap); 0 decodes on the camera thread",
-    )
-
-
-class EvidenceConfig(ConfigModel):
-    """What each alert carries: an annotated snapshot and a crop always, a clip on request."""
-
-    clip: bool = Field(default=True, description="record a short clip around each episode start")
-    clip_before: Duration = Field(
-        default=timedelta(seconds=4), description="clip length before the episode starts"
-    )
-    clip_after: Duration = Field(
-        default=timedelta(seconds=4), description="clip length after the episode starts"
-    )
-    clip_width_px: int = Field(
-        default=640, ge=160, le=3840, description="clip frames are scaled down to this width"
-    )
-    clip_fps: float = Field(
-        default=5.0,
-        gt=0,
-        le=30,
-        description="frames per second kept for clips (at most the detection rate)",
-    )
-    clip_format: Literal["webm", "mp4"] = Field(
-        default="webm",
-        description="webm (VP8) plays in every browser, the console included; mp4 (MPEG-4"
-        " part 2) takes about a seventh of the CPU to encode, but browsers cannot play it"
-        " (the console offers it as a download)",
-    )
-    max_disk: int = Field(
-        default=2_000_000_000,
-        ge=10_000_000,
-        description="bytes of evidence kept on the gateway; the oldest files go first",
     )
 
 

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 import cv2
 import numpy as np
 
-from citywatch.config.camera import CameraConfig, EvidenceConfig, SmokeRule
+from citywatch.config.camera import CameraConfig, SmokeRule
+from citywatch.config.camera_evidence import EvidenceConfig
 from citywatch.config.detector import DetectorConfig, SmokeOpinionConfig, canonical_class
 from citywatch.contracts import Alert, DeviceKind, DeviceRef
 from citywatch.contracts.messages import Evidence, EvidenceRef, Phase
