@@ -44,7 +44,7 @@ from citywatch.center.hardening import (
 from citywatch.center.metrics import CenterWatch, RequestMetrics, RouteNote
 from citywatch.center.settings import CenterSettings
 from citywatch.center.throttle import Admission
-from citywatch.center.webhooks import Webhooks
+from citywatch.center.webhooks import Webhooks, claim_in, forget_old_claims
 from citywatch.config.center import CenterLimits
 from citywatch.storage.workorders import record_numbering_site
 
@@ -85,7 +85,11 @@ def create_app(settings: CenterSettings) -> FastAPI:
             await record_numbering_site(conn, settings.config.site.id, settings.config.site.timezone)
         feed = Broadcaster(pool, settings.database_url)
         await feed.start()
-        notifier = Webhooks(center.webhooks, feed, settings.tz, settings.secrets_dir)
+        if center.webhooks:
+            await forget_old_claims(pool)
+        notifier = Webhooks(
+            center.webhooks, feed, settings.tz, settings.secrets_dir, claim_in(pool)
+        )
         notifier.start()  # new-order notices to other systems, off the feed's path
         watch = CenterWatch(pool).start()
         limits = center.limits

@@ -5,8 +5,13 @@ The notifier is one more subscriber of the live feed's :class:`~.feed.Broadcaste
 takes each ``reported`` event (a new order) as it is announced, and hands it to a queue per
 target; a sender task per target posts it with a timeout and retries with doubling waits.
 Nothing here can hold the feed up: the reader only filters and enqueues, a full target
-queue drops the oldest notice (logged), and the HTTP calls run in threads. Each center
-process sends what it sees, so run the webhooks on one process of a scaled-out center.
+queue drops the oldest notice (logged), and the HTTP calls run in threads.
+
+Every center process reads the feed, and behind a load balancer several run: before a
+notice is posted, its (target, feed position) is claimed in the database
+(:func:`claim_in`, table ``webhook_claims``), and only the process whose claim went in sends
+it, so a duty chat hears of each order once. Should the database not answer the claim, the
+notice is sent anyway: a duplicate in a chat is better than a fire nobody heard of.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from citywatch.center.feed import Broadcaster, FeedEvent
 from citywatch.config.secrets import SecretError, resolve_secret
@@ -34,6 +42,9 @@ from citywatch.config.webhooks import WebhookTarget
 log = logging.getLogger(__name__)
 
 NEW_ORDER_EVENT = "reported"
+CLAIMS_KEPT_DAYS = 30
+"""Claims older than this are deleted when a center starts (they only guard against a
+second sender of the same notice, which comes within seconds)."""
 QUEUE_MAX = 1000
 """Notices waiting per target; past it the oldest is dropped (a receiver down for hours)."""
 PRIORITY_NAMES = {1: "P1 紧急 urgent", 2: "P2 高 high", 3: "P3 中 normal", 4: "P4 低 low"}
@@ -117,8 +128,44 @@ def post(url: str, data: dict[str, Any], timeout_s: float) -> None:
         raise Rejected(f"errcode {parsed.get('errcode')}: {parsed.get('errmsg')}")
 
 
+Claim = Callable[[str, int], Awaitable[bool]]
+"""Whether this process is the one to send the notice of feed position N to a target."""
+
+
+def claim_in(pool: AsyncConnectionPool) -> Claim:
+    """The claim on ``webhook_claims`` through ``pool``: True when this process's insert of
+    (target, feed position) went in; True as well when the database does not answer (sent
+    anyway, logged)."""
+
+    async def claim(target: str, feed_id: int) -> bool:
+        try:
+            async with pool.connection() as conn:
+                cursor = await conn.execute(
+                    "INSERT INTO webhook_claims (target, feed_id) VALUES (%s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    (target, feed_id),
+                )
+                return cursor.rowcount == 1
+        except (psycopg.Error, PoolTimeout) as error:
+            log.warning("webhooks: cannot claim notice %d for %s (%s); sending it anyway",
+                        feed_id, target, error)  # fmt: skip
+            return True
+
+    return claim
+
+
+async def forget_old_claims(pool: AsyncConnectionPool) -> None:
+    """Delete claims older than :data:`CLAIMS_KEPT_DAYS`."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "DELETE FROM webhook_claims WHERE claimed_at < now() - make_interval(days => %s)",
+            (CLAIMS_KEPT_DAYS,),
+        )
+
+
 class Webhooks:
-    """Sends new-order notices to the configured targets (:meth:`start` / :meth:`stop`)."""
+    """Sends new-order notices to the configured targets (:meth:`start` / :meth:`stop`);
+    with ``claim``, only the notices this process claimed (several center processes)."""
 
     def __init__(
         self,
@@ -126,11 +173,14 @@ class Webhooks:
         feed: Broadcaster,
         tz: tzinfo,
         secrets_dir: Path | None,
+        claim: Claim | None = None,
     ) -> None:
         self.targets, self.feed, self.tz, self.secrets_dir = targets, feed, tz, secrets_dir
+        self.claim = claim
         self.sent = [0] * len(targets)
         self.failed = [0] * len(targets)
-        self._queues: list[asyncio.Queue[dict[str, Any]]] = [
+        self.left_to_others = [0] * len(targets)
+        self._queues: list[asyncio.Queue[tuple[int, dict[str, Any]]]] = [
             asyncio.Queue(QUEUE_MAX) for _ in targets
         ]
         self._tasks: list[asyncio.Task[None]] = []
@@ -171,10 +221,10 @@ class Webhooks:
                 continue
             queue = self._queues[index]
             if queue.full():
-                dropped = queue.get_nowait()
+                _, dropped = queue.get_nowait()
                 log.error("webhook %s: %d notices waiting; the oldest (order %s) is dropped",
                           target.url, QUEUE_MAX, dropped.get("work_order", {}).get("id"))  # fmt: skip
-            queue.put_nowait(body)
+            queue.put_nowait((event.feed_id, body))
 
     def _url(self, target: WebhookTarget) -> str:
         if target.format != "dingtalk" or target.secret is None:
@@ -185,8 +235,11 @@ class Webhooks:
     async def _send(self, index: int) -> None:
         target, queue = self.targets[index], self._queues[index]
         while True:
-            body = await queue.get()
+            feed_id, body = await queue.get()
             order_id = (body.get("work_order") or {}).get("id")
+            if self.claim is not None and not await self.claim(target.url, feed_id):
+                self.left_to_others[index] += 1  # another center process sends this one
+                continue
             data = payload(target, body, self.tz)
             wait_s = target.retry_s
             for attempt in range(1, target.attempts + 1):

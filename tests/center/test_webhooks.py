@@ -120,3 +120,24 @@ def test_new_orders_are_posted_per_target_format_priority_and_retry(
     assert receiver.flaky_failures == 1 and len(receiver.to("/flaky")) == 1
     assert {p.body["work_order"]["id"] for p in receiver.to("/p3")} == {urgent.id, routine.id}
     assert len(receiver.posts) == 6
+
+
+def test_two_center_processes_send_each_notice_once(
+    center_settings, db, receiver: Receiver
+) -> None:  # type: ignore[no-untyped-def]
+    """Behind a load balancer both replicas read the feed; the claim in the database lets
+    exactly one of them post each new order, whichever sees it first."""
+    from fastapi.testclient import TestClient
+
+    from citywatch.center.app import create_app
+
+    settings = with_center(center_settings, webhooks=[{"url": f"{receiver.url}/duty"}])
+    with TestClient(create_app(settings)), TestClient(create_app(settings)):
+        orders = [seed_order(db, settings.config, kind="smoke", priority=1) for _ in range(5)]
+        deadline = time.monotonic() + 15
+        while len(receiver.posts) < len(orders):
+            assert time.monotonic() < deadline, f"only {receiver.posts} arrived"
+            time.sleep(0.05)
+        time.sleep(1.0)  # a second sender would have posted by now
+    posted = [p.body["work_order"]["id"] for p in receiver.to("/duty")]
+    assert sorted(posted) == sorted(o.id for o in orders)
