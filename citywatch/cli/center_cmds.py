@@ -86,7 +86,7 @@ def center_serve(
     from citywatch.config.center import CenterTls
     from citywatch.stack.endpoints import data_dir_of
     from citywatch.stack.tls import EmbeddedCa
-    from citywatch.stream.migrate import migrate
+    from citywatch.stream.migrate import migrate_for
 
     setup_logging(log_level)
     settings = center_settings(config, data_dir, database_url)
@@ -101,7 +101,7 @@ def center_serve(
         err.print(f"[red]✗[/] {exc}")
         raise typer.Exit(2) from None
     ensure_port_free(options["host"], options["port"])
-    migrate(settings.database_url)
+    migrate_for(settings.config, settings.database_url)
     console.print(f"command center on {base_url(options)}/ (API docs: /docs)")
     from citywatch.center.metrics import CENTER_HEALTH, CENTER_REGISTRY
 
@@ -115,9 +115,9 @@ def center_serve(
 def _run(settings: CenterSettings, work):  # type: ignore[no-untyped-def]
     import psycopg
 
-    from citywatch.stream.migrate import migrate
+    from citywatch.stream.migrate import migrate_for
 
-    migrate(settings.database_url)
+    migrate_for(settings.config, settings.database_url)
 
     async def main():  # type: ignore[no-untyped-def]
         async with await psycopg.AsyncConnection.connect(

@@ -38,7 +38,7 @@ from citywatch.hardware.water.sim import SimulatedWaterSensor
 from citywatch.stack.child import CliProcess
 from citywatch.stack.endpoints import data_dir_of, embedded_stack, resolve_endpoints, secrets_dir_of
 from citywatch.stack.launcher import EmbeddedStack
-from citywatch.stream.migrate import migrate
+from citywatch.stream.migrate import migrate_for
 
 
 @dataclass
@@ -106,7 +106,7 @@ def _run(
         highlight=False,
     )
     endpoints = resolve_endpoints(config, root)
-    report = migrate(endpoints.database_url)
+    report = migrate_for(config, endpoints.database_url)
     console.print(
         f"[green]✓[/] database schema v{report.current_version}"
         f" ({'TimescaleDB' if report.timescale else 'plain PostgreSQL: timescaledb not available'})"
