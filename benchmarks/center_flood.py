@@ -35,12 +35,10 @@ import os
 import secrets
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,7 @@ from benchmarks.harness import (
     REPO,
     console,
     counted_progress,
+    extract_at,
     fmt,
     mark,
     parser,
@@ -146,13 +145,7 @@ def center(database_url: str, token: str, log: Path, source: Path | None) -> Ite
 
 def center_at(revision: str, into: Path) -> Path:
     """The ``center/`` folder of ``revision``, extracted into ``into`` (read-only on git)."""
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", revision, "center"], cwd=REPO, check=True,
-        capture_output=True,
-    ).stdout  # fmt: skip
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into / "center"
+    return extract_at(revision, into, "center") / "center"
 
 
 # -- the measurement ----------------------------------------------------------------------------

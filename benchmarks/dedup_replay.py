@@ -40,17 +40,24 @@ import os
 import random
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import console, parser, reproduce, run_facts, save, say, table
+from benchmarks.harness import (
+    console,
+    extract_at,
+    parser,
+    reproduce,
+    run_facts,
+    save,
+    say,
+    table,
+)
 from citywatch.config import load_config
 from citywatch.config.sensor import LevelPolicy, SensorConfig, SimulatedRain
 from citywatch.contracts import Alert, AlertKind, DeviceKind, DeviceRef, Location, Phase, encode
@@ -206,12 +213,7 @@ def street_recording(cars: int, vendors: int, seed: int) -> Recording:
 # -- the replays ----------------------------------------------------------------------------------
 def tree_at(revision: str, into: Path) -> Path:
     """The code and configs of ``revision``, importable as ``citywatch`` from ``into``."""
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", revision, "citywatch", "configs", *STAGES],
-        cwd=REPO, check=True, capture_output=True,
-    ).stdout  # fmt: skip
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
+    extract_at(revision, into, "citywatch", "configs", *STAGES)
     for stage in STAGES:
         (into / "citywatch" / stage).symlink_to(into / stage, target_is_directory=True)
     return into

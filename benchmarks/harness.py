@@ -21,12 +21,14 @@ import platform
 import pstats
 import shlex
 import statistics
+import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from io import StringIO
+from io import BytesIO, StringIO
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -221,3 +223,16 @@ def save(results: dict[str, Any], out: Path | None, name: str, stamped: bool = F
     out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     say(f"wrote {out}")
     return out
+
+
+def extract_at(revision: str, into: Path, *paths: str) -> Path:
+    """``paths`` of the repository as they were at git ``revision``, extracted under ``into``
+    (read from git with ``git archive``; the working tree is not touched): the code a
+    benchmark's "before" runs."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision, *paths], cwd=REPO, check=True,
+        capture_output=True,
+    ).stdout  # fmt: skip
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into

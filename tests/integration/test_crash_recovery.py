@@ -20,6 +20,7 @@ import pytest
 from citywatch.contracts import Alert, DeviceRef, Location
 from citywatch.edge.gateway_session import edge_session
 from tests.conftest import CliProcess
+from tests.gateways import lone_fast_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CAMERA = DeviceRef(site="demo", kind="camera", id="cam-renmin-101")
@@ -65,17 +66,7 @@ class GatewayBurst:
     def __init__(  # type: ignore[no-untyped-def]
         self, stack, demo_config, tmp_path, alerts: list[Alert], hold_at: tuple[float, ...] = ()
     ) -> None:
-        gateways = {g.id: g for g in demo_config.devices.gateways}
-        fast = gateways["gw-cam-renmin"].model_copy(
-            update={
-                "resend_after": timedelta(seconds=3),
-                "outbox_path": str(tmp_path / "outbox.sqlite"),
-                "alerts_in_flight": 100,
-            }
-        )
-        config = demo_config.model_copy(
-            update={"devices": demo_config.devices.model_copy(update={"gateways": (fast,)})}
-        )
+        config = lone_fast_gateway(demo_config, "gw-cam-renmin", tmp_path)
         self.alerts = alerts
         self.session = edge_session(config, "gw-cam-renmin", stack.data_dir)
         self.sent = 0

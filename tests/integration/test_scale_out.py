@@ -30,6 +30,7 @@ from citywatch.edge.gateway_session import edge_session
 from citywatch.stack.child import CliProcess
 from citywatch.stream.partitioning import key_cell
 from tests.conftest import DEMO_CONFIG, REPO, fresh_database
+from tests.gateways import lone_fast_gateway
 from tests.polling import wait_for
 from tests.unit.test_partitioning import CENTRE, straddling_points
 
@@ -88,17 +89,7 @@ class DockGateway:
     one phase at a time from the test's own thread."""
 
     def __init__(self, config, stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-        gateways = {g.id: g for g in config.devices.gateways}
-        fast = gateways["gw-dock-01"].model_copy(
-            update={
-                "resend_after": timedelta(seconds=3),
-                "outbox_path": str(tmp_path / "outbox.sqlite"),
-                "alerts_in_flight": 100,
-            }
-        )
-        config = config.model_copy(
-            update={"devices": config.devices.model_copy(update={"gateways": (fast,)})}
-        )
+        config = lone_fast_gateway(config, "gw-dock-01", tmp_path)
         self.session = edge_session(config, "gw-dock-01", stack.data_dir)
 
     def start(self) -> None:
