@@ -271,7 +271,7 @@ def _summary(
     console.print(table)
     with psycopg.connect(database_url) as conn:
         orders = conn.execute(
-            """SELECT w.id, w.kind, w.category_code, w.department, w.priority, w.state, w.due_at,
+            """SELECT coalesce(w.number, w.id), w.kind, w.category_code, w.department, w.priority, w.state, w.due_at,
                       w.alert_count, w.incident_state
                FROM work_orders w WHERE w.id IN (
                    SELECT work_order_id FROM work_order_alerts WHERE alert_id = ANY(%s))
