@@ -3,11 +3,11 @@
 Each camera runs :class:`~citywatch.edge.camera.pipeline.CameraPipeline` on frames from a
 reconnecting source; cameras and detector entries naming the same model share one load. A
 camera whose models cannot load or cannot serve its rules is refused alone (reported
-offline with why) while the gateway's other cameras run. The
-agent publishes through the gateway's durable outbox (alerts until receipted), sends
-per-camera telemetry, and applies changed zones and rules from the config files (checked
-every ``reload_check_s`` or on SIGHUP) without reopening any stream; a change that does not
-validate is logged with its file, line and field, and the running rules stay.
+offline with why) while the gateway's other cameras run, and starts once a reloaded config
+makes it valid. The agent publishes through the gateway's durable outbox (alerts until
+receipted), sends per-camera telemetry, and applies changed zones and rules from the config
+files (checked every ``reload_check_s`` or on SIGHUP) without reopening any stream; a change
+that does not validate is logged with its file, line and field, and the running rules stay.
 """
 
 from __future__ import annotations
@@ -290,12 +290,9 @@ class CameraWorker:
         }
         stats.window_frames, stats.window_inference_s, stats.window_pipeline_s = 0, 0.0, 0.0
         stats.window_started = now
-        device = DeviceRef(
-            site=self.gateway.config.site.id, kind=DeviceKind.CAMERA, id=self.camera.id
-        )
         return Telemetry(
             id=f"{self.camera.id}.t.{int(time.time() * 1000)}",
-            device=device,
+            device=self.device,
             event_time=datetime.now(UTC),
             metrics=metrics,
         )
@@ -337,21 +334,28 @@ class CameraGateway:
         if not cameras:
             raise ValueError(f"no cameras behind gateway {gateway_id!r} in the config")
         self.refused: dict[str, str] = {}
-        """Camera → why it does not run (its models cannot serve its rules)."""
+        """Camera → why it does not run (its models cannot serve its rules); retried on reload."""
         self.workers: dict[str, CameraWorker] = {}
+        self.running = False
         for camera in cameras:
-            try:
-                self.workers[camera.id] = CameraWorker(self, camera, self._detectors_for(camera))
-            except DetectorError as exc:
-                self.refused[camera.id] = f"camera {camera.id} refused: {exc}"
-                log.error("%s", self.refused[camera.id], extra={"camera": camera.id})
+            self._admit(camera)
         if not self.workers:
             raise DetectorError("; ".join(self.refused.values()))
         self._watched = self._mtimes()
 
-    def _detectors_for(self, camera: CameraConfig) -> tuple[Detector, ...]:
-        """Load its models (once per gateway) and check they report the rules' classes."""
-        return load_camera_detectors(camera, self.models)
+    def _admit(self, camera: CameraConfig) -> CameraWorker | None:
+        """The camera's worker (started if the gateway runs), or None: refused alone, with why."""
+        try:
+            worker = CameraWorker(self, camera, load_camera_detectors(camera, self.models))
+        except (DetectorError, ValueError) as exc:
+            self.refused[camera.id] = f"camera {camera.id} refused: {exc}"
+            log.error("%s", self.refused[camera.id], extra={"camera": camera.id})
+            return None
+        self.refused.pop(camera.id, None)
+        self.workers[camera.id] = worker
+        if self.running:
+            worker.thread.start()
+        return worker
 
     def detection_hook(self, camera_id: str) -> Callable[[Frame, Detections], None] | None:
         record = self.record_detections
@@ -371,6 +375,7 @@ class CameraGateway:
         self, duration_s: float | None = None, clock: Callable[[], float] = time.monotonic
     ) -> None:
         """Run every camera until ``stop``, ``duration_s``, or every (file) source ended."""
+        self.running = True
         for worker in self.workers.values():
             worker.thread.start()
         started = clock()
@@ -461,11 +466,12 @@ class CameraGateway:
     def apply(self, config: CitywatchConfig) -> bool:
         """Hand each running camera its new zones, rules and detector settings (a changed
         model is loaded first: one that fails to load or cannot serve the rules refuses the
-        whole change); sources restart only with us."""
+        whole change); sources restart only with us. A refused camera is tried again, and starts
+        if its models now serve its rules; new or removed cameras wait for a restart."""
         cameras = {c.id: c for c in config.devices.cameras if c.gateway == self.gateway_id}
         try:
             detectors = {
-                camera_id: self._detectors_for(camera)
+                camera_id: load_camera_detectors(camera, self.models)
                 for camera_id, camera in cameras.items()
                 if camera_id in self.workers
             }
@@ -474,14 +480,20 @@ class CameraGateway:
             log.error("config change rejected, the running rules stay: %s", exc)
             return False
         self.models.keep_only([d for c in cameras.values() for d in c.detector_list])
-        added = sorted(set(cameras) - set(self.workers))
+        self.refused = {c: why for c, why in self.refused.items() if c in cameras}
+        for camera_id in sorted(self.refused):
+            worker = self._admit(cameras[camera_id])
+            if worker is not None:
+                log.info("camera %s: its models now serve its rules, started", camera_id)
+                self.publisher.publish_many([worker.status()])
+        added = sorted(set(cameras) - set(self.workers) - set(self.refused))
         removed = sorted(set(self.workers) - set(cameras))
         if added or removed:
             log.warning(
                 "cameras added %s / removed %s take effect when the agent restarts", added, removed
             )
         for camera_id, worker in self.workers.items():
-            if camera_id in cameras and cameras[camera_id] != worker.camera:
+            if camera_id in detectors and cameras[camera_id] != worker.camera:
                 worker.reconfigure(cameras[camera_id], detectors[camera_id])
                 log.info("camera %s: new zones and rules applied", camera_id)
         self.config = config
