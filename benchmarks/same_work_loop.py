@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from citywatch.config import load_config
 from citywatch.contracts import KafkaTopics
+from citywatch.stream import heap
 from citywatch.stream.alert_handler import AlertHandler
 from citywatch.stream.app import BATCH_MAX, BATCH_WITHIN_S
 from citywatch.stream.deadletter import DeadLetter
@@ -72,6 +73,7 @@ def fetched(record: object) -> Fetched:
 
 async def run(env: dict[str, str]) -> float:
     config = load_config(Path(env["SAME_CONFIG"]))
+    heap.tune()  # as the app's worker does
     count = int(env["SAME_COUNT"])
     topics = KafkaTopics(env.get("SAME_PREFIX", "citywatch"))
     producer = AIOKafkaProducer(bootstrap_servers=env["SAME_BOOTSTRAP"], acks="all")

@@ -47,6 +47,7 @@ from faust.types import TP
 from citywatch.config import CitywatchConfig
 from citywatch.contracts import KafkaTopics, Status, Telemetry
 from citywatch.contracts.messages import Evidence
+from citywatch.stream import heap
 from citywatch.stream.alert_handler import AlertHandler
 from citywatch.stream.batch_lane import BatchLane, attach
 from citywatch.stream.deadletter import DeadLetter
@@ -101,6 +102,7 @@ def build_app(
     ``on_lost_log`` is called when the Kafka broker no longer holds the worker's log."""
     topics = KafkaTopics(settings.topic_prefix)
     counters: Counter[str] = Counter()
+    heap.tune()
     app = StreamApp(
         f"{settings.topic_prefix}-stream",
         on_lost_log=on_lost_log,

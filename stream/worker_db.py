@@ -29,6 +29,7 @@ from citywatch.stream.center_relay import relay_once
 from citywatch.stream.clock import Clock, utc_now
 from citywatch.stream.db_retry import RETRY_FIRST_S, RETRY_MAX_S, DatabaseRetry
 from citywatch.stream.dedup_claim import PlaceClaims, refresh_moved
+from citywatch.stream.heap import settled
 from citywatch.stream.metrics import COMMIT_SECONDS
 from citywatch.stream.processor import AlertProcessor, Outcome
 from citywatch.stream.readiness import DatabaseHealth, Readiness
@@ -83,8 +84,9 @@ class WorkerDatabase:
                 timeout = POOL_OPEN_TIMEOUT_S if first else self._reopen_timeout_s
                 await self.pool.open(wait=True, timeout=timeout)
                 self._pool_open = True
-            async with self.state_lock, self.pool.connection() as conn:
-                restored = await self.processor.restore(conn, self.clock())
+            with settled():  # the state read is frozen: the collector walks it no more
+                async with self.state_lock, self.pool.connection() as conn:
+                    restored = await self.processor.restore(conn, self.clock())
         log.info("restored %d work orders and their dedup state from the database", restored)
 
     async def _replace_pool(self) -> None:
