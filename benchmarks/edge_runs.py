@@ -204,10 +204,12 @@ def bare_loop(kind: str, video: Path, detect: Callable[[Any], object], tick: Tic
 
 
 def bare_onnx(video: Path, imgsz: int, tick: Tick, square: bool = False) -> Run:
-    """The onnx baseline: the detector call the agent makes, frame-shaped input (model
-    loaded before the clock starts); ``square``: padded to imgsz × imgsz instead."""
+    """The onnx baseline: the detector call the agent makes (its settings: the model runs at
+    the lowest floor, corroborated smoke's), frame-shaped input (model loaded before the
+    clock starts); ``square``: padded to imgsz × imgsz instead."""
     shape = "square" if square else "frame"
-    detector = load_detector(DetectorConfig(backend="onnx", imgsz=imgsz, input_shape=shape))
+    settings = detector_config("onnx", imgsz, None)
+    detector = load_detector(settings.model_copy(update={"input_shape": shape}))
     return bare_loop(SQUARE if square else "bare", video, detector.detect, tick)
 
 
@@ -216,11 +218,11 @@ def bare_predict(video: Path, imgsz: int, pt: Path, tick: Tick, rect: bool = Tru
     ``rect=True``); ``rect=False`` pads to the square, for the shape comparison."""
     from ultralytics import YOLO
 
-    config = DetectorConfig(backend="ultralytics", imgsz=imgsz)
+    config = detector_config("ultralytics", imgsz, pt)
     model = YOLO(str(pt), task="detect")
     return bare_loop(
         "bare" if rect else SQUARE, video,
-        lambda image: model.predict(image, imgsz=imgsz, conf=config.confidence, iou=config.iou,
+        lambda image: model.predict(image, imgsz=imgsz, conf=config.model_floor, iou=config.iou,
                                     device="cpu", rect=rect, verbose=False),
         tick,
     )  # fmt: skip

@@ -73,3 +73,17 @@ def test_rss_child_reports_peak_and_no_torch(
     assert result["frames"] == frames
     assert result["peak_rss_mb"] > 0
     assert result["torch_imported"] is False
+
+
+@pytest.mark.slow
+def test_trackzone_peer_sees_every_frame(bench: ModuleType, video: tuple[Path, float, int]) -> None:
+    """ultralytics' TrackZone runs with the benchmark's settings over every frame of the video."""
+    from benchmarks.edge_peer import trackzone, trackzone_missing
+
+    missing = trackzone_missing()
+    pt = MODELS_DIR / "street" / "citywatch-street.pt"
+    if missing or not pt.exists():
+        pytest.skip(missing or f"no {pt}")
+    path, _, frames = video
+    run = trackzone(path, 320, pt, lambda **_: None)
+    assert run.frames == frames and 0 < run.detect_s <= run.wall_s
