@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from citywatch.models.model_registry import ModelRecord, write_record
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -52,11 +55,9 @@ def next_model_dir(base: Path = STREET_DIR) -> Path:
     return base.parent / f"{base.name}-v{version}"
 
 
-def check_output(out_dir: Path, overwrite: bool) -> None:
+def check_output(out_dir: Path, overwrite: bool, stem: str = WEIGHTS_STEM) -> None:
     """Refuse to write over existing weights unless ``overwrite``."""
-    taken = [
-        p for p in (out_dir / f"{WEIGHTS_STEM}.pt", out_dir / f"{WEIGHTS_STEM}.onnx") if p.exists()
-    ]
+    taken = [p for p in (out_dir / f"{stem}.pt", out_dir / f"{stem}.onnx") if p.exists()]
     if taken and not overwrite:
         raise OutputExists(
             f"{out_dir} already holds {taken[0].name}: pass --overwrite to replace it, or"
@@ -142,7 +143,7 @@ def train(
 
     model = YOLO(str(ARCHITECTURE), task="detect")
     if progress is not None:
-        _report_batches(model, settings.epochs, progress)
+        report_batches(model, settings.epochs, progress)
     started = time.perf_counter()
     model.train(
         data=str(data_yaml),
@@ -187,10 +188,39 @@ def train(
     result = TrainResult(settings, pt, onnx, train_s, render_s)
     evaluate(result, data_yaml)
     write_card(result, out_dir / "MODEL_CARD.md")
+    write_record(out_dir, synthetic_record(result, out_dir))
     return result
 
 
-def _report_batches(model: Any, epochs: int, progress: Progress) -> None:
+def synthetic_record(result: TrainResult, out_dir: Path) -> ModelRecord:
+    """``model.json`` for a run of this recipe: version N of a ``street-vN`` directory (1 for
+    the bundled ``models/street``), trained from random initialisation."""
+    from citywatch.config.model_checks import read_model_info
+    from citywatch.models.model_registry import FileRef, host_info, sha256_file
+
+    match = re.fullmatch(r".*-v(\d+)", out_dir.name)
+    settings = asdict(result.settings)
+    settings["render_size"] = list(result.settings.render_size)
+    return ModelRecord(
+        name=out_dir.name.rsplit("-v", 1)[0] if match else out_dir.name,
+        version=int(match.group(1)) if match else 1,
+        created=datetime.now(UTC),
+        files={
+            kind: FileRef(path=path.name, sha256=sha256_file(path))
+            for kind, path in (("pt", result.pt), ("onnx", result.onnx))
+        },
+        names=list(read_model_info(result.pt).names),
+        imgsz=result.settings.imgsz,
+        recipe="synthetic",
+        settings=settings,
+        metrics=result.metrics,
+        per_class_map50=result.per_class_map50,
+        train_s=result.train_s,
+        host=host_info("cpu"),
+    )
+
+
+def report_batches(model: Any, epochs: int, progress: Progress) -> None:
     """Call ``progress`` after every training batch (ultralytics' own bars are off)."""
     done = 0
 
@@ -204,27 +234,30 @@ def _report_batches(model: Any, epochs: int, progress: Progress) -> None:
 
 def evaluate(result: TrainResult, data_yaml: Path) -> None:
     """mAP on the rendered validation split (its own seed stream, never trained on)."""
+    result.metrics, result.per_class_map50 = validate(result.pt, data_yaml, result.settings.imgsz)
+
+
+def validate(
+    pt: Path, data_yaml: Path, imgsz: int, device: str = "cpu"
+) -> tuple[dict[str, float], dict[str, float]]:
+    """mAP50, mAP50-95, precision and recall on ``data_yaml``'s val split, and AP50 by class."""
     from ultralytics import YOLO
 
-    metrics = YOLO(str(result.pt), task="detect").val(
-        data=str(data_yaml),
-        imgsz=result.settings.imgsz,
-        device="cpu",
-        plots=False,
-        verbose=False,
-        split="val",
+    metrics = YOLO(str(pt), task="detect").val(
+        data=str(data_yaml), imgsz=imgsz, device=device, plots=False, verbose=False, split="val"
     )
     box = metrics.box
-    result.metrics = {
+    overall = {
         "mAP50": float(box.map50),
         "mAP50-95": float(box.map),
         "precision": float(box.mp),
         "recall": float(box.mr),
     }
     names: dict[int, str] = metrics.names
-    result.per_class_map50 = {
+    per_class = {
         names[int(c)]: float(ap) for c, ap in zip(box.ap_class_index, box.ap50, strict=True)
     }
+    return overall, per_class
 
 
 def write_card(result: TrainResult, path: Path) -> None:
@@ -278,7 +311,7 @@ day/dusk/night lighting, sensor noise and camera shake. The evaluation scenarios
 
 Trained {datetime.now(UTC):%Y-%m-%d}.
 """
-    path.write_text(card + _kept_notes(path), encoding="utf-8")
+    path.write_text(card + kept_notes(path), encoding="utf-8")
     summary: dict[str, Any] = asdict(result)
     summary["pt"], summary["onnx"] = result.pt.name, result.onnx.name
     (path.parent / "train-result.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -288,7 +321,7 @@ KEPT_FROM = "\n## Known weaknesses"
 """The hand-written part of a card, from this heading on, survives a retraining."""
 
 
-def _kept_notes(path: Path) -> str:
+def kept_notes(path: Path) -> str:
     """What people wrote below the generated card (weaknesses, history), to be kept."""
     if not path.exists():
         return ""
