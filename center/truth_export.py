@@ -39,7 +39,19 @@ class TruthExport(BaseModel):
     """The truth file itself (JSON lines and # comments)."""
 
 
-_VERDICTS = """
+DECIDING_VERDICT = """
+JOIN LATERAL (
+    SELECT e.event, e.actor, e.time, e.reason FROM workorder_events e
+    WHERE e.work_order_id = o.id AND e.event = ANY(%(deciding)s)
+    ORDER BY e.seq DESC LIMIT 1
+) v ON true
+"""
+"""Joins order ``o`` to its verdict ``v`` (event, actor, time, reason): its latest deciding
+event; orders without one drop out. Pass ``deciding`` = ``[*CONFIRMING, *DISMISSING]``.
+Shared with the training export (:mod:`.training_export`), so both read one verdict."""
+
+_VERDICTS = (
+    """
 WITH camera_orders AS (
     SELECT DISTINCT w.id, w.kind, w.opened_at
     FROM work_orders w
@@ -49,14 +61,11 @@ WITH camera_orders AS (
           AND w.opened_at >= %(since)s AND w.opened_at < %(until)s
 )
 SELECT o.id, o.kind, o.opened_at, v.event AS verdict, v.actor, v.time AS decided_at, v.reason
-FROM camera_orders o
-JOIN LATERAL (
-    SELECT e.event, e.actor, e.time, e.reason FROM workorder_events e
-    WHERE e.work_order_id = o.id AND e.event = ANY(%(deciding)s)
-    ORDER BY e.seq DESC LIMIT 1
-) v ON true
-ORDER BY o.opened_at, o.id
+FROM camera_orders o"""
+    + DECIDING_VERDICT
+    + """ORDER BY o.opened_at, o.id
 """
+)
 
 _EPISODES = """
 SELECT l.work_order_id, a.episode_id, a.kind, a.zone,

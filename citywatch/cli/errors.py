@@ -137,6 +137,9 @@ EXPECTED: tuple[Expected, ...] = (
     Expected("citywatch.hardware.camera.street.scenario", "ScenarioError", 2, str),
     Expected("citywatch.cli.errors", "PortInUse", 1),
     Expected("citywatch.models.train_street", "OutputExists", 2),
+    Expected("citywatch.models.dataset_export", "DatasetError", 2),
+    Expected("citywatch.models.labelled_dir", "LabelledError", 2),
+    Expected("citywatch.config.model_checks", "ModelUnreadable", 2),
     Expected("psycopg", "OperationalError", 1, _database),
     Expected("aiokafka.errors", "KafkaConnectionError", 1, _kafka),
     Expected(

@@ -270,3 +270,7 @@ def model_list(
 model_app.command("backtest")(model_backtest)
 model_app.command("rollout")(model_rollout)
 model_app.command("rollback")(model_rollback)
+
+from citywatch.cli.dataset_cmds import model_dataset  # noqa: E402  (its own module: another owner)
+
+model_app.command("dataset")(model_dataset)

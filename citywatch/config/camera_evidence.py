@@ -16,8 +16,22 @@ __all__ = ["EvidenceConfig"]
 
 
 class EvidenceConfig(ConfigModel):
-    """What each alert carries: an annotated snapshot and a crop always, a clip on request."""
+    """What each alert carries: an annotated snapshot and a crop always, the clean frame and
+    a clip on request (both on by default).
 
+    The clean frame is the snapshot's frame as the camera saw it, without zones, box or label
+    drawn: the learning loop (``citywatch model dataset``) trains on it, since a drawn box
+    would teach the model to find drawn boxes and the crop's margins cut objects off. It
+    costs one full-size JPEG per alert (about the snapshot's size) on disk and on the
+    uplink: a site short of either turns it off, and its alerts then cannot become
+    training images.
+    """
+
+    frame: bool = Field(
+        default=True,
+        description="keep the un-annotated frame of each snapshot (training images for"
+        " `citywatch model dataset`); off saves one full-size JPEG per alert on disk and uplink",
+    )
     clip: bool = Field(default=True, description="record a short clip around each episode start")
     clip_before: Duration = Field(
         default=timedelta(seconds=4), description="clip length before the episode starts"

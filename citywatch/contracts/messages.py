@@ -197,6 +197,7 @@ class EvidenceKind(StrEnum):
     CROP = "crop"
     CLIP = "clip"
     SERIES = "series"
+    FRAME = "frame"
 
 
 class EvidenceRef(BaseModel):

@@ -9,7 +9,7 @@ here, never the bytes. The pieces, in the order a camera loop uses them:
   and box seen;
 * :func:`~citywatch.edge.camera.annotate.annotate` draws the zones, the box and an ASCII label on
   that frame;
-* :class:`EvidenceStore` (here) writes snapshot and crop JPEGs and clips under
+* :class:`EvidenceStore` (here) writes snapshot, clean frame and crop JPEGs and clips under
   ``root/camera/YYYYMMDD/<name>-<kind>.<ext>``;
 * :class:`~citywatch.edge.camera.clips.ClipRecorder` is fed every frame and, ``after_s`` after a
   trigger, writes the clip and hands back its reference (the caller then publishes an
@@ -126,6 +126,11 @@ class EvidenceStore:
     def write_snapshot(self, name: str, event_time: datetime, image: Image) -> EvidenceRef:
         """Write the (annotated) frame as the alert's snapshot."""
         return self._write_jpeg(name, EvidenceKind.SNAPSHOT, event_time, image)
+
+    def write_frame(self, name: str, event_time: datetime, image: Image) -> EvidenceRef:
+        """Write the frame as the camera saw it, nothing drawn: the training image of the
+        learning loop (the alert's normalised box labels it)."""
+        return self._write_jpeg(name, EvidenceKind.FRAME, event_time, image)
 
     def write_crop(
         self, name: str, event_time: datetime, image: Image, box: Box, margin: float = 0.15

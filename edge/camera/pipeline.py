@@ -322,8 +322,9 @@ class CameraPipeline:
         return out
 
     def _evidence_for(self, event: RuleEvent, frame: Frame) -> tuple[EvidenceRef, ...]:
-        """Snapshot and crop at the start (and when a clearly better frame comes along);
-        the clip is announced by an :class:`Evidence` message once it is written."""
+        """Snapshot, crop and clean frame (unless ``evidence.frame`` is off) at the start
+        (and when a clearly better frame comes along); the clip is announced by an
+        :class:`Evidence` message once it is written."""
         store = self.evidence
         if store is None or event.phase is Phase.END:
             return ()
@@ -344,6 +345,11 @@ class CameraPipeline:
                 name, event.time, annotate(frame.image, zones, event.xyxy, label)
             )
             crop = store.write_crop(name, event.time, frame.image, event.xyxy)
+            clean = (
+                store.write_frame(name, event.time, frame.image)
+                if self.camera.evidence.frame
+                else None
+            )
         except OSError as exc:
             log.error(
                 "camera %s: cannot write evidence for %s: %s (the alert goes without it)",
@@ -353,7 +359,7 @@ class CameraPipeline:
                 extra={"camera": self.camera.id, "alert_id": name},
             )
             return ()
-        refs = [snapshot, crop]
+        refs = [snapshot, crop] if clean is None else [snapshot, crop, clean]
         if event.phase is Phase.START and self._clips is not None:
             self._clip_ids[name] = name
             self._triggered += self._clips.trigger(name, event.pts_s, event.time)

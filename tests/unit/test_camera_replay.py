@@ -156,7 +156,7 @@ def test_an_episode_start_carries_snapshot_and_crop_and_its_clip_follows(
     pipeline.close()
     start = next(a for a in result.alerts if a.phase.value == "start")
     kinds = {ref.kind for ref in start.evidence}
-    assert kinds == {EvidenceKind.SNAPSHOT, EvidenceKind.CROP}
+    assert kinds == {EvidenceKind.SNAPSHOT, EvidenceKind.CROP, EvidenceKind.FRAME}
     for ref in start.evidence:
         path = Path(ref.uri.removeprefix("file://"))
         assert path.stat().st_size > 0 and ref.sha256 is not None
