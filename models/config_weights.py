@@ -145,9 +145,9 @@ def planned_texts(files: list[Path], changes: Mapping[DetectorSlot, str]) -> dic
                 shared = owners.get(id(entry), set()) - wanted if entry is not None else set()
                 if shared:
                     raise ConfigEditError(
-                        f"{path}:{entry.lc.line + 1}: camera {camera_id!r}'s detector is a YAML"  # type: ignore[union-attr]
-                        f" anchor that cameras {sorted(shared)} use too; roll out to them as"
-                        " well (--camera), or give the camera its own detector entry"
+                        f"{path}:{entry.lc.line + 1}: the detector of camera {camera_id} is a"  # type: ignore[union-attr]
+                        f" YAML anchor that cameras {sorted(shared)} use too; roll out to them"
+                        " as well (--camera, or --gateway), or give the camera its own detector"
                     )
                 at = (entry.lc.line, entry.lc.col) if entry is not None else (id(camera), -1)
                 edits[at] = (camera, entry, value)

@@ -242,7 +242,8 @@ def model_list(
         console.print(f"no model versions (model.json) under {registry}", highlight=False)
         return
     table = Table(title=f"model versions in {registry}")
-    for column in ("version", "recipe", "from", "dataset", "mAP50", "back-test", "created"):
+    table.add_column("version", no_wrap=True)
+    for column in ("recipe", "from", "dataset", "mAP50", "back-test", "created"):
         table.add_column(column)
     if config is not None:
         table.add_column("cameras")
@@ -262,7 +263,9 @@ def model_list(
         ]
         if config is not None:
             cameras = {c for ref in record.files.values() for c in running.get(ref.sha256, [])}
-            row.append(", ".join(sorted(cameras)) or "—")
+            shown = sorted(cameras)
+            more = f" +{len(shown) - 3} more" if len(shown) > 3 else ""
+            row.append(", ".join(shown[:3]) + more if shown else "—")
         table.add_row(*row)
     console.print(table)
 
@@ -270,7 +273,3 @@ def model_list(
 model_app.command("backtest")(model_backtest)
 model_app.command("rollout")(model_rollout)
 model_app.command("rollback")(model_rollback)
-
-from citywatch.cli.dataset_cmds import model_dataset  # noqa: E402  (its own module: another owner)
-
-model_app.command("dataset")(model_dataset)
