@@ -31,7 +31,8 @@ def test_fine_tune_on_a_tiny_set_is_a_versioned_model_with_its_record_and_card(
 ) -> None:
     """One epoch on 8 rendered images from the bundled weights (about 10 s on a CPU): a new
     street-v2 with both weights, a model.json naming the parent and the dataset's content
-    hash, a card; `model list` shows it and `model backtest` records a verdict."""
+    hash, a card; `model list` shows it and `model backtest` (with one scene of the scenario
+    suite) records a verdict."""
     data = render_dataset(tmp_path / "data", 8, 4, size=(320, 192), seed=7)
     manifest = {"content_sha256": "0ddba11", "counts": {"images": {"train": 8, "val": 4}}}
     (data.parent / "manifest.json").write_text(json.dumps(manifest))
@@ -57,9 +58,14 @@ def test_fine_tune_on_a_tiny_set_is_a_versioned_model_with_its_record_and_card(
 
     listed = _citywatch("model", "list", "--registry", str(registry))
     assert listed.returncode == 0 and "street-v2" in listed.stdout and "0ddba11" in listed.stdout
-    tested = _citywatch("model", "backtest", str(version), "--data", str(data), "--imgsz", "320")
+    tested = _citywatch(
+        "model", "backtest", str(version), "--data", str(data), "--imgsz", "320", "--suite",
+        "--scenario", "smoke-plume",
+    )  # fmt: skip
     assert tested.returncode in (0, 1), tested.stdout + tested.stderr
-    assert "verdict:" in tested.stdout
+    assert "verdict:" in tested.stdout and "suite current: TP 1 FP 0 FN 0" in tested.stdout
+    result = json.loads((version / "backtest.json").read_text())
+    assert sorted(result["suite"]) == ["candidate", "current"]
     entry = read_record(version).backtests[-1]
     assert entry.against.sha256 == sha256_file(STREET_DIR / f"{WEIGHTS_STEM}.onnx")
     assert (version / "backtest.json").is_file() and "## Back-test\nAgainst" in (

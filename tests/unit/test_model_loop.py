@@ -226,8 +226,8 @@ def test_rollout_rewrites_only_the_named_cameras_weights_and_the_gateway_reloads
     tmp_path: Path, loop: dict[str, Path]
 ) -> None:
     """A twin that back-tests the same goes to cam-a alone: one line of the file changes,
-    the config still loads, the running gateway's check_reload hands cam-a the new model;
-    a rollback puts the file back as it was."""
+    the config still loads, the running gateway's check_reload hands cam-a the new model,
+    `model list` shows cam-a on it; a rollback puts the file back as it was."""
     from citywatch.edge.camera.agent import CameraGateway
     from tests.unit.test_camera_agent import Collected
 
@@ -251,6 +251,9 @@ def test_rollout_rewrites_only_the_named_cameras_weights_and_the_gateway_reloads
     pending = gateway.workers["cam-a"]._pending
     assert pending is not None and pending[0].detectors[0].weights == stored
     assert gateway.workers["cam-b"]._pending is None
+    listed = runner.invoke(app, ["model", "list", "--registry", str(tmp_path), "-c", str(site)])
+    row = next(line for line in listed.stdout.splitlines() if "twin-v2" in line)
+    assert "cam-a" in row and "cam-b" not in listed.stdout
     result = runner.invoke(app, ["model", "rollback", str(candidate), "--config", str(site)])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert cameras.read_text() == before
