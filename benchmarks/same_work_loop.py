@@ -33,6 +33,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from benchmarks.harness import REPO, extract_at
 from citywatch.config import load_config
 from citywatch.contracts import KafkaTopics
 from citywatch.stream import heap
@@ -131,6 +132,21 @@ async def run(env: dict[str, str]) -> float:
         await consumer.stop()
         await producer.stop()
         await db.pool.close()
+
+
+def command_at(revision: str | None, into: Path) -> tuple[list[str], dict[str, str], Path]:
+    """The command line that runs this loop, the environment it adds and the folder it
+    runs in, as the code was at git ``revision`` (None: as it is now, from the repository):
+    the same work before a change, measured in the same run as after it (``SAME_BEFORE=rev``
+    in ``benchmarks/stream.py``). The past packages are extracted under ``into`` and laid
+    out as installed (``stream/`` as ``citywatch/stream``); run there, they come before the
+    installed ones on the path."""
+    command = [sys.executable, "-m", "benchmarks.same_work_loop"]
+    if revision is None:
+        return command, {}, REPO
+    extract_at(revision, into, "citywatch", "stream", "benchmarks")
+    (into / "stream").rename(into / "citywatch" / "stream")
+    return command, {"PYTHONPATH": str(into)}, into
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ from pathlib import Path
 
 import psycopg
 
+from benchmarks import same_work_loop
 from benchmarks import stream_clients as clients
 from benchmarks.harness import (
     DEMO_CONFIG,
@@ -166,6 +167,12 @@ def stage_app(
     )
     same = f"same{per_episode}"
     same_rate = same_work_rate(config, endpoints, data_dir, elsewhere(batch, same), same)
+    notes: dict[str, float] = {}
+    if before := os.environ.get("SAME_BEFORE"):  # the same work at an earlier revision
+        moved = elsewhere(elsewhere(batch, same), f"before{per_episode}")
+        notes[f"same_work_at_{before}"] = same_work_rate(
+            config, endpoints, data_dir, moved, f"before{per_episode}", revision=before
+        )
     episodes = "" if per_episode == 1 else f", episodes of {per_episode}"
     return Figure(
         f"2 Faust app{episodes}",
@@ -173,7 +180,8 @@ def stage_app(
         + (", each alert a new incident" if per_episode == 1 else ", start/updates/end"),
         app_rate, "alert/s", same_rate, "≥ 0.8× the same work without Faust",
         app_rate / same_rate >= 0.8,
-        notes={"bare_consume_copy_per_s": bare_rate, "app_over_bare": app_rate / bare_rate},
+        notes={"bare_consume_copy_per_s": bare_rate, "app_over_bare": app_rate / bare_rate,
+               **notes},
     )  # fmt: skip
 
 
@@ -193,10 +201,12 @@ def elsewhere(batch: list[Alert], run: str) -> list[Alert]:
 
 
 def same_work_rate(
-    config: CitywatchConfig, endpoints: Endpoints, data_dir: Path, batch: list[Alert], run: str
+    config: CitywatchConfig, endpoints: Endpoints, data_dir: Path, batch: list[Alert], run: str,
+    revision: str | None = None,
 ) -> float:
     """Alerts/s of the app's own work in a plain aiokafka loop (benchmarks/same_work_loop.py)
-    over ``batch``, produced to a topic of its own (the app must not take them too)."""
+    over ``batch``, produced to a topic of its own (the app must not take them too); with
+    ``revision``, the loop and the app's code as they were at that git revision."""
     topic = f"bench.{run}"
     partition, offset = asyncio.run(
         clients.produce_records(endpoints, topic, [encode(a) for a in batch], clients.ALERT_HEADERS)
@@ -208,13 +218,14 @@ def same_work_rate(
         "SAME_CONFIG": str(DEMO_CONFIG), "SAME_DATA_DIR": str(data_dir / "same-work"),
         "SAME_PREFIX": config.services.kafka.topic_prefix,
     }  # fmt: skip
-    command = [sys.executable, "-m", "benchmarks.same_work_loop"]
+    command, extra, cwd = same_work_loop.command_at(revision, data_dir / f"code-{run}")
+    env.update(extra)
     if os.environ.get("SAME_PYSPY"):  # collapsed stacks of the loop, for flame graphs
         spy = Path(sys.executable).with_name("py-spy")
         command = [str(spy), "record", "-r", "250", "-f", "raw", "-o", os.environ["SAME_PYSPY"], "--", *command]  # fmt: skip
     done = subprocess.run(
         command,
-        env=env, capture_output=True, text=True, timeout=600, cwd=REPO,
+        env=env, capture_output=True, text=True, timeout=600, cwd=cwd,
     )  # fmt: skip
     rates = re.findall(r"alerts/s ([0-9.]+)", done.stdout)
     if done.returncode != 0 or not rates:

@@ -13,13 +13,13 @@ Callers pass a connection inside their transaction; receipts are sent after it c
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+from pydantic_core import to_json
 
 from citywatch.contracts import Alert, Status, Telemetry
 from citywatch.contracts.messages import Evidence
@@ -53,14 +53,21 @@ class AlertRow:
     district: str | None = None
 
 
+def json_text(value: object) -> str:
+    """``value`` as JSON text for a ``json``/``jsonb`` column: pydantic-core's encoder (Rust),
+    about five times faster than :func:`json.dumps` on the few small values of each row,
+    with UTF-8 left as it is (jsonb stores the same value either way); what JSON has no
+    type for is written as its ``str``."""
+    return to_json(value, fallback=str).decode()
+
+
 def _alert_values(row: AlertRow) -> tuple[object, ...]:
     alert, point, where = row.alert, row.alert.location, row.position
     return (
         alert.id, alert.event_time, alert.episode_id, alert.seq, alert.device.site,
         alert.device.kind.value, alert.device.id, alert.kind.value, alert.rule,
         alert.phase.value, point.zone, point.lat, point.lon, alert.confidence, alert.track_id,
-        json.dumps([e.model_dump(mode="json") for e in alert.evidence]),
-        json.dumps(alert.stored_attributes()),
+        json_text(alert.evidence), json_text(alert.stored_attributes()),
         where.topic if where else None, where.partition if where else None,
         where.offset if where else None, row.district,
     )  # fmt: skip
@@ -115,9 +122,9 @@ async def insert_alerts(conn: AsyncConnection, rows: Sequence[AlertRow]) -> Stor
     another alert (in the database or earlier in the batch), which are not stored."""
     if not rows:
         return StoredAlerts(set())
-    unique, conflicts = _first_of_each_id(rows)
+    first, conflicts = _first_of_each_id(rows)
     columns = ", ".join(ALERT_COLUMNS)
-    staged = await stage(conn, "alerts", ALERT_COLUMNS, (_alert_values(r) for r in unique))
+    staged = await stage(conn, "alerts", ALERT_COLUMNS, (values for _, values in first.values()))
     differs = " OR ".join(f"a.{c} IS DISTINCT FROM s.{c}" for c in CONTENT_COLUMNS)
     stored_json = ", ".join(f"'{c}', a.{c}" for c in CONTENT_COLUMNS)
     cursor = await conn.execute(
@@ -126,8 +133,7 @@ async def insert_alerts(conn: AsyncConnection, rows: Sequence[AlertRow]) -> Stor
     )
     clashing = {alert_id: stored for alert_id, stored in await cursor.fetchall()}
     if clashing:
-        by_id = {r.alert.id: r for r in unique}
-        conflicts += [AlertConflict(by_id[i], stored) for i, stored in clashing.items()]
+        conflicts += [AlertConflict(first[i][0], stored) for i, stored in clashing.items()]
         await conn.execute(f"DELETE FROM {staged} WHERE id = ANY(%s)", (list(clashing),))
         for conflict in conflicts:
             log.warning(
@@ -142,21 +148,24 @@ async def insert_alerts(conn: AsyncConnection, rows: Sequence[AlertRow]) -> Stor
     return StoredAlerts({r[0] for r in await cursor.fetchall()}, conflicts)
 
 
-def _first_of_each_id(rows: Sequence[AlertRow]) -> tuple[list[AlertRow], list[AlertConflict]]:
-    """The batch with one row per alert id (identical redeliveries dropped), and the rows
-    that reuse an id of an earlier row with other content."""
+def _first_of_each_id(
+    rows: Sequence[AlertRow],
+) -> tuple[dict[str, tuple[AlertRow, tuple[object, ...]]], list[AlertConflict]]:
+    """The batch with one row per alert id (identical redeliveries dropped), each with its
+    column values (computed once, for the comparison and the COPY), and the rows that reuse
+    an id of an earlier row with other content."""
     first: dict[str, tuple[AlertRow, tuple[object, ...]]] = {}
     conflicts: list[AlertConflict] = []
     width = len(CONTENT_COLUMNS)
     for row in rows:
-        content = _alert_values(row)[:width]
+        values = _alert_values(row)
         held = first.get(row.alert.id)
         if held is None:
-            first[row.alert.id] = (row, content)
-        elif held[1] != content:
-            stored = {c: v for c, v in zip(CONTENT_COLUMNS, held[1], strict=True)}
+            first[row.alert.id] = (row, values)
+        elif held[1][:width] != values[:width]:
+            stored = {c: v for c, v in zip(CONTENT_COLUMNS, held[1][:width], strict=True)}
             conflicts.append(AlertConflict(row, stored))
-    return [row for row, _ in first.values()], conflicts
+    return first, conflicts
 
 
 async def insert_telemetry(conn: AsyncConnection, batch: Sequence[Telemetry]) -> int:
@@ -169,7 +178,7 @@ async def insert_telemetry(conn: AsyncConnection, batch: Sequence[Telemetry]) ->
         "telemetry",
         ("id", "time", "device_id", "metrics"),
         (
-            (row_id, time, t.device.id, json.dumps(metrics))
+            (row_id, time, t.device.id, json_text(metrics))
             for t in batch
             for row_id, time, metrics in t.readings()
         ),

@@ -11,7 +11,6 @@ incident another extended since (see :mod:`citywatch.stream.dedup_claim`).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, tzinfo
@@ -31,7 +30,7 @@ from citywatch.storage.workorders import (
     order_from_row,
 )
 from citywatch.stream.dedup import Incident, Position
-from citywatch.stream.sink import stage
+from citywatch.stream.sink import json_text, stage
 from citywatch.workorder.lifecycle import WorkOrder, WorkOrderTransition
 
 __all__ = ["StaleWorkOrders", "load", "load_ids", "load_near", "save", "stored_versions"]
@@ -81,13 +80,13 @@ def _row(order: WorkOrder, incident: Incident) -> tuple[object, ...]:
     return (
         order.id, order.kind.value, order.category_code, order.category_name, order.department,
         order.priority, order.state.value, order.sla_tier, order.opened_at, order.due_at,
-        order.clock_started_at, json.dumps(order.escalated_levels), order.resolved_at,
+        order.clock_started_at, json_text(order.escalated_levels), order.resolved_at,
         order.closed_at, order.escalation_level, order.district, order.street, order.community,
         point.lat if point else None, point.lon if point else None, incident.state,
-        incident.closed_at, incident.last_activity, json.dumps(sorted(incident.episodes)),
-        json.dumps(sorted(incident.open_episodes)), json.dumps(sorted(incident.sources)),
+        incident.closed_at, incident.last_activity, json_text(sorted(incident.episodes)),
+        json_text(sorted(incident.open_episodes)), json_text(sorted(incident.sources)),
         len(incident.alert_ids), incident.max_confidence, incident.reopen_count,
-        json.dumps(stored_attributes(incident), default=str), order.seq, incident.version + 1,
+        json_text(stored_attributes(incident)), order.seq, incident.version + 1,
     )  # fmt: skip
 
 
