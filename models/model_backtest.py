@@ -47,6 +47,7 @@ from citywatch.models.model_registry import (
 __all__ = [
     "BacktestResult",
     "labelled_images",
+    "rate",
     "record_backtest",
     "result_markdown",
     "run_backtest",
@@ -202,7 +203,8 @@ def run_backtest(
     )
 
 
-def _rate(value: float | None) -> str:
+def rate(value: float | None) -> str:
+    """A rate for a table: two decimals, a dash where there was nothing to count."""
     return "—" if value is None else f"{value:.2f}"
 
 
@@ -210,7 +212,7 @@ def result_markdown(result: BacktestResult) -> str:
     """The card's back-test section: the table, the suite line and the verdict with its rule."""
     new, old = result.candidate_score, result.current_score
     rows = [
-        f"| {name} | {c.boxes} | {_rate(old.classes[name].recall)} | {_rate(c.recall)}"
+        f"| {name} | {c.boxes} | {rate(old.classes[name].recall)} | {rate(c.recall)}"
         f" | {old.classes[name].false_alarms} | {c.false_alarms} |"
         for name, c in new.classes.items()
     ]
@@ -233,8 +235,8 @@ boxes), {result.backend} backend at imgsz {result.imgsz}, confidence {result.con
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Precision {_rate(old.precision)} → {_rate(new.precision)}; recall {_rate(old.recall)} →
-{_rate(new.recall)}.
+Precision {rate(old.precision)} → {rate(new.precision)}; recall {rate(old.recall)} →
+{rate(new.recall)}.
 {suite_line}
 **Verdict: {result.verdict.verdict}** ({"; ".join(result.verdict.reasons) or "no change past the tolerances"}).
 Rule: {result.verdict.rule}.

@@ -20,7 +20,7 @@ from citywatch.config.detector import DetectorConfig
 from citywatch.models.backtest_scoring import SuiteScore, VerdictRule
 from citywatch.models.config_weights import ConfigEditError, DetectorSlot
 from citywatch.models.detector_factory import MODELS_DIR, DetectorError
-from citywatch.models.model_backtest import BacktestResult
+from citywatch.models.model_backtest import BacktestResult, rate
 from citywatch.models.model_registry import ModelRecord, RegistryError
 
 console = Console()
@@ -53,7 +53,6 @@ def _show(result: BacktestResult) -> None:
                    "false alarms candidate"):  # fmt: skip
         table.add_column(column)
     new, old = result.candidate_score, result.current_score
-    rate = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
     for name, c in new.classes.items():
         o = old.classes[name]
         table.add_row(name, str(c.boxes), rate(o.recall), rate(c.recall), str(o.false_alarms),
