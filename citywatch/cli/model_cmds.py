@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from citywatch.cli.dataset_cmds import model_dataset
 from citywatch.cli.model_loop_cmds import model_backtest, model_rollback, model_rollout
 from citywatch.cli.options import load_config_or_exit
 from citywatch.models.detector_factory import MODELS_DIR
@@ -273,3 +274,4 @@ def model_list(
 model_app.command("backtest")(model_backtest)
 model_app.command("rollout")(model_rollout)
 model_app.command("rollback")(model_rollback)
+model_app.command("dataset")(model_dataset)
