@@ -79,7 +79,9 @@ from benchmarks.edge_peer import (
     AGENT_ULTRALYTICS,
     CALL_TARGET,
     PEER,
+    QUIET,
     TRACKZONE,
+    TRACKZONE_QUIET,
     budget,
     budget_line,
     peer_lines,
@@ -117,7 +119,7 @@ from benchmarks.harness import (
     say,
     table,
 )  # fmt: skip
-from citywatch.config.detector import DetectorBackend
+from citywatch.config.detector import DetectorBackend, DetectorConfig
 from citywatch.models.detector_factory import MODELS_DIR
 
 RATIO_TARGET = 0.9
@@ -209,13 +211,18 @@ def runners(row: Row, args: argparse.Namespace, work: Path) -> list[tuple[str, R
     pt = args.pt or MODELS_DIR / "street" / "citywatch-street.pt"
     if row.backend == PEER:
         onnx = detector_config("onnx", row.imgsz, None)
-        return [
-            (TRACKZONE, lambda video, fps, tick: trackzone(video, row.imgsz, pt, tick)),
-            (AGENT_ONNX, lambda video, fps, tick: agent(bench_config(video, fps, onnx), work,
-                                                        True, tick)),
-            (AGENT_ULTRALYTICS, lambda video, fps, tick: agent(bench_config(video, fps, detector),
-                                                               work, True, tick)),
-        ]  # fmt: skip
+
+        def zone(draw: bool) -> Runner:
+            return lambda video, fps, tick: trackzone(video, row.imgsz, pt, tick, draw)
+
+        def on(chosen: DetectorConfig, evidence: bool) -> Runner:
+            return lambda video, fps, tick: agent(bench_config(video, fps, chosen), work,
+                                                  evidence, tick)  # fmt: skip
+
+        return [(TRACKZONE, zone(True)), (AGENT_ONNX, on(onnx, True)),
+                (AGENT_ULTRALYTICS, on(detector, True)), (TRACKZONE_QUIET, zone(False)),
+                (AGENT_ONNX + QUIET, on(onnx, False)),
+                (AGENT_ULTRALYTICS + QUIET, on(detector, False))]  # fmt: skip
 
     def on_agent(
         evidence: bool, clip_thread: bool = True, read_ahead: int = 2, models: int = 1
@@ -436,11 +443,7 @@ def report(
         say("[bold]the agent's time per frame against the raw frame-shaped detector call:[/]")
     for line in filter(None, budget_lines):
         say(line)
-    if any(row.runs.get(TRACKZONE) for row in rows):
-        say("[bold]peer: citywatch against ultralytics solutions.TrackZone (frames/s):[/]")
     for row in rows:
-        for line in peer_lines(row.runs, row.imgsz):
-            say(line)
         if SQUARE in row.runs:
             shape, target = row.paired("bare", SQUARE) or 0.0, SHAPE_TARGET[row.backend]
             ms = row.breakdown()
@@ -457,6 +460,11 @@ def report(
         if INLINE in row.runs:
             say(f"  {row.backend} {row.imgsz}: with clips recorded inline on the camera thread"
                 f" the agent runs {row.median_fps(INLINE):.1f} fps ({row.ratio(INLINE):.2f} of bare)")  # fmt: skip
+    peer = [line for row in rows for line in peer_lines(row.runs, row.imgsz)]
+    if peer:
+        say("[bold]peer: citywatch against ultralytics solutions.TrackZone (frames/s):[/]")
+    for line in peer:
+        say(line)
     rss_pass: bool | None = None
     if rss:
         one = next((r for r in rss if r["cameras"] == 1 and r.get("models", 1) == 1), None)

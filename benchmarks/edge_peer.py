@@ -19,6 +19,12 @@ Peer: ultralytics ``solutions.TrackZone`` against citywatch's camera agent on th
   (the bundled ``.onnx`` export of the same weights) and on the ultralytics backend (the same
   ``.pt``). It draws nothing per frame (only an alert's snapshot is annotated).
 
+Two pairings, each against the targets: as shipped (TrackZone drawing its frame, the agent
+writing its evidence: snapshots, crops, frames and WebM clips of its alerts, which on this
+benchmark's short video with its dwell cut to 2 s come every few seconds of video), and
+both without their output (``TrackZone, no drawing``: its region mask and ``extract_tracks``
+only, TrackZone's ``process`` less the drawing; the agent without evidence).
+
 Per-frame budget: the agent's wall time per frame over the raw frame-shaped detector call's
 ms per frame (the bare loop's clock around the call, decode excluded), same frames, same
 backend, same detector settings; ≤ 1.3× is the issue's target.
@@ -31,6 +37,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.edge_runs import Run, Tick, bare_loop, detector_config, suite_config
 from benchmarks.harness import mark
 
@@ -39,8 +47,11 @@ __all__ = [
     "AGENT_ULTRALYTICS",
     "CALL_TARGET",
     "PEER",
+    "PEER_PAIRS",
     "PEER_TARGET",
+    "QUIET",
     "TRACKZONE",
+    "TRACKZONE_QUIET",
     "budget",
     "budget_line",
     "paired_median",
@@ -54,10 +65,18 @@ __all__ = [
 PEER = "trackzone"
 """The peer row's name in ``--backends``."""
 TRACKZONE = "ultralytics TrackZone"
+TRACKZONE_QUIET = "TrackZone, no drawing"
 AGENT_ONNX = "agent, onnx"
 AGENT_ULTRALYTICS = "agent, ultralytics"
-PEER_TARGET = {AGENT_ONNX: 1.6, AGENT_ULTRALYTICS: 1.0}
-"""citywatch frames/s over TrackZone's, at each imgsz (issue 20)."""
+QUIET = ", no evidence"
+PEER_TARGET = {"onnx": 1.6, "ultralytics": 1.0}
+"""citywatch frames/s over TrackZone's, per backend, at each imgsz (issue 20)."""
+PEER_PAIRS = [
+    (f"{agent}{quiet}", zone, PEER_TARGET[agent.removeprefix("agent, ")])
+    for quiet, zone in (("", TRACKZONE), (QUIET, TRACKZONE_QUIET))
+    for agent in (AGENT_ONNX, AGENT_ULTRALYTICS)
+]
+"""(citywatch run, TrackZone run, target): as shipped, then both without their output."""
 CALL_TARGET = 1.3
 """The agent's time per frame over the raw frame-shaped detector call's, at most (issue 20)."""
 
@@ -116,47 +135,57 @@ def trackzone_region(width: int, height: int) -> list[tuple[int, int]]:
     return [(round(x), round(y)) for x, y in list(hull.exterior.coords)[:-1]]
 
 
-def trackzone(video: Path, imgsz: int, pt: Path, tick: Tick) -> Run:
+def trackzone(video: Path, imgsz: int, pt: Path, tick: Tick, draw: bool = True) -> Run:
     """One pass of ``solutions.TrackZone`` over ``video`` (loaded before the clock starts),
-    at the agent's model confidence and iou, ByteTrack, no window, no per-frame log."""
+    at the agent's model confidence and iou, ByteTrack, no window, no per-frame log;
+    ``draw`` False: its ``process`` without the drawing (mask and tracks only)."""
     import cv2
     from ultralytics import solutions
+    from ultralytics.solutions.solutions import SolutionResults
+
+    class TrackOnly(solutions.TrackZone):
+        """TrackZone's ``process`` less its region outline and box labels."""
+
+        def process(self, im0: Any) -> SolutionResults:
+            if self.mask is None:
+                self.mask = np.zeros_like(im0[:, :, 0])
+                cv2.fillPoly(self.mask, [self.region], 255)
+            self.extract_tracks(cv2.bitwise_and(im0, im0, mask=self.mask))
+            return SolutionResults(plot_im=im0, total_tracks=len(self.track_ids))
 
     capture = cv2.VideoCapture(str(video))
     size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     capture.release()
     settings = detector_config("ultralytics", imgsz, pt)
-    solution = solutions.TrackZone(
+    solution = (solutions.TrackZone if draw else TrackOnly)(
         model=str(pt), region=trackzone_region(*size), imgsz=imgsz, device="cpu",
         conf=settings.model_floor, iou=settings.iou, tracker="bytetrack.yaml", show=False, verbose=False,
     )  # fmt: skip
-    return bare_loop(TRACKZONE, video, solution, tick)
+    return bare_loop(TRACKZONE if draw else TRACKZONE_QUIET, video, solution, tick)
 
 
 def peer_record(runs: dict[str, list[Run]], imgsz: int) -> dict[str, Any]:
-    """The peer row's figures for the JSON: per side, frames/s over TrackZone's and its target."""
+    """The peer row's figures for the JSON: per pairing, citywatch's frames/s over
+    TrackZone's and the target."""
     out: dict[str, Any] = {"imgsz": imgsz}
-    for side, target in PEER_TARGET.items():
-        value = paired_median(runs.get(side, []), runs.get(TRACKZONE, []), fps)
-        out[side] = {"ratio": value, "target": target,
-                     "pass": None if value is None else value >= target}  # fmt: skip
+    for side, zone, target in PEER_PAIRS:
+        value = paired_median(runs.get(side, []), runs.get(zone, []), fps)
+        out[f"{side} / {zone}"] = {"ratio": value, "target": target,
+                                   "pass": None if value is None else value >= target}  # fmt: skip
     return out
 
 
 def peer_lines(runs: dict[str, list[Run]], imgsz: int) -> list[str]:
-    """One line per citywatch side: its frames/s against TrackZone's, and the target."""
-    zone = runs.get(TRACKZONE, [])
-    if not zone:
-        return []
+    """One line per pairing: citywatch's frames/s against TrackZone's, and the target."""
     lines = []
-    for side, target in PEER_TARGET.items():
-        value = paired_median(runs.get(side, []), zone, fps)
+    for side, zone, target in PEER_PAIRS:
+        value = paired_median(runs.get(side, []), runs.get(zone, []), fps)
         if value is None:
             continue
-        median = statistics.median(r.fps for r in runs[side])
+        side_fps = statistics.median(r.fps for r in runs[side])
+        zone_fps = statistics.median(r.fps for r in runs[zone])
         lines.append(
-            f"  imgsz {imgsz}: citywatch {side.removeprefix('agent, ')} {median:.1f} fps vs"
-            f" TrackZone {statistics.median(r.fps for r in zone):.1f}: {value:.2f}×"
+            f"  imgsz {imgsz}: {side} {side_fps:.1f} fps vs {zone} {zone_fps:.1f}: {value:.2f}×"
             f" (median of repeats; target ≥ {target}) {mark(value >= target)}"
         )
     return lines

@@ -77,7 +77,8 @@ def test_rss_child_reports_peak_and_no_torch(
 
 @pytest.mark.slow
 def test_trackzone_peer_sees_every_frame(bench: ModuleType, video: tuple[Path, float, int]) -> None:
-    """ultralytics' TrackZone runs with the benchmark's settings over every frame of the video."""
+    """ultralytics' TrackZone runs with the benchmark's settings over every frame of the
+    video, drawing as shipped and without its drawing."""
     from benchmarks.edge_peer import trackzone, trackzone_missing
 
     missing = trackzone_missing()
@@ -85,5 +86,6 @@ def test_trackzone_peer_sees_every_frame(bench: ModuleType, video: tuple[Path, f
     if missing or not pt.exists():
         pytest.skip(missing or f"no {pt}")
     path, _, frames = video
-    run = trackzone(path, 320, pt, lambda **_: None)
-    assert run.frames == frames and 0 < run.detect_s <= run.wall_s
+    for draw in (True, False):
+        run = trackzone(path, 320, pt, lambda **_: None, draw)
+        assert run.frames == frames and 0 < run.detect_s <= run.wall_s
