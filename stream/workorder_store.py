@@ -31,6 +31,7 @@ from citywatch.storage.workorders import (
 )
 from citywatch.stream.dedup import Incident, Position
 from citywatch.stream.sink import json_text, stage
+from citywatch.stream.workorder_numbers import number_staged
 from citywatch.workorder.lifecycle import WorkOrder, WorkOrderTransition
 
 __all__ = ["StaleWorkOrders", "load", "load_ids", "load_near", "save", "stored_versions"]
@@ -46,8 +47,8 @@ WORK_ORDER_COLUMNS = (
 _COLUMNS = ", ".join(WORK_ORDER_COLUMNS)
 
 _UPSERT = f"""
-INSERT INTO work_orders ({_COLUMNS}, updated_at)
-SELECT {_COLUMNS}, now() FROM work_orders_in
+INSERT INTO work_orders ({_COLUMNS}, number, updated_at)
+SELECT {_COLUMNS}, number, now() FROM work_orders_in
 ON CONFLICT (id) DO UPDATE SET
     department = EXCLUDED.department, priority = EXCLUDED.priority, state = EXCLUDED.state,
     due_at = EXCLUDED.due_at, clock_started_at = EXCLUDED.clock_started_at,
@@ -128,7 +129,10 @@ async def save(
     await lock_current(conn, {o.id: o.seq - new_events[o.id] for o, _ in changed})
     await check_incident_versions(conn, {i.id: i.version for _, i in changed})
     if changed:
-        await stage(conn, "work_orders", WORK_ORDER_COLUMNS, (_row(o, i) for o, i in changed))
+        staged = await stage(
+            conn, "work_orders", WORK_ORDER_COLUMNS, (_row(o, i) for o, i in changed)
+        )
+        await number_staged(conn, staged)  # new orders: one counter update a day, not a row
         await conn.execute(_UPSERT)
         for _, incident in changed:
             incident.version += 1  # (a rollback after this marks the whole state stale)
