@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from aiokafka import AIOKafkaProducer
 
 Record = tuple[str, bytes, bytes]
 """(topic, key, value) of one record to send."""
+V = TypeVar("V")
 
 
 def by_partition(
-    records: Sequence[Record], partition_of: Callable[[str, bytes], int]
-) -> dict[tuple[str, int], list[tuple[bytes, bytes]]]:
-    """The records' (key, value) pairs per (topic, partition), each in the order given."""
+    records: Sequence[tuple[str, bytes, V]], partition_of: Callable[[str, bytes], int]
+) -> dict[tuple[str, int], list[tuple[bytes, V]]]:
+    """The records' (key, value) pairs per (topic, partition), each in the order given (the
+    value may be any object: the bridge groups its MQTT messages with it)."""
     chosen: dict[tuple[str, bytes], int] = {}  # a key repeats within a batch (one device)
-    out: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+    out: dict[tuple[str, int], list[tuple[bytes, V]]] = {}
     for topic, key, value in records:
         partition = chosen.get((topic, key))
         if partition is None:
