@@ -22,6 +22,12 @@ acknowledge the batch once the handler returned. A handler that raises has its r
 passed to ``on_error`` (the app dead-letters them) and then acknowledged: an exception
 never stops the lane and never moves an offset past a record that was not stored or
 dead-lettered.
+
+A handler in two steps (:class:`TwoStep`: the app's intake validates, then stores and
+answers) has the first step of the next batch run while the batch before is still being
+handled: decoding and validating a batch overlaps the wait for the previous one's commit
+and acks (issue 22). Second steps still run one at a time, in order, and each batch is
+acknowledged when its own second step returned, so nothing about offsets changes.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, runtime_checkable
 
 import faust
 from faust.types import Message
@@ -41,6 +48,22 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[list[Message]], Awaitable[None]]
 ErrorHandler = Callable[[Message, Exception], Awaitable[None]]
+
+
+@runtime_checkable
+class TwoStep(Protocol):
+    """A handler whose first step needs no state the second step of an earlier batch
+    changes (validation), so it may run while that batch is being handled."""
+
+    async def prepare(self, records: list[Message]) -> Any:
+        """The first step (its result goes to :meth:`handle_prepared`)."""
+
+    async def handle_prepared(self, prepared: Any) -> None:
+        """The second step, one batch at a time, in order."""
+
+
+async def _as_they_are(records: list[Message]) -> list[Message]:
+    return records
 
 
 class BatchLane:
@@ -58,6 +81,10 @@ class BatchLane:
         buffer: int,
     ) -> None:
         self.app, self.topic, self.handler, self.on_error = app, topic, handler, on_error
+        self.prepare: Callable[[list[Message]], Awaitable[Any]] = _as_they_are
+        self.step: Callable[[Any], Awaitable[None]] = handler
+        if isinstance(handler, TwoStep):
+            self.prepare, self.step = handler.prepare, handler.handle_prepared
         self.max_records, self.within_s, self.buffer = max_records, within_s, buffer
         self._queue: FlowControlQueue[Message] | None = None
 
@@ -90,24 +117,45 @@ class BatchLane:
         return batch
 
     async def run(self) -> None:
-        """Handle batches until the worker stops."""
+        """Handle batches until the worker stops: take and prepare the next batch while the
+        one before is handled (see the module doc)."""
+        in_flight: asyncio.Task[None] | None = None
+        try:
+            while True:
+                batch = await self.take()
+                prepared: Any
+                try:
+                    prepared = await self.prepare(batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the boundary: dead-letter the batch in turn
+                    prepared = _Failed(exc)
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.create_task(self._handle(batch, prepared))
+        finally:
+            if in_flight is not None:
+                in_flight.cancel()
+
+    async def _handle(self, batch: list[Message], prepared: Any) -> None:
+        """The second step of one batch, then its acknowledgements."""
         consumer = self.app.consumer
         message_out = self.app.sensors.on_message_out
-        while True:
-            batch = await self.take()
-            started = time.perf_counter()
-            try:
-                await self.handler(batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the boundary: a bug must not stop the lane
-                log.exception("handling %d records of %s failed", len(batch), self.topic)
-                batch = [message for message in batch if await self._failed(message, exc)]
-            for message in batch:
-                consumer.ack(message)
-                message_out(message.tp, message.offset, message)
-            if batch:
-                lane_batch(batch, time.perf_counter() - started)
+        started = time.perf_counter()
+        try:
+            if isinstance(prepared, _Failed):
+                raise prepared.error
+            await self.step(prepared)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the boundary: a bug must not stop the lane
+            log.exception("handling %d records of %s failed", len(batch), self.topic)
+            batch = [message for message in batch if await self._failed(message, exc)]
+        for message in batch:
+            consumer.ack(message)
+            message_out(message.tp, message.offset, message)
+        if batch:
+            lane_batch(batch, time.perf_counter() - started)
 
     async def _failed(self, message: Message, exc: Exception) -> bool:
         """Dead-letter a record its handler failed on; False when that failed too: the
@@ -122,6 +170,13 @@ class BatchLane:
             )  # fmt: skip
             return False
         return True
+
+
+class _Failed:
+    """A batch whose first step raised: its records are dead-lettered in its turn."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 def attach(app: faust.App, lane: BatchLane) -> None:

@@ -43,7 +43,15 @@ class Intake:
         self.registry, self.reject, self.handler = registry, reject, handler
 
     async def __call__(self, records: list[Message]) -> None:
-        batch = await self.valid(records)
+        await self.handle_prepared(await self.prepare(records))
+
+    async def prepare(self, records: list[Message]) -> list[Validated]:
+        """The first step (a lane runs it while the batch before is handled: it reads no
+        state the handler changes): the valid records, the others rejected."""
+        return await self.valid(records)
+
+    async def handle_prepared(self, batch: list[Validated]) -> None:
+        """The second step: the valid records to the handler."""
         if batch:
             await self.handler(batch)
 

@@ -109,3 +109,40 @@ async def test_a_record_that_could_not_be_dead_lettered_is_not_acknowledged() ->
     records = [record(n) for n in range(3)]
     await run_one_batch(make_lane(handler, on_error), records)
     assert [m.acked for m in records] == [True, False, True]
+
+
+async def test_a_two_step_handler_prepares_the_next_batch_while_one_is_handled() -> None:
+    """The next batch is validated during the handling of the one before; batches are
+    handled in order, one at a time, each acknowledged when its own handling returned."""
+    release = asyncio.Event()
+    steps: list[str] = []
+
+    class Staged:
+        async def prepare(self, records: list[Message]) -> list[Message]:
+            steps.append(f"prepare {records[0].offset}")
+            return records
+
+        async def handle_prepared(self, records: list[Message]) -> None:
+            steps.append(f"handle {records[0].offset}")
+            if records[0].offset == 0:
+                await release.wait()  # the first batch waits on its "commit"
+            assert not any(m.acked for m in records)
+
+        async def __call__(self, records: list[Message]) -> None:
+            await self.handle_prepared(await self.prepare(records))
+
+    lane = make_lane(Staged(), nothing, max_records=2, within_s=0.01)
+    first, second = [record(0), record(1)], [record(2), record(3)]
+    for m in first + second:
+        lane.queue.put_nowait(m)
+    runner = asyncio.create_task(lane.run())
+    await asyncio.sleep(0.1)
+    assert steps[0] == "prepare 0" and sorted(steps[1:]) == ["handle 0", "prepare 2"]
+    assert not any(m.acked for m in first + second)
+    release.set()
+    await asyncio.sleep(0.1)
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    assert steps[3:] == ["handle 2"]
+    assert all(m.acked for m in first + second)
