@@ -83,7 +83,7 @@ from benchmarks.edge_peer import (
     TRACKZONE,
     TRACKZONE_QUIET,
     budget,
-    budget_line,
+    budget_lines,
     peer_lines,
     peer_record,
     trackzone,
@@ -193,6 +193,9 @@ class Row:
             "ratio_frame_over_square": self.paired("bare", SQUARE),
             "ratio_two_models_over_one": self.paired(TWO_MODELS, "agent"),
             "agent_ms_over_call_ms": budget(self.runs.get("agent", []), self.runs.get("bare", [])),
+            "agent_no_evidence_ms_over_call_ms": budget(
+                self.runs.get("agent, no evidence", []), self.runs.get("bare", [])
+            ),
             "target_agent_over_call": CALL_TARGET,
             "pass": (self.ratio() or 0.0) >= RATIO_TARGET if not self.skipped else None,
             "ms_per_frame": self.breakdown() if self.runs else {},
@@ -437,11 +440,10 @@ def report(
     console.print(table(title, RATIO_COLUMNS, ratio_rows(rows), left=("backend", "pass")))
     title = "where the time goes (ms per frame, median)"
     console.print(table(title, BREAKDOWN_COLUMNS, breakdown_rows(rows), left=("backend", "run")))
-    budget_lines = [budget_line(r.backend, r.imgsz, r.runs.get("agent", []),
-                                r.runs.get("bare", [])) for r in rows]  # fmt: skip
-    if any(budget_lines):
+    budgets = [line for r in rows for line in budget_lines(r.backend, r.imgsz, r.runs)]
+    if budgets:
         say("[bold]the agent's time per frame against the raw frame-shaped detector call:[/]")
-    for line in filter(None, budget_lines):
+    for line in budgets:
         say(line)
     for row in rows:
         if SQUARE in row.runs:

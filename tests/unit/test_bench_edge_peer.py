@@ -11,6 +11,7 @@ from benchmarks.edge_peer import (
     TRACKZONE,
     TRACKZONE_QUIET,
     budget,
+    budget_lines,
     paired_median,
     peer_record,
     trackzone_region,
@@ -41,10 +42,14 @@ def test_ratios_pair_runs_of_the_same_repeat_and_take_the_median(
 
 
 def test_budget_is_the_agent_wall_time_per_frame_over_the_raw_call() -> None:
-    """Decode is not part of the raw call: a bare loop of 3 s with 2 s in the call is 20 ms."""
+    """Decode is not part of the raw call (a bare loop of 3 s with 2 s in the call is 20 ms);
+    the agent with and without evidence each get a line and a verdict."""
     agent = [_run("agent", 2.4), _run("agent", 2.6)]
     bare = [_run("bare", 3.0, detect_s=2.0), _run("bare", 3.0, detect_s=2.0)]
     assert budget(agent, bare) == pytest.approx(1.25)
+    slow = [_run("agent, no evidence", 3.0), _run("agent, no evidence", 3.0)]
+    lines = budget_lines("onnx", 320, {"bare": bare, "agent": agent, "agent, no evidence": slow})
+    assert ["1.25×" in lines[0], "✓" in lines[0], "1.50×" in lines[1], "✗" in lines[1]] == [True] * 4
 
 
 def test_peer_record_holds_each_side_to_its_target() -> None:
