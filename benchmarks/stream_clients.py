@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import threading
 import time
 import uuid
@@ -94,8 +95,9 @@ def publish_all(client: mqtt.Client, topic: str, payloads: list[bytes], qos: int
 class KafkaCounter:
     """Counts, in a background thread, records of one topic whose value contains a marker.
 
-    It reads the topic from the beginning rather than trusting end offsets: Tansu 0.6's
-    ListOffsets can report the base offset of the last batch as the end (seen here).
+    It reads every partition of the topic from the beginning rather than trusting end
+    offsets: Tansu 0.6's ListOffsets can report the base offset of the last batch as the end
+    (seen here). The topic may not exist yet (the bridge creates it): it waits for it.
     """
 
     def __init__(self, endpoints: Endpoints, topic: str, marker: bytes) -> None:
@@ -111,13 +113,20 @@ class KafkaCounter:
             bootstrap_servers=endpoints.kafka_bootstrap, enable_auto_commit=False
         )
         await consumer.start()
-        partition = TopicPartition(topic, 0)
-        consumer.assign([partition])
-        await consumer.seek_to_beginning(partition)
         try:
+            partitions = consumer.partitions_for_topic(topic)
+            while not partitions and not self._stop.is_set():
+                await asyncio.sleep(0.2)
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic)
+            assigned = [TopicPartition(topic, p) for p in sorted(partitions or ())]
+            consumer.assign(assigned)
+            await consumer.seek_to_beginning(*assigned)
             while not self._stop.is_set():
-                batch = await consumer.getmany(partition, timeout_ms=200, max_records=5000)
-                self.count += sum(marker in record.value for record in batch.get(partition, []))
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                self.count += sum(
+                    marker in record.value for records in batch.values() for record in records
+                )
         finally:
             await consumer.stop()
 
@@ -231,3 +240,91 @@ async def bare_copy_rate(
             seen += len(rows)
     await consumer.stop()
     return count / (time.perf_counter() - begin)
+
+
+def raw_publish(
+    endpoints: Endpoints, username: str, password: str, topic: str, payloads: list[bytes]
+) -> float:
+    """Publish ``payloads`` at QoS 1 as a lean MQTT 5 client (pre-encoded packets on a plain
+    socket, up to the broker's receive maximum in flight); seconds until all were acked.
+
+    A fleet of gateways publishes from its own machines; a paho client in this process tops
+    out near the bridge's own rate (both are paho, on the same 2 cores), so the load
+    generator would be what is measured.
+    """
+    with socket.create_connection((endpoints.mqtt_host, endpoints.mqtt_port)) as sock:
+        client_id = f"bench-raw-{uuid.uuid4().hex[:8]}".encode()
+        variable = b"\x00\x04MQTT\x05\xc2\x00\x3c\x00"  # v5, user+password+clean start, 60 s
+        body = variable + b"".join(
+            _utf8(s) for s in (client_id, username.encode(), password.encode())
+        )
+        sock.sendall(b"\x10" + _varint(len(body)) + body)
+        reader = _Packets(sock)
+        kind, connack = reader.next()
+        if kind != 0x20 or connack[1] != 0:
+            raise ConnectionError(f"the broker refused the raw publisher: {connack!r}")
+        window = max(10, min(_receive_maximum(connack[2:]), 1000))
+        name, start, sent, acked = _utf8(topic.encode()), time.perf_counter(), 0, 0
+        while acked < len(payloads):
+            if sent < len(payloads) and sent - acked <= window // 2:
+                chunk = payloads[sent : sent + window - (sent - acked)]
+                sock.sendall(b"".join(
+                    _publish(name, (sent + n) % 65535 + 1, payload) for n, payload in enumerate(chunk)
+                ))  # fmt: skip
+                sent += len(chunk)
+            kind, _ = reader.next()
+            acked += kind == 0x40
+        sock.sendall(b"\xe0\x00")
+        return time.perf_counter() - start
+
+
+def _publish(topic: bytes, mid: int, payload: bytes) -> bytes:
+    body = topic + mid.to_bytes(2, "big") + b"\x00" + payload  # no properties
+    return b"\x32" + _varint(len(body)) + body
+
+
+def _utf8(value: bytes) -> bytes:
+    return len(value).to_bytes(2, "big") + value
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        value, digit = divmod(value, 128)
+        out.append(digit | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _receive_maximum(properties: bytes) -> int:
+    """The CONNACK's Receive Maximum (property 0x21), 65,535 when absent."""
+    at = properties.find(b"\x21")
+    return int.from_bytes(properties[at + 1 : at + 3], "big") if at > 0 else 65535
+
+
+class _Packets:
+    """MQTT packets read off a socket: (packet type, body) one at a time."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.buffer, self.at = sock, bytearray(), 0
+
+    def _take(self, size: int) -> bytes:
+        while len(self.buffer) - self.at < size:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("the broker closed the raw publisher's connection")
+            del self.buffer[: self.at]
+            self.at = 0
+            self.buffer += data
+        self.at += size
+        return bytes(self.buffer[self.at - size : self.at])
+
+    def next(self) -> tuple[int, bytes]:
+        kind = self._take(1)[0] & 0xF0
+        length, shift = 0, 0
+        while True:
+            digit = self._take(1)[0]
+            length += (digit & 0x7F) << shift
+            shift += 7
+            if not digit & 0x80:
+                return kind, self._take(length)

@@ -1,9 +1,14 @@
 """The MQTT → Kafka bridge, and receipts back from Kafka to MQTT.
 
-Uplink: a shared subscription (``$share/{group}/...``) lets several bridges split the load;
-each MQTT message is produced to Kafka with ``acks=all`` (``services.kafka.acks``) and only
-then acknowledged to the broker (paho manual ack), keyed by where it happened
-(:mod:`citywatch.stream.partitioning`). The client id is fixed and the session persists
+Uplink: a shared subscription (``$share/{group}/...``, ``services.mqtt.share_group``) lets
+several bridges split the load (each gets whole messages, round-robin: a device's messages
+can reach Kafka through two bridges in another order than it sent them; the worker orders
+by event time and takes late data, and per-device order was never promised across a
+reconnect either). Messages arriving together are produced to Kafka as record batches
+(:mod:`citywatch.stream.bridge_uplink`) with ``acks=all`` (``services.kafka.acks``), keyed
+by where they happened (:mod:`citywatch.stream.partitioning`), and each is acknowledged to
+the broker (paho manual ack) only after Kafka acknowledged its batch: a batch Kafka refused
+leaves its messages unacked, retried, and redelivered by the broker if the bridge dies. The client id is fixed and the session persists
 (``clean_start=False`` with an expiry), so a restarted bridge gets its unacknowledged
 messages again. Downlink: receipts from the stream are published to each device's
 ``receipts`` topic, and their Kafka offsets committed only after the broker took them.
@@ -26,6 +31,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -39,15 +45,15 @@ from citywatch.contracts import (
     KafkaTopics,
     Receipt,
     ReceiptStatus,
-    TopicAddress,
     decode,
     encode,
 )
 from citywatch.contracts.topics import UPLINK_CHANNELS, fleet_filter, workorder_events_topic
 from citywatch.mqtt_client import BrokerSettings, connect, make_client, refused
+from citywatch.stream.bridge_uplink import MAX_REQUEST_BYTES, Routed, Router, produce
 from citywatch.stream.deadletter import DeadLetter
 from citywatch.stream.kafka_admin import ensure_topics
-from citywatch.stream.partitioning import DevicePositions, partition_key
+from citywatch.stream.partitioning import DevicePositions
 from citywatch.stream.rejections import rejectable
 from citywatch.stream.settings import FETCH_MAX_WAIT_MS, StreamSettings
 from citywatch.stream.validate import MQTT_TOPIC_HEADER
@@ -108,6 +114,8 @@ class Bridge:
         self._connected = threading.Event()
         self._inbox: list[mqtt.MQTTMessage] = []  # filled by paho's thread, drained by the loop
         self._inbox_lock = threading.Lock()
+        self._draining = False  # a drain is due or a round in flight: paho need not wake us
+        self._router = Router(self.topics, self.positions, settings.geo_resolution)
         self._forwarding: set[asyncio.Task[None]] = set()
         self._rebuilding = asyncio.Lock()
         self._broker = BrokerSettings(
@@ -159,7 +167,8 @@ class Bridge:
             # Tansu hands a consumer one record batch per fetch: bigger producer batches
             # (a few ms of linger under load) multiply what the Faust app reads per round trip.
             linger_ms=20,
-            max_batch_size=1048576,
+            max_batch_size=MAX_REQUEST_BYTES,
+            max_request_size=MAX_REQUEST_BYTES,
         )
         await producer.start()
         return producer
@@ -220,17 +229,26 @@ class Bridge:
         log.warning("bridge disconnected from MQTT (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        """Queue the message for the event loop; one wake-up per burst, not per message."""
+        """Queue the message for the event loop, waking it only when it is idle (a wake-up
+        crosses threads: a tenth of the bridge's time when it was one per burst)."""
         assert self._loop is not None
         with self._inbox_lock:
             self._inbox.append(message)
-            wake = len(self._inbox) == 1
+            wake, self._draining = not self._draining, True
         if wake:
             self._loop.call_soon_threadsafe(self._drain_inbox)
 
     def _drain_inbox(self) -> None:
+        """Forward what paho queued, one round at a time: what arrives while a round waits
+        for Kafka goes in the next, so a round's batches grow with the load (Kafka takes one
+        batch per partition per request) and no backlog of small batches builds up."""
+        if self._forwarding:
+            return  # the round in flight drains again when it is done
         with self._inbox_lock:
             messages, self._inbox = self._inbox, []
+            self._draining = bool(messages)
+        if not messages:
+            return
         self.stats.received += len(messages)
         task = asyncio.create_task(self._forward(messages))
         self._forwarding.add(task)
@@ -241,58 +259,45 @@ class Bridge:
         if not task.cancelled() and (exc := task.exception()) is not None:
             # Left unacknowledged: the broker sends them again when the bridge reconnects.
             log.error("forwarding MQTT messages to Kafka failed", exc_info=exc)
+        if not task.cancelled():
+            self._drain_inbox()
 
-    def _route(self, message: mqtt.MQTTMessage) -> tuple[str, bytes]:
+    def _route(self, message: mqtt.MQTTMessage) -> Routed:
         """The Kafka topic and key of one MQTT message (dead letters when unroutable)."""
         try:
-            address = TopicAddress.parse(message.topic)
-            return (
-                self.topics.for_channel(address.channel),
-                partition_key(
-                    address, bytes(message.payload), self.positions, self.settings.geo_resolution
-                ),
-            )
+            return Routed(message, *self._router.route(message.topic, message.payload))
         except ContractError as exc:
             # Not a citywatch topic shape: keep the bytes and the reason in the dead letters.
             self.stats.unroutable += 1
             log.warning("unroutable MQTT topic %r: %s", message.topic, exc)
-            return self.topics.dead_letters, message.topic.encode()
+            return Routed(message, self.topics.dead_letters, message.topic.encode())
 
     async def _forward(self, messages: list[mqtt.MQTTMessage]) -> None:
-        """Produce MQTT messages to Kafka, retrying until acked; ack each to MQTT after Kafka.
+        """Produce MQTT messages to Kafka in record batches, retrying until acked; ack each
+        to MQTT only after Kafka acknowledged its batch.
 
-        All are handed to the producer before any ack is awaited, so they share record
-        batches (one produce request for a burst instead of one per message). A message
-        Kafka will never take is dead-lettered and refused instead of retried.
+        A batch refused is retried whole (its messages unacked meanwhile; if the bridge dies
+        the broker redelivers them); one Kafka will never take (larger than its request
+        limit) is dead-lettered and refused instead, after its batch is split to find it.
         """
-        routed = [(message, *self._route(message)) for message in messages]
+        routed = [self._route(message) for message in messages]
         delay, failing_since = 0.2, 0.0
         while routed:
             producer = self._producer
             assert producer is not None
-            sent = []
-            for message, kafka_topic, key in routed:
-                headers = [(MQTT_TOPIC_HEADER, message.topic.encode())]
-                try:
-                    sent.append(
-                        await producer.send(kafka_topic, message.payload, key=key, headers=headers)
-                    )
-                except KafkaError as exc:
-                    sent.append(_failed(exc))
-            outcomes = await asyncio.gather(*sent, return_exceptions=True)
-            retry = []
-            for item, outcome in zip(routed, outcomes, strict=True):
-                message, kafka_topic, _ = item
-                if isinstance(outcome, BaseException):
-                    if not isinstance(outcome, KafkaError):
-                        raise outcome
-                    if not (too_large_for_kafka(outcome) and await self._refuse(message, outcome)):
-                        retry.append(item)
-                    continue
-                self._client.ack(message.mid, message.qos)
-                self.stats.forwarded[kafka_topic] += 1
+            sent = await produce(producer, routed)
+            outcomes = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+            retry: list[Routed] = []
+            error: BaseException | None = None
+            for (members, _), outcome in zip(sent, outcomes, strict=True):
+                if not isinstance(outcome, BaseException):
+                    self._acked(members)
+                elif not isinstance(outcome, KafkaError):
+                    raise outcome
+                else:
+                    error = outcome
+                    retry += await self._unsent(members, outcome)
             if retry:
-                error = next(o for o in outcomes if isinstance(o, BaseException))
                 log.error(
                     "Kafka refused %d messages (%s); retrying in %.1fs", len(retry), error, delay
                 )
@@ -304,6 +309,25 @@ class Bridge:
             else:
                 self.stats.kafka_up = True
             routed = retry
+
+    def _acked(self, members: Sequence[Routed]) -> None:
+        """Kafka has them: acknowledge them to the MQTT broker."""
+        for item in members:
+            self._client.ack(item.message.mid, item.message.qos)
+        if members:
+            self.stats.forwarded[members[0].topic] += len(members)
+
+    async def _unsent(self, members: list[Routed], error: KafkaError) -> list[Routed]:
+        """What of a refused batch is to be sent again: all of it, but a message too large
+        for Kafka is refused for good (alone in its batch; in a batch of several, each is
+        sent again alone to find it)."""
+        if not too_large_for_kafka(error):
+            return members
+        if len(members) > 1:
+            for item in members:
+                item.alone = True
+            return members
+        return [] if await self._refuse(members[0].message, error) else members
 
     async def _refuse(self, message: mqtt.MQTTMessage, error: BaseException) -> bool:
         """Dead-letter a message too large for Kafka, answer its device with a ``rejected``
@@ -416,10 +440,3 @@ def _wait_for_publish(infos: list[mqtt.MQTTMessageInfo], timeout_s: float) -> No
     for info in infos:
         if info.rc == mqtt.MQTT_ERR_SUCCESS and not info.is_published():
             info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-
-
-def _failed(exc: BaseException) -> asyncio.Future[object]:
-    """A future that already failed with ``exc`` (a send refused before it was queued)."""
-    future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-    future.set_exception(exc)
-    return future
