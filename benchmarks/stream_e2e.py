@@ -86,6 +86,8 @@ class Run:
     trees: dict[str, Path | None]
     """Bridge name ("before", "now") → the tree it runs from (None: this checkout)."""
     per_message: int
+    bridges: int = 1
+    """Bridges on the shared subscription (``--bridge-id`` 1..n)."""
     running: dict[str, CliProcess] = field(default_factory=dict)
     bridge_rates: dict[tuple[str, str], float] = field(default_factory=dict)
     """(bridge, payload shape) → messages/s of the bridge alone (row 2)."""
@@ -147,9 +149,11 @@ def stop(run: Run, name: str) -> None:
 
 @contextmanager
 def bridge_of(run: Run, name: str, stage: str) -> Iterator[CliProcess]:
-    """The bridge ``name`` running (and proven to forward: a probe reached Kafka) for the
-    ``with`` block; stopped after, so one bridge at a time holds the share group."""
+    """The bridges of ``name`` running (proven to forward: a probe reached Kafka) for the
+    ``with`` block; stopped after, so one tree's bridges at a time hold the share group."""
     bridge = start(run, ["stream", "bridge"], f"bridge-{name}", run.trees[name])
+    for n in range(2, run.bridges + 1):
+        start(run, ["stream", "bridge", "--bridge-id", str(n)], f"bridge-{name}-{n}", run.trees[name])  # fmt: skip
     try:
         probe, payloads, marker = alert_payloads(f"probe-{uuid.uuid4().hex[:6]}", 120)
         counter = clients.KafkaCounter(run.endpoints, "citywatch.alerts", marker)
@@ -168,7 +172,13 @@ def bridge_of(run: Run, name: str, stage: str) -> Iterator[CliProcess]:
         with profiled(bridge, f"{name}-{stage}"):
             yield bridge
     finally:
-        stop(run, f"bridge-{name}")
+        for process in [p for p in run.running if p.startswith(f"bridge-{name}")]:
+            stop(run, process)
+
+
+def bridges_cpu(run: Run, name: str) -> float:
+    """CPU seconds used so far by the running bridges of ``name``."""
+    return sum(cpu_seconds(p.process.pid) for n, p in run.running.items() if n.startswith(f"bridge-{name}"))  # fmt: skip
 
 
 @contextmanager
@@ -245,7 +255,7 @@ def stage_bridge(run: Run, shape: str, count: int) -> list[Figure]:
             with bridge_of(run, name, f"bridge-{shape}") as bridge:
                 counter = clients.KafkaCounter(run.endpoints, kafka_topic(shape), marker)
                 time.sleep(1.0)  # its consumer started (it reads the topic from the start)
-                cpu = cpu_seconds(bridge.process.pid)
+                cpu = bridges_cpu(run, name)
                 start_at = time.perf_counter()
                 publish(run, topic, payloads)
                 try:
@@ -256,7 +266,7 @@ def stage_bridge(run: Run, shape: str, count: int) -> list[Figure]:
                         f" {bridge.output()[-3000:]}"
                     ) from exc
                 rate = count / (time.perf_counter() - start_at)
-                cpu = cpu_seconds(bridge.process.pid) - cpu
+                cpu = bridges_cpu(run, name) - cpu
         finally:
             if counter is not None:
                 counter.stop()
@@ -419,7 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.before:
             trees["before"] = tree_at(options.before, Path(scratch))
         trees["now"] = None
-        run = Run(config, stack.endpoints, stack.data_dir, trees, options.readings_per_message)
+        run = Run(config, stack.endpoints, stack.data_dir, trees, options.readings_per_message,
+                  options.bridges)  # fmt: skip
         chosen = [(n, s) for n, s in stages(run, options) if not wanted or any(w in n for w in wanted)]  # fmt: skip
         try:
             with counted_progress() as progress:
@@ -446,6 +457,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     add("--telemetry-messages", type=int, default=20000, help="messages per telemetry stage")
     add("--readings-per-message", type=int, default=10, help="readings of a sampled message")
     add("--latency-s", type=float, default=10.0, help="seconds of the 500/s latency run")
+    add("--bridges", type=int, default=1, help="bridges sharing the subscription")
     add("--before", default="", help="git revision whose bridge runs as 'before'")
     add("--only", default="", help="only the stages whose name contains one of these words")
     return options.parse_args(argv)
