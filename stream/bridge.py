@@ -63,6 +63,9 @@ SESSION_EXPIRY_S = 24 * 3600
 RETRY_MAX_S = 10.0
 REBUILD_AFTER_S = 5.0
 """A producer whose sends have failed this long is replaced by a new one."""
+MAX_ROUNDS = 3
+"""Rounds of messages waiting for Kafka at once: more overlap the MQTT delivery with Kafka's
+acknowledgement (latency), fewer make bigger batches (throughput)."""
 DEAD_LETTER_HEAD_BYTES = 64 * 1024
 """How much of a message too large for Kafka its dead letter keeps (with size and sha256)."""
 
@@ -114,7 +117,7 @@ class Bridge:
         self._connected = threading.Event()
         self._inbox: list[mqtt.MQTTMessage] = []  # filled by paho's thread, drained by the loop
         self._inbox_lock = threading.Lock()
-        self._draining = False  # a drain is due or a round in flight: paho need not wake us
+        self._draining = False  # a drain is due: paho's thread need not wake the loop
         self._router = Router(self.topics, self.positions, settings.geo_resolution)
         self._forwarding: set[asyncio.Task[None]] = set()
         self._rebuilding = asyncio.Lock()
@@ -229,8 +232,8 @@ class Bridge:
         log.warning("bridge disconnected from MQTT (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        """Queue the message for the event loop, waking it only when it is idle (a wake-up
-        crosses threads: a tenth of the bridge's time when it was one per burst)."""
+        """Queue the message for the event loop, waking it only when no drain is due (a
+        wake-up crosses threads: a tenth of the bridge's time when it was one per burst)."""
         assert self._loop is not None
         with self._inbox_lock:
             self._inbox.append(message)
@@ -239,14 +242,15 @@ class Bridge:
             self._loop.call_soon_threadsafe(self._drain_inbox)
 
     def _drain_inbox(self) -> None:
-        """Forward what paho queued, one round at a time: what arrives while a round waits
-        for Kafka goes in the next, so a round's batches grow with the load (Kafka takes one
-        batch per partition per request) and no backlog of small batches builds up."""
-        if self._forwarding:
-            return  # the round in flight drains again when it is done
+        """Forward what paho queued as a round, up to :data:`MAX_ROUNDS` in flight: what
+        arrives while they wait for Kafka goes in the next, so rounds grow with the load
+        (Kafka takes one batch per partition per request) and no backlog of small batches
+        builds up; a lone message goes at once."""
         with self._inbox_lock:
+            if len(self._forwarding) >= MAX_ROUNDS:
+                return  # still due: a round that ends drains again
             messages, self._inbox = self._inbox, []
-            self._draining = bool(messages)
+            self._draining = False
         if not messages:
             return
         self.stats.received += len(messages)
@@ -259,7 +263,7 @@ class Bridge:
         if not task.cancelled() and (exc := task.exception()) is not None:
             # Left unacknowledged: the broker sends them again when the bridge reconnects.
             log.error("forwarding MQTT messages to Kafka failed", exc_info=exc)
-        if not task.cancelled():
+        if not task.cancelled() and self._draining:
             self._drain_inbox()
 
     def _route(self, message: mqtt.MQTTMessage) -> Routed:
