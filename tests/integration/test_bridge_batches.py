@@ -159,11 +159,12 @@ def held_for_session(stack: Any, config: CitywatchConfig, client_id: str, wanted
     return held
 
 
-async def test_two_bridges_on_one_shared_subscription_split_a_burst_and_forward_each_once(
+async def test_two_bridges_on_one_shared_subscription_split_a_burst_and_forward_all_of_it(
     stack: Any, demo_config: CitywatchConfig, publisher_for: Publishers
 ) -> None:
     """Two bridges in one share group, 400 alerts: both forward some, together all of
-    them, each exactly once."""
+    them. QoS 1 is at least once: a message whose PUBACK was late (a loaded CI machine) may
+    be delivered again, to either bridge; the worker stores an alert id once."""
     prefix = f"bs{uuid.uuid4().hex[:8]}"
     settings = replace(stream_settings(demo_config, stack.data_dir), topic_prefix=prefix,
                        share_group=prefix)  # fmt: skip
@@ -184,6 +185,6 @@ async def test_two_bridges_on_one_shared_subscription_split_a_burst_and_forward_
     finally:
         stop.set()
         await asyncio.gather(*runs, return_exceptions=True)
-    assert sorted(seen) == sorted(json.loads(p)["id"] for p in payloads)
+    assert set(seen) == {json.loads(p)["id"] for p in payloads}
     shares = [b.stats.received for b in bridges]
-    assert all(share > 0 for share in shares) and sum(shares) == 400, shares
+    assert all(share > 0 for share in shares) and sum(shares) >= 400, shares
