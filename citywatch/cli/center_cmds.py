@@ -13,6 +13,7 @@ from rich.table import Table
 from citywatch.cli.options import (
     DEFAULT_CONFIG,
     ConfigOpt,
+    DatabaseUrlOpt,
     DataDirOpt,
     MetricsHostOpt,
     MetricsPortOpt,
@@ -66,9 +67,7 @@ def center_serve(
     data_dir: DataDirOpt = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default: center.listen).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: center.port).")] = None,
-    database_url: Annotated[
-        str | None, typer.Option(help="Use this database instead of the configured one.")
-    ] = None,
+    database_url: DatabaseUrlOpt = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
     metrics_port: MetricsPortOpt = None,
     metrics_host: MetricsHostOpt = "0.0.0.0",

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from citywatch.cli.options import DEFAULT_CONFIG, ConfigOpt, DataDirOpt
+from citywatch.cli.options import DEFAULT_CONFIG, ConfigOpt, DatabaseUrlOpt, DataDirOpt
 
 if TYPE_CHECKING:
     from citywatch.models.dataset_export import DatasetPlan, NegativeMode, VerdictAlert
@@ -151,9 +151,7 @@ def model_dataset(
     ] = True,
     config: ConfigOpt = DEFAULT_CONFIG,
     data_dir: DataDirOpt = None,
-    database_url: Annotated[
-        str | None, typer.Option(help="Use this database instead of the configured one.")
-    ] = None,
+    database_url: DatabaseUrlOpt = None,
 ) -> None:
     """Write a YOLO dataset from the verdicts on camera orders (confirmed: images with their
     boxes; false positives: hard negatives) and labelled folders, with a manifest."""

@@ -49,6 +49,9 @@ DataDirOpt = Annotated[
         help="Stack, secrets and outboxes (default: services.data_dir).",
     ),
 ]
+DatabaseUrlOpt = Annotated[
+    str | None, typer.Option(help="Use this database instead of the configured one.")
+]
 GatewayOpt = Annotated[
     str, typer.Option("--gateway", "-g", help="Gateway id from devices.gateways.")
 ]

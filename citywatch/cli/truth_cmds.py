@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from citywatch.cli.center_cmds import center_app, center_settings
-from citywatch.cli.options import DEFAULT_CONFIG, ConfigOpt, DataDirOpt
+from citywatch.cli.options import DEFAULT_CONFIG, ConfigOpt, DatabaseUrlOpt, DataDirOpt
 
 console = Console(stderr=True)
 
@@ -55,9 +55,7 @@ def export_truth_cmd(
     ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     data_dir: DataDirOpt = None,
-    database_url: Annotated[
-        str | None, typer.Option(help="Use this database instead of the configured one.")
-    ] = None,
+    database_url: DatabaseUrlOpt = None,
 ) -> None:
     """Write CAMERA's truth file: one line per confirmed episode, false positives as notes."""
     import psycopg
