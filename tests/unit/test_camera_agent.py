@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from citywatch.cli.main import app
 from citywatch.config import CitywatchConfig, load_config
+from citywatch.config.camera import CameraConfig
 from citywatch.contracts import Alert, Status, Telemetry
 from citywatch.contracts.messages import DeviceState, Evidence, Phase
 from citywatch.edge.camera.agent import CameraGateway
@@ -255,11 +256,22 @@ def test_a_truncated_file_stops_its_camera_with_the_reason_after_the_frames_it_h
     assert "declared" in (stats.last_error or "")
 
 
+def at_any_hour(camera: CameraConfig) -> CameraConfig:
+    """``camera`` with its rules' schedules removed: a live camera runs on the wall clock, and
+    the suite's parking rule enforces 07:00–22:00 site time (Asia/Shanghai), so a live test
+    run from 14:00 to 23:00 UTC would see no alert for a reason that is not its own."""
+    rules = tuple(rule.model_copy(update={"schedule": None}) for rule in camera.rules)
+    return camera.model_copy(update={"rules": rules})
+
+
 def _config_with_url(config_path: Path, url: str) -> CitywatchConfig:
-    """The suite config down to the camera under test, its source at ``url``."""
+    """The suite config down to the camera under test, its source at ``url``, its rules
+    active at any hour (:func:`at_any_hour`)."""
     config = _only_camera(config_path)
     (camera,) = config.devices.cameras
-    live = camera.model_copy(update={"source": camera.source.model_copy(update={"url": url})})
+    live = at_any_hour(camera).model_copy(
+        update={"source": camera.source.model_copy(update={"url": url})}
+    )
     return config.model_copy(
         update={"devices": config.devices.model_copy(update={"cameras": (live,)})}
     )
